@@ -1,0 +1,94 @@
+"""Test factories: tiny random Hugging Face models written to disk, and engines over them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM
+
+from workers.config import CacheConfig, EngineConfig, SchedulerConfig
+from workers.engine import LLMEngine
+
+TINY = dict(
+    vocab_size=128,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=256,
+    bos_token_id=1,
+    eos_token_id=2,
+    pad_token_id=0,
+)
+
+MODEL_TYPES = {
+    "LlamaForCausalLM": "llama",
+    "MistralForCausalLM": "mistral",
+    "Qwen2ForCausalLM": "qwen2",
+}
+
+
+def make_tiny_model(
+    path: Path, architecture: str = "LlamaForCausalLM", seed: int = 0, **overrides: Any
+) -> Path:
+    """Save a random model of the given architecture (float32) under path; return path."""
+    kwargs = {**TINY, **overrides}
+    config = AutoConfig.for_model(MODEL_TYPES[architecture], **kwargs)
+    config.architectures = [architecture]
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    with torch.no_grad():  # larger weights than the default init: confident, tie-free argmax
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.normal_(0.0, 0.08)
+    model.save_pretrained(path)
+    return path
+
+
+def load_hf(path: Path) -> Any:
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+
+
+def make_engine(
+    model_dir: Path,
+    num_blocks: int | None = 256,
+    block_size: int = 4,
+    max_num_seqs: int = 16,
+    max_num_batched_tokens: int = 512,
+    **kwargs: Any,
+) -> LLMEngine:
+    return LLMEngine(
+        EngineConfig(
+            model=str(model_dir),
+            cache=CacheConfig(
+                block_size=block_size,
+                num_blocks=num_blocks,
+                enable_prefix_caching=kwargs.pop("enable_prefix_caching", True),
+            ),
+            scheduler=SchedulerConfig(
+                max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens
+            ),
+            **kwargs,
+        )
+    )
+
+
+def hf_greedy(hf_model: Any, prompt: list[int], max_new_tokens: int, **kwargs: Any) -> list[int]:
+    """transformers' greedy (or beam) continuation of one prompt, without the prompt and
+    without padding after EOS."""
+    ids = torch.tensor([prompt])
+    with torch.no_grad():
+        out = hf_model.generate(
+            ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=0,
+            **kwargs,
+        )
+    tokens = out[0, len(prompt) :].tolist()
+    eos = hf_model.config.eos_token_id
+    return tokens[: tokens.index(eos) + 1] if eos in tokens else tokens

@@ -1,0 +1,33 @@
+"""AttentionMetadata: where each token of a step reads and writes the paged KV cache."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class AttentionMetadata:
+    """Per-step layout of a flat token batch over the block tables.
+
+    The step's tokens are concatenated: sequence i owns tokens
+    `query_start_loc[i]:query_start_loc[i + 1]`, which sit at the last positions of its
+    `seq_lens[i]` tokens of context.
+
+    slot_mapping: [num_tokens] int64, cache slot (block * block_size + offset) each token's
+        key and value are written to.
+    block_tables: [num_seqs, max_blocks] int64, the blocks of each sequence, padded with 0.
+    query_start_loc: num_seqs + 1 offsets into the token batch (host list).
+    seq_lens: context length of each sequence after this step (host list).
+    """
+
+    slot_mapping: torch.Tensor
+    block_tables: torch.Tensor
+    query_start_loc: tuple[int, ...]
+    seq_lens: tuple[int, ...]
+    block_size: int
+
+    @property
+    def num_seqs(self) -> int:
+        return len(self.seq_lens)

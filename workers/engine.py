@@ -1,0 +1,160 @@
+"""LLMEngine: the synchronous step loop of one replica. Token ids in, TokenDeltas out."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import torch
+
+from workers.attention.reference import ReferenceAttention
+from workers.config import EngineConfig
+from workers.kv_cache.block_pool import BlockPool
+from workers.kv_cache.manager import KVCacheManager
+from workers.model_runner import ModelRunner
+from workers.models.loader import load_model, resolve_dtype
+from workers.models.model_config import ModelConfig
+from workers.protocol import FinishReason, GenerateRequest, ReplicaStats, TokenDelta
+from workers.scheduler import Scheduler
+from workers.sequence import Request
+from workers.step_results import apply_step, delta_of, fork_samples
+from workers.stop_checker import stop_token_ids
+
+
+class LLMEngine:
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self.device = torch.device(config.device)
+        self.model_config = ModelConfig.from_dir(config.model)
+        cfg = self.model_config
+        self.max_model_len = min(
+            config.max_model_len or cfg.max_position_embeddings, cfg.max_position_embeddings
+        )
+        dtype = resolve_dtype(config.dtype, cfg.torch_dtype, self.device)
+        attention = ReferenceAttention(cfg.head_dim**-0.5, cfg.sliding_window)
+        model = load_model(Path(config.model), attention, dtype, self.device)
+        block_size = config.cache.block_size
+        num_blocks = self._num_blocks(dtype)
+        self.kv = KVCacheManager(
+            BlockPool(num_blocks, config.cache.enable_prefix_caching), block_size
+        )
+        self.scheduler = Scheduler(config.scheduler, self.kv)
+        self.runner = ModelRunner(model, num_blocks, block_size, dtype, self.device, config.seed)
+        self._order = itertools.count()
+        self._request_ids: set[str] = set()
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def validate(self, spec: GenerateRequest) -> None:
+        """Raise ValueError (saying what to change) for a request the engine cannot serve."""
+        prompt = spec.prompt_token_ids
+        if not prompt:
+            raise ValueError("the prompt is empty; send at least one token")
+        if len(prompt) >= self.max_model_len:
+            raise ValueError(
+                f"the prompt has {len(prompt)} tokens but the model's context is "
+                f"{self.max_model_len}; shorten the prompt"
+            )
+        vocab = self.model_config.vocab_size
+        bad = [t for t in prompt if not 0 <= t < vocab]
+        if bad:
+            raise ValueError(f"token id {bad[0]} is outside the vocabulary [0, {vocab})")
+        width = max(spec.sampling.n, spec.sampling.beam_width)
+        if width > self.config.scheduler.max_num_seqs:
+            raise ValueError(
+                f"n/beam_width {width} exceeds max_num_seqs "
+                f"{self.config.scheduler.max_num_seqs}; ask for fewer sequences"
+            )
+        if self.kv.num_blocks_for(len(prompt)) + width > self.kv.pool.num_blocks:
+            raise ValueError("the prompt cannot fit the KV cache; shorten it or add blocks")
+        if spec.request_id in self._request_ids:
+            raise ValueError(f"request id {spec.request_id!r} is already in use")
+
+    def add_request(self, spec: GenerateRequest) -> None:
+        self.validate(spec)
+        eos = () if spec.sampling.ignore_eos else self.model_config.eos_token_ids
+        req = Request(spec, next(self._order), stop_ids=stop_token_ids(spec.sampling, eos))
+        if req.needs_fork and len(spec.prompt_token_ids) == 1:
+            fork_samples(self.kv, req)  # nothing to share: the samples start apart
+        self._request_ids.add(spec.request_id)
+        self.scheduler.add(req)
+
+    def abort(self, request_id: str) -> list[TokenDelta]:
+        """Cancel a request: its blocks return to the pool at once."""
+        req = self.scheduler.remove(request_id)
+        if req is None:
+            return []
+        self._request_ids.discard(request_id)
+        return [delta_of(req, seq, FinishReason.ABORT) for seq in req.seqs]
+
+    # -- stepping ---------------------------------------------------------------------------
+
+    def has_unfinished(self) -> bool:
+        return self.scheduler.has_work()
+
+    def step(self) -> list[TokenDelta]:
+        step = self.scheduler.schedule()
+        result = self.runner.execute(step)
+        deltas = apply_step(self.scheduler, step, result, self.max_model_len)
+        for delta in deltas:
+            if delta.finished and not self._alive(delta.request_id):
+                self._request_ids.discard(delta.request_id)
+        return deltas
+
+    def generate(self, specs: list[GenerateRequest]) -> dict[str, list[list[int]]]:
+        """Run the given requests to completion: output token ids per request and sample."""
+        outputs: dict[str, dict[int, list[int]]] = {s.request_id: {} for s in specs}
+        for spec in specs:
+            self.add_request(spec)
+        while self.has_unfinished():
+            for delta in self.step():
+                outputs[delta.request_id].setdefault(delta.index, []).extend(delta.token_ids)
+        return {rid: [out[i] for i in sorted(out)] for rid, out in outputs.items()}
+
+    def stats(self) -> ReplicaStats:
+        return ReplicaStats(
+            num_free_blocks=self.kv.pool.num_free_blocks,
+            num_total_blocks=self.kv.pool.num_blocks,
+            num_running=len(self.scheduler.running),
+            num_waiting=self.scheduler.num_waiting,
+            prefix_cache_hit_rate=self.kv.prefix_hit_rate,
+        )
+
+    def _alive(self, request_id: str) -> bool:
+        queued = [r for _, r in self.scheduler.waiting]
+        return any(r.request_id == request_id for r in self.scheduler.running + queued)
+
+    # -- sizing -----------------------------------------------------------------------------
+
+    def _num_blocks(self, dtype: torch.dtype) -> int:
+        cache = self.config.cache
+        cfg = self.model_config
+        per_seq = -(-self.max_model_len // cache.block_size)
+        if cache.num_blocks is not None:
+            return cache.num_blocks
+        block_bytes = (
+            2
+            * cfg.num_hidden_layers
+            * cache.block_size
+            * cfg.num_key_value_heads
+            * cfg.head_dim
+            * torch.tensor([], dtype=dtype).element_size()
+        )
+        budget = int(_free_memory(self.device) * cache.memory_fraction)
+        num_blocks = min(budget // block_bytes, per_seq * self.config.scheduler.max_num_seqs)
+        if num_blocks < per_seq:
+            raise ValueError(
+                f"only {num_blocks} KV blocks fit in memory but one {self.max_model_len}-token "
+                f"sequence needs {per_seq}; lower max_model_len or raise memory_fraction"
+            )
+        return num_blocks
+
+
+def _free_memory(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    raise ValueError("cannot read available memory; set cache.num_blocks explicitly")

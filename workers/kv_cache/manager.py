@@ -1,0 +1,120 @@
+"""KVCacheManager: per-sequence block tables over a BlockPool, prefix hits, forks with COW."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+from workers.kv_cache.block_pool import BlockPool
+
+
+def hash_block(parent: bytes, token_ids: Sequence[int], extra_key: str) -> bytes:
+    """Chained hash of one full block: the prefix before it, its tokens and the cache key
+    (adapter identity and version), so equal hashes mean equal KV contents."""
+    h = hashlib.blake2b(parent, digest_size=16)
+    h.update(extra_key.encode())
+    h.update(b"|")
+    h.update(",".join(map(str, token_ids)).encode())
+    return h.digest()
+
+
+class KVCacheManager:
+    """Which blocks each sequence owns. Writes never touch a block another sequence reads:
+    a shared block about to be written is copied first (copy-on-write)."""
+
+    def __init__(self, pool: BlockPool, block_size: int) -> None:
+        self.pool = pool
+        self.block_size = block_size
+        self.block_tables: dict[int, list[int]] = {}
+        self._block_hashes: dict[int, list[bytes]] = {}
+        self._pending_copies: list[tuple[int, int]] = []
+        self.prefix_query_tokens = 0
+        self.prefix_hit_tokens = 0
+
+    def num_blocks_for(self, num_tokens: int) -> int:
+        return -(-num_tokens // self.block_size)
+
+    def find_cached_prefix(self, token_ids: Sequence[int], extra_key: str) -> list[int]:
+        """Cached blocks holding the longest full-block prefix of token_ids, leaving at least
+        one token to compute (its logits are needed)."""
+        hits: list[int] = []
+        parent = b""
+        max_blocks = (len(token_ids) - 1) // self.block_size
+        for i in range(max_blocks):
+            parent = hash_block(
+                parent, token_ids[i * self.block_size : (i + 1) * self.block_size], extra_key
+            )
+            block_id = self.pool.lookup(parent)
+            if block_id is None:
+                break
+            hits.append(block_id)
+        self.prefix_query_tokens += len(token_ids)
+        self.prefix_hit_tokens += len(hits) * self.block_size
+        return hits
+
+    def allocate_slots(
+        self,
+        seq_id: int,
+        num_computed_tokens: int,
+        num_new_tokens: int,
+        cached_blocks: Sequence[int] = (),
+    ) -> list[int] | None:
+        """Room for num_new_tokens after num_computed_tokens; None means no room (preempt).
+
+        cached_blocks (from find_cached_prefix) start a new sequence's table. Returns the
+        blocks newly allocated, copy-on-write replacements included.
+        """
+        table = self.block_tables.get(seq_id, [])
+        needed = self.num_blocks_for(num_computed_tokens + num_new_tokens)
+        fresh = max(0, needed - len(table) - len(cached_blocks))
+        reused_free = sum(1 for b in cached_blocks if self.pool.blocks[b].ref_cnt == 0)
+        first_written = num_computed_tokens // self.block_size
+        blocks = self.pool.blocks
+        shared = [i for i in range(first_written, len(table)) if blocks[table[i]].ref_cnt > 1]
+        if fresh + len(shared) + reused_free > self.pool.num_free_blocks:
+            return None
+        self.pool.share(cached_blocks)
+        table = self.block_tables.setdefault(seq_id, [])
+        table.extend(cached_blocks)
+        new_blocks = self.pool.allocate(fresh + len(shared))
+        assert new_blocks is not None
+        for i, new_block in zip(shared, new_blocks[: len(shared)], strict=True):
+            self._pending_copies.append((table[i], new_block))
+            self.pool.free([table[i]])
+            table[i] = new_block
+        table.extend(new_blocks[len(shared) :])
+        return new_blocks
+
+    def cache_full_blocks(
+        self, seq_id: int, token_ids: Sequence[int], num_computed_tokens: int, extra_key: str
+    ) -> None:
+        """Publish every block that is now full of computed tokens under its prefix hash."""
+        hashes = self._block_hashes.setdefault(seq_id, [])
+        table = self.block_tables[seq_id]
+        for i in range(len(hashes), num_computed_tokens // self.block_size):
+            parent = hashes[-1] if hashes else b""
+            block_tokens = token_ids[i * self.block_size : (i + 1) * self.block_size]
+            hashes.append(hash_block(parent, block_tokens, extra_key))
+            self.pool.cache(table[i], hashes[-1])
+
+    def fork(self, parent_id: int, child_id: int) -> None:
+        """The child shares every block of the parent (ref counts), copy-on-write later."""
+        table = self.block_tables.get(parent_id, [])
+        self.pool.share(table)
+        self.block_tables[child_id] = list(table)
+        self._block_hashes[child_id] = list(self._block_hashes.get(parent_id, []))
+
+    def free(self, seq_id: int) -> None:
+        """Release a sequence's blocks, tail first, so shared prefixes stay cached longest."""
+        table = self.block_tables.pop(seq_id, [])
+        self._block_hashes.pop(seq_id, None)
+        self.pool.free(reversed(table))
+
+    def take_pending_copies(self) -> tuple[tuple[int, int], ...]:
+        """(src, dst) block copies the runner must do before the next forward."""
+        copies, self._pending_copies = tuple(self._pending_copies), []
+        return copies
+
+    @property
+    def prefix_hit_rate(self) -> float:
+        return self.prefix_hit_tokens / max(self.prefix_query_tokens, 1)

@@ -1,0 +1,1 @@
+"""Model implementations: our own PyTorch Llama family, loaded from Hugging Face directories."""

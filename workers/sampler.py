@@ -1,0 +1,93 @@
+"""Sampling as pure functions over a batch of logits, one set of parameters per row.
+
+Order of operations (as in vLLM): penalties, min_tokens masking, then greedy argmax or
+temperature, top-k, top-p, min-p and a draw from each row's own generator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from workers.sampling_params import SamplingParams
+
+_NEG_INF = float("-inf")
+
+
+def apply_penalties(
+    logits: torch.Tensor,
+    params: SamplingParams,
+    prompt_ids: Sequence[int],
+    output_ids: Sequence[int],
+) -> torch.Tensor:
+    """One row [vocab]: repetition penalty over prompt and output tokens (positive logits
+    divided, negative multiplied), then frequency (times the count) and presence (once)
+    penalties over output tokens. Returns a new tensor."""
+    logits = logits.clone()
+    if params.repetition_penalty != 1.0:
+        seen = torch.tensor(
+            sorted(set(prompt_ids) | set(output_ids)), dtype=torch.long, device=logits.device
+        )
+        if seen.numel():
+            vals = logits[seen]
+            logits[seen] = torch.where(
+                vals > 0, vals / params.repetition_penalty, vals * params.repetition_penalty
+            )
+    if output_ids and (params.frequency_penalty or params.presence_penalty):
+        counts = torch.bincount(
+            torch.tensor(output_ids, device=logits.device), minlength=logits.shape[-1]
+        )[: logits.shape[-1]].to(logits.dtype)
+        logits -= params.frequency_penalty * counts
+        logits -= params.presence_penalty * (counts > 0).to(logits.dtype)
+    return logits
+
+
+def mask_tokens(logits: torch.Tensor, token_ids: Sequence[int]) -> torch.Tensor:
+    """logits with the given tokens set to -inf (min_tokens holds back stop tokens)."""
+    if not token_ids:
+        return logits
+    logits = logits.clone()
+    logits[..., list(token_ids)] = _NEG_INF
+    return logits
+
+
+def filter_logits(logits: torch.Tensor, top_k: int, top_p: float, min_p: float) -> torch.Tensor:
+    """One row [vocab] of temperature-scaled logits with excluded tokens at -inf.
+
+    top_k keeps the k largest (0: all); top_p keeps the smallest set of most likely tokens
+    whose probability reaches top_p; min_p drops tokens below min_p times the top probability.
+    """
+    if 0 < top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k).values[-1]
+        logits = logits.masked_fill(logits < kth, _NEG_INF)
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True)
+        cum = sorted_logits.softmax(-1).cumsum(-1)
+        # Drop a token when the ones before it already reach top_p; the best always stays.
+        drop_sorted = (cum - sorted_logits.softmax(-1)) >= top_p
+        drop = torch.zeros_like(drop_sorted).scatter(0, order, drop_sorted)
+        logits = logits.masked_fill(drop, _NEG_INF)
+    if min_p > 0.0:
+        probs = logits.softmax(-1)
+        logits = logits.masked_fill(probs < min_p * probs.max(), _NEG_INF)
+    return logits
+
+
+def sample_row(
+    logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None
+) -> int:
+    """Pick the next token from one processed row [vocab]."""
+    if params.greedy:
+        return int(torch.argmax(logits))
+    scaled = filter_logits(logits / params.temperature, params.top_k, params.top_p, params.min_p)
+    probs = scaled.softmax(-1)
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def top_logprobs(logprobs: torch.Tensor, count: int) -> tuple[tuple[int, float], ...]:
+    """The `count` most likely (token id, log-probability) pairs of one row, best first."""
+    if count <= 0:
+        return ()
+    values, ids = torch.topk(logprobs, min(count, logprobs.shape[-1]))
+    return tuple(zip(ids.tolist(), values.tolist(), strict=True))

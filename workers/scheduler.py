@@ -1,0 +1,183 @@
+"""Iteration-level scheduling: which sequences compute how many tokens in the next step.
+
+Every step gives each running sequence N new tokens (a prefill chunk, a recomputation after
+preemption, or one decode token) under `max_num_batched_tokens`, running requests first in
+priority order, then waiting ones. When blocks run out, the lowest-priority running request
+is preempted: its blocks are freed and it is recomputed later.
+"""
+
+from __future__ import annotations
+
+import heapq
+
+from workers.config import SchedulerConfig
+from workers.kv_cache.manager import KVCacheManager
+from workers.scheduler_output import ScheduledSeq, SchedulerOutput
+from workers.sequence import Request, Sequence
+
+
+class Scheduler:
+    def __init__(self, config: SchedulerConfig, kv: KVCacheManager) -> None:
+        self.config = config
+        self.kv = kv
+        self.waiting: list[tuple[tuple[int, float, int], Request]] = []
+        self.running: list[Request] = []
+        self.num_preemptions = 0
+
+    # -- queues -----------------------------------------------------------------------------
+
+    def add(self, req: Request) -> None:
+        heapq.heappush(self.waiting, (req.sort_key, req))
+
+    def remove(self, request_id: str) -> Request | None:
+        """Take a request out of the queues and free its blocks."""
+        for i, req in enumerate(self.running):
+            if req.request_id == request_id:
+                del self.running[i]
+                self._free_all(req)
+                return req
+        for i, (_, req) in enumerate(self.waiting):
+            if req.request_id == request_id:
+                self.waiting.pop(i)
+                heapq.heapify(self.waiting)
+                self._free_all(req)
+                return req
+        return None
+
+    def finish(self, req: Request) -> None:
+        self.running.remove(req)
+
+    @property
+    def num_running_seqs(self) -> int:
+        return sum(len(r.seqs) for r in self.running)
+
+    @property
+    def num_waiting(self) -> int:
+        return len(self.waiting)
+
+    def has_work(self) -> bool:
+        return bool(self.running or self.waiting)
+
+    # -- one step ---------------------------------------------------------------------------
+
+    def schedule(self) -> SchedulerOutput:
+        budget = self.config.max_num_batched_tokens
+        scheduled: list[ScheduledSeq] = []
+        preempted_before = self.num_preemptions
+        i = 0
+        while i < len(self.running) and budget > 0:
+            req = self.running[i]
+            planned = self._schedule_running(req, budget)
+            if planned is None:  # req preempted itself: it is no longer in running
+                continue
+            scheduled += planned
+            budget -= sum(s.num_tokens for s in planned)
+            i += 1
+        if self.num_preemptions == preempted_before:
+            scheduled += self._admit_waiting(budget)
+        return SchedulerOutput(
+            seqs=tuple(scheduled),
+            block_copies=self.kv.take_pending_copies(),
+            num_preempted=self.num_preemptions - preempted_before,
+        )
+
+    def _schedule_running(self, req: Request, budget: int) -> list[ScheduledSeq] | None:
+        plan = self._plan(req, budget)
+        planned: list[ScheduledSeq] = []
+        for seq, num_new in plan:
+            while self.kv.allocate_slots(seq.seq_id, seq.num_computed_tokens, num_new) is None:
+                victim = self.running[-1]
+                self._preempt(victim)
+                if victim is req:
+                    return None
+            planned.append(self._scheduled(req, seq, num_new))
+        return planned
+
+    def _admit_waiting(self, budget: int) -> list[ScheduledSeq]:
+        scheduled: list[ScheduledSeq] = []
+        while self.waiting and budget > 0:
+            req = self.waiting[0][1]
+            if self.num_running_seqs + req.width > self.config.max_num_seqs and self.running:
+                break
+            planned = self._allocate_new(req, budget)
+            if planned is None:
+                break
+            heapq.heappop(self.waiting)
+            self.running.append(req)
+            scheduled += planned
+            budget -= sum(s.num_tokens for s in planned)
+        self.running.sort(key=lambda r: r.sort_key)
+        return scheduled
+
+    def _allocate_new(self, req: Request, budget: int) -> list[ScheduledSeq] | None:
+        """Blocks for a waiting request's sequences (prefix-cache hits first), all or none.
+        Sequences past the token budget keep just their cached prefix until a later step."""
+        planned: list[ScheduledSeq] = []
+        for seq in req.seqs:
+            target = req.prefill_target(seq)
+            hits = self.kv.find_cached_prefix(seq.token_ids[:target], req.cache_key)
+            num_cached = len(hits) * self.kv.block_size
+            num_new = min(target - num_cached, budget)
+            if self.kv.allocate_slots(seq.seq_id, num_cached, num_new, hits) is None:
+                for s in req.seqs:
+                    self.kv.free(s.seq_id)
+                    s.num_computed_tokens = 0
+                return None
+            seq.num_computed_tokens = num_cached
+            if seq.num_output_tokens == 0:
+                seq.num_cached_tokens = num_cached
+            if num_new > 0:
+                planned.append(self._scheduled(req, seq, num_new))
+                budget -= num_new
+        return planned
+
+    def _plan(self, req: Request, budget: int) -> list[tuple[Sequence, int]]:
+        """(sequence, new tokens) for a running request; beams move together or not at all."""
+        plan = []
+        for seq in req.seqs:
+            num_new = min(req.prefill_target(seq) - seq.num_computed_tokens, budget)
+            if num_new > 0:
+                plan.append((seq, num_new))
+                budget -= num_new
+        if req.sampling.use_beam_search and len(plan) < len(req.seqs):
+            return []
+        return plan
+
+    def _scheduled(self, req: Request, seq: Sequence, num_new: int) -> ScheduledSeq:
+        start = seq.num_computed_tokens
+        end = start + num_new
+        sample = end == seq.num_tokens and not req.needs_fork
+        params = req.sampling
+        with_history = sample and params.has_penalties
+        return ScheduledSeq(
+            seq_id=seq.seq_id,
+            token_ids=tuple(seq.token_ids[start:end]),
+            start_pos=start,
+            block_table=tuple(self.kv.block_tables[seq.seq_id]),
+            sample=sample,
+            sampling=params,
+            generator=seq.generator,
+            prompt_token_ids=tuple(seq.token_ids[: seq.num_prompt_tokens]) if with_history else (),
+            output_token_ids=tuple(seq.output_token_ids) if sample else (),
+            beam_topk=req.beam_topk if params.use_beam_search else 0,
+        )
+
+    # -- preemption -------------------------------------------------------------------------
+
+    def _preempt(self, req: Request) -> None:
+        """Free the request's blocks and queue it again; it recomputes what it had.
+
+        Beam search restarts from its prompt: it is deterministic, so the result is the same.
+        """
+        self.running.remove(req)
+        self._free_all(req)
+        if req.sampling.use_beam_search:
+            req.reset_beams()
+        for seq in req.seqs:
+            seq.num_computed_tokens = 0
+        self.num_preemptions += 1
+        self.add(req)
+
+    def _free_all(self, req: Request) -> None:
+        for seq in req.seqs:
+            self.kv.free(seq.seq_id)

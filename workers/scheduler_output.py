@@ -1,0 +1,57 @@
+"""What the scheduler hands the model runner each step, and what comes back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from workers.protocol import TokenLogprob
+from workers.sampling_params import SamplingParams
+
+
+@dataclass(frozen=True)
+class ScheduledSeq:
+    """One sequence's share of a step: `token_ids` are computed at positions
+    start_pos.. and written to its block table; if `sample`, the last one's logits pick the
+    next token (or, with beam_topk > 0, return the best beam_topk log-probabilities)."""
+
+    seq_id: int
+    token_ids: tuple[int, ...]
+    start_pos: int
+    block_table: tuple[int, ...]
+    sample: bool
+    sampling: SamplingParams
+    generator: torch.Generator | None = None
+    prompt_token_ids: tuple[int, ...] = ()
+    output_token_ids: tuple[int, ...] = ()
+    beam_topk: int = 0
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.token_ids)
+
+
+@dataclass(frozen=True)
+class SchedulerOutput:
+    seqs: tuple[ScheduledSeq, ...]
+    block_copies: tuple[tuple[int, int], ...] = ()
+    num_preempted: int = 0
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(s.num_tokens for s in self.seqs)
+
+    @property
+    def empty(self) -> bool:
+        return not self.seqs
+
+
+@dataclass(frozen=True)
+class ModelRunnerOutput:
+    """sampled: the chosen token of each sampling sequence (logprob is the model's raw
+    log-probability; `top` is filled when the request asked for logprobs).
+    beam_topk: (token id, processed log-probability) pairs, best first, per beam."""
+
+    sampled: dict[int, TokenLogprob]
+    beam_topk: dict[int, tuple[tuple[int, float], ...]]

@@ -1,0 +1,136 @@
+"""Mutable per-request state inside the engine: a Request owns one or more Sequences."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import torch
+
+from workers.beam_search import BeamState, beams_to_keep
+from workers.protocol import FinishReason, GenerateRequest, TokenLogprob
+from workers.sampling_params import SamplingParams
+
+_seq_ids = itertools.count()
+
+
+@dataclass(eq=False)
+class Sequence:
+    """One stream of tokens (a sample of `n`, or a beam) with its KV progress."""
+
+    index: int
+    token_ids: list[int]
+    num_prompt_tokens: int
+    generator: torch.Generator | None = None
+    seq_id: int = field(default_factory=lambda: next(_seq_ids))
+    num_computed_tokens: int = 0
+    num_cached_tokens: int = 0
+    num_sent_tokens: int = 0
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    cum_logprob: float = 0.0
+    finish_reason: FinishReason | None = None
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.token_ids)
+
+    @property
+    def output_token_ids(self) -> list[int]:
+        return self.token_ids[self.num_prompt_tokens :]
+
+    @property
+    def num_output_tokens(self) -> int:
+        return len(self.token_ids) - self.num_prompt_tokens
+
+    @property
+    def finished(self) -> bool:
+        return self.finish_reason is not None
+
+    def fork(self, index: int, generator: torch.Generator | None) -> Sequence:
+        """A copy with a new id; the caller shares its KV blocks."""
+        return Sequence(
+            index=index,
+            token_ids=list(self.token_ids),
+            num_prompt_tokens=self.num_prompt_tokens,
+            generator=generator,
+            num_computed_tokens=self.num_computed_tokens,
+            num_cached_tokens=self.num_cached_tokens,
+            num_sent_tokens=self.num_sent_tokens,
+            logprobs=list(self.logprobs),
+            cum_logprob=self.cum_logprob,
+        )
+
+
+def make_generator(seed: int | None, index: int) -> torch.Generator | None:
+    """Per-sample generator: the same seed gives the same samples whatever the batch."""
+    if seed is None:
+        return None
+    return torch.Generator().manual_seed(seed * 1_000_003 + index)
+
+
+@dataclass(eq=False)
+class Request:
+    """A request's sequences: one until the prompt is shared, then `n` samples or the beams."""
+
+    spec: GenerateRequest
+    order: int
+    seqs: list[Sequence] = field(default_factory=list)
+    done_seqs: list[Sequence] = field(default_factory=list)
+    forked: bool = False
+    cache_key: str = ""
+    stop_ids: frozenset[int] = frozenset()
+    beam: BeamState | None = None
+
+    def __post_init__(self) -> None:
+        if not self.seqs:
+            self.seqs = [self.new_root()]
+        if self.sampling.use_beam_search:
+            self.beam = BeamState(self.sampling.beam_width, self.sampling.length_penalty)
+
+    def reset_beams(self) -> None:
+        """Back to the prompt alone (after preemption: beam search is deterministic)."""
+        assert self.beam is not None
+        self.seqs = [self.new_root()]
+        self.beam.reset()
+
+    @property
+    def beam_topk(self) -> int:
+        return beams_to_keep(self.sampling.beam_width, len(self.stop_ids))
+
+    def new_root(self) -> Sequence:
+        prompt = list(self.spec.prompt_token_ids)
+        return Sequence(0, prompt, len(prompt), make_generator(self.spec.sampling.seed, 0))
+
+    @property
+    def request_id(self) -> str:
+        return self.spec.request_id
+
+    @property
+    def sampling(self) -> SamplingParams:
+        return self.spec.sampling
+
+    @property
+    def sort_key(self) -> tuple[int, float, int]:
+        return (self.spec.priority, self.spec.arrival_time, self.order)
+
+    @property
+    def width(self) -> int:
+        """Sequences this request runs at once when fully forked."""
+        return max(
+            self.sampling.n if not self.sampling.use_beam_search else 1, self.sampling.beam_width
+        )
+
+    @property
+    def finished(self) -> bool:
+        return not self.seqs
+
+    def prefill_target(self, seq: Sequence) -> int:
+        """Tokens to compute before the next step: all of them, except that a request with
+        n > 1 first computes its prompt but the last token once, then forks."""
+        if self.needs_fork:
+            return max(seq.num_prompt_tokens - 1, 0)
+        return seq.num_tokens
+
+    @property
+    def needs_fork(self) -> bool:
+        return not self.forked and self.sampling.n > 1 and not self.sampling.use_beam_search

@@ -1,0 +1,155 @@
+"""Apply a step's ModelRunnerOutput to the requests: progress, new tokens, forks, beams, and
+the TokenDeltas a caller sees."""
+
+from __future__ import annotations
+
+from workers.beam_search import beam_step
+from workers.kv_cache.manager import KVCacheManager
+from workers.protocol import FinishReason, TokenDelta
+from workers.scheduler import Scheduler
+from workers.scheduler_output import ModelRunnerOutput, ScheduledSeq, SchedulerOutput
+from workers.sequence import Request, Sequence, make_generator
+from workers.stop_checker import finish_reason
+
+
+def apply_step(
+    scheduler: Scheduler, step: SchedulerOutput, result: ModelRunnerOutput, max_model_len: int
+) -> list[TokenDelta]:
+    by_id = {s.seq_id: s for s in step.seqs}
+    kv = scheduler.kv
+    deltas: list[TokenDelta] = []
+    for req in list(scheduler.running):
+        progressed = [(seq, by_id[seq.seq_id]) for seq in req.seqs if seq.seq_id in by_id]
+        if not progressed:
+            continue
+        for seq, scheduled in progressed:
+            _advance(kv, req, seq, scheduled, result, max_model_len)
+        if req.beam is not None and all(s.seq_id in result.beam_topk for s in req.seqs):
+            deltas += _advance_beams(kv, req, result, max_model_len)
+        if req.needs_fork and req.seqs[0].num_computed_tokens >= req.prefill_target(req.seqs[0]):
+            fork_samples(kv, req)
+        deltas += _collect(kv, req)
+        if req.finished:
+            scheduler.finish(req)
+    return deltas
+
+
+def fork_samples(kv: KVCacheManager, req: Request) -> None:
+    """Turn the request's one sequence into n samples sharing its KV blocks."""
+    root = req.seqs[0]
+    for index in range(1, req.sampling.n):
+        child = root.fork(index, make_generator(req.sampling.seed, index))
+        kv.fork(root.seq_id, child.seq_id)
+        req.seqs.append(child)
+    req.forked = True
+
+
+def _advance(
+    kv: KVCacheManager,
+    req: Request,
+    seq: Sequence,
+    scheduled: ScheduledSeq,
+    result: ModelRunnerOutput,
+    max_model_len: int,
+) -> None:
+    seq.num_computed_tokens += scheduled.num_tokens
+    kv.cache_full_blocks(seq.seq_id, seq.token_ids, seq.num_computed_tokens, req.cache_key)
+    token = result.sampled.get(seq.seq_id)
+    if token is None:
+        return
+    seq.token_ids.append(token.token_id)
+    if req.sampling.logprobs is not None:
+        seq.logprobs.append(token)
+    seq.finish_reason = finish_reason(
+        token.token_id,
+        seq.num_output_tokens,
+        seq.num_tokens,
+        req.sampling,
+        req.stop_ids,
+        max_model_len,
+    )
+
+
+def _advance_beams(
+    kv: KVCacheManager, req: Request, result: ModelRunnerOutput, max_model_len: int
+) -> list[TokenDelta]:
+    assert req.beam is not None
+    beams = req.seqs
+    generated, length = beams[0].num_output_tokens, beams[0].num_tokens
+    params = req.sampling
+
+    def ends(token_id: int) -> bool:
+        return (
+            token_id in req.stop_ids
+            or generated + 1 >= params.max_tokens
+            or length + 1 >= max_model_len
+        )
+
+    choices = beam_step(
+        req.beam,
+        [tuple(b.output_token_ids) for b in beams],
+        [b.cum_logprob for b in beams],
+        [result.beam_topk[b.seq_id] for b in beams],
+        ends,
+        generated,
+        len(req.stop_ids),
+    )
+    next_beams = []
+    if not req.beam.done:
+        for index, choice in enumerate(choices):
+            parent = beams[choice.parent]
+            child = parent.fork(index, None)
+            kv.fork(parent.seq_id, child.seq_id)
+            child.token_ids.append(choice.token_id)
+            child.cum_logprob = choice.cum_logprob
+            next_beams.append(child)
+    for beam in beams:
+        kv.free(beam.seq_id)
+    req.seqs = next_beams
+    if not req.beam.done:
+        return []
+    return [
+        TokenDelta(
+            request_id=req.request_id,
+            index=i,
+            token_ids=hyp.output_token_ids,
+            finish_reason=FinishReason.STOP
+            if hyp.output_token_ids[-1] in req.stop_ids
+            else FinishReason.LENGTH,
+            num_prompt_tokens=beams[0].num_prompt_tokens,
+            num_cached_tokens=beams[0].num_cached_tokens,
+            num_generated_tokens=len(hyp.output_token_ids),
+        )
+        for i, hyp in enumerate(req.beam.best(params.n))
+    ]
+
+
+def _collect(kv: KVCacheManager, req: Request) -> list[TokenDelta]:
+    """Deltas for new tokens of sampled sequences; finished ones release their blocks."""
+    if req.beam is not None:
+        return []
+    deltas = []
+    for seq in list(req.seqs):
+        if seq.num_sent_tokens == seq.num_output_tokens and not seq.finished:
+            continue
+        deltas.append(delta_of(req, seq, seq.finish_reason))
+        seq.num_sent_tokens = seq.num_output_tokens
+        if seq.finished:
+            kv.free(seq.seq_id)
+            req.seqs.remove(seq)
+            req.done_seqs.append(seq)
+    return deltas
+
+
+def delta_of(req: Request, seq: Sequence, reason: FinishReason | None) -> TokenDelta:
+    sent = seq.num_sent_tokens
+    return TokenDelta(
+        request_id=req.request_id,
+        index=seq.index,
+        token_ids=tuple(seq.output_token_ids[sent:]),
+        logprobs=tuple(seq.logprobs[sent:]) if req.sampling.logprobs is not None else None,
+        finish_reason=reason,
+        num_prompt_tokens=seq.num_prompt_tokens,
+        num_cached_tokens=seq.num_cached_tokens,
+        num_generated_tokens=seq.num_output_tokens,
+    )
