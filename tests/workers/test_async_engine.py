@@ -1,0 +1,115 @@
+"""AsyncEngine: streams per request, concurrent requests, abort on early exit, dead loop."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from tests.factories import hf_greedy, make_engine
+from tests.workers.conftest import random_prompts
+from workers.async_engine import AsyncEngine, EngineDeadError
+from workers.protocol import FinishReason, GenerateRequest
+from workers.sampling_params import SamplingParams
+
+
+@pytest.fixture
+def async_engine(llama_dir: Path):
+    engine = AsyncEngine(make_engine(llama_dir, block_size=4))
+    yield engine
+    engine.shutdown()
+
+
+async def collect(engine: AsyncEngine, spec: GenerateRequest) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    async for delta in engine.add_request(spec):
+        out.setdefault(delta.index, []).extend(delta.token_ids)
+    return out
+
+
+def test_concurrent_streams_equal_transformers(async_engine: AsyncEngine, llama_hf) -> None:
+    prompts = random_prompts([5, 9, 17, 12])
+    greedy = SamplingParams(max_tokens=10, temperature=0)
+
+    async def main() -> list[dict[int, list[int]]]:
+        return await asyncio.gather(*(
+            collect(async_engine, GenerateRequest(f"r{i}", tuple(p), greedy))
+            for i, p in enumerate(prompts)
+        ))
+
+    results = asyncio.run(main())
+    for prompt, result in zip(prompts, results, strict=True):
+        assert result == {0: hf_greedy(llama_hf, prompt, 10)}
+
+
+def test_n_samples_stream_until_all_finish(async_engine: AsyncEngine) -> None:
+    spec = GenerateRequest("n", (5, 6, 7), SamplingParams(max_tokens=6, n=3, seed=1,
+                                                          ignore_eos=True))
+    result = asyncio.run(collect(async_engine, spec))
+    assert sorted(result) == [0, 1, 2]
+    assert all(len(tokens) == 6 for tokens in result.values())
+
+
+def test_leaving_a_stream_early_aborts_and_frees_blocks(async_engine: AsyncEngine) -> None:
+    spec = GenerateRequest("long", tuple(range(3, 30)), SamplingParams(max_tokens=200,
+                                                                       ignore_eos=True))
+
+    async def main() -> None:
+        stream = async_engine.add_request(spec)
+        async for _ in stream:
+            break
+        await stream.aclose()
+        for _ in range(100):
+            stats = async_engine.stats()
+            if stats.num_running == 0 and stats.num_free_blocks == stats.num_total_blocks:
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"blocks not returned: {async_engine.stats()}")
+
+    asyncio.run(main())
+
+
+def test_abort_ends_the_stream_with_abort(async_engine: AsyncEngine) -> None:
+    spec = GenerateRequest("a", tuple(range(3, 20)), SamplingParams(max_tokens=500,
+                                                                     ignore_eos=True))
+
+    async def main() -> list:
+        deltas = []
+        async for delta in async_engine.add_request(spec):
+            deltas.append(delta)
+            if len(deltas) == 2:
+                async_engine.abort("a")
+        return deltas
+
+    deltas = asyncio.run(main())
+    assert deltas[-1].finish_reason == FinishReason.ABORT
+    assert sum(len(d.token_ids) for d in deltas) < 500
+
+
+def test_bad_request_raises_at_once_and_others_continue(async_engine: AsyncEngine) -> None:
+    async def main() -> dict[int, list[int]]:
+        with pytest.raises(ValueError, match="the prompt is empty"):
+            async_engine.add_request(GenerateRequest("bad", (), SamplingParams()))
+        return await collect(async_engine, GenerateRequest("ok", (5, 6), SamplingParams(
+            max_tokens=3, ignore_eos=True)))
+
+    assert len(asyncio.run(main())[0]) == 3
+
+
+def test_dead_loop_fails_streams_and_reports_unhealthy(llama_dir: Path) -> None:
+    engine = AsyncEngine(make_engine(llama_dir))
+
+    def broken_step():
+        raise RuntimeError("CUDA error: device lost")
+
+    engine.engine.step = broken_step
+
+    async def main() -> None:
+        with pytest.raises(EngineDeadError, match="device lost"):
+            await collect(engine, GenerateRequest("x", (5, 6), SamplingParams()))
+
+    asyncio.run(main())
+    assert not engine.is_alive
+    with pytest.raises(EngineDeadError):
+        asyncio.run(collect(engine, GenerateRequest("y", (5,), SamplingParams())))

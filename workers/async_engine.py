@@ -1,0 +1,141 @@
+"""AsyncEngine: the engine's step loop on a background thread, with an async stream of
+TokenDeltas per request. Safe to use from any asyncio event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from workers.engine import LLMEngine
+from workers.protocol import GenerateRequest, ReplicaStats, TokenDelta
+
+logger = logging.getLogger(__name__)
+
+
+class EngineDeadError(RuntimeError):
+    """The step loop stopped on an error; the replica must be restarted."""
+
+
+@dataclass
+class _Stream:
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue[TokenDelta | BaseException]
+    num_samples: int
+
+
+class AsyncEngine:
+    """Owns an LLMEngine; only the loop thread touches it after start."""
+
+    def __init__(self, engine: LLMEngine) -> None:
+        self.engine = engine
+        self._commands: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._wakeup = threading.Event()
+        self._streams: dict[str, _Stream] = {}
+        self._stopped = False
+        self._error: BaseException | None = None
+        self._stats = engine.stats()
+        self._thread = threading.Thread(target=self._run, name="tandem-engine", daemon=True)
+        self._thread.start()
+
+    # -- public API ---------------------------------------------------------------------------
+
+    def add_request(self, spec: GenerateRequest) -> AsyncIterator[TokenDelta]:
+        """Validate now (ValueError) and queue the request; iterate the result for its
+        deltas. Leaving the iteration early aborts the request."""
+        self._check_alive()
+        if spec.request_id in self._streams:
+            raise ValueError(f"request id {spec.request_id!r} is already in use")
+        self.engine.validate(spec)
+        samples = spec.sampling.n
+        stream = _Stream(asyncio.get_running_loop(), asyncio.Queue(), samples)
+        self._streams[spec.request_id] = stream
+        self._submit(lambda: self._add(spec))
+        return self._iterate(spec.request_id, stream)
+
+    def abort(self, request_id: str) -> None:
+        """Cancel a request; its KV blocks return to the pool in the next loop turn."""
+        self._submit(lambda: self._abort(request_id))
+
+    def stats(self) -> ReplicaStats:
+        return self._stats
+
+    @property
+    def is_alive(self) -> bool:
+        return self._thread.is_alive() and self._error is None
+
+    def shutdown(self) -> None:
+        self._stopped = True
+        self._wakeup.set()
+        self._thread.join(timeout=10)
+
+    # -- caller side ----------------------------------------------------------------------------
+
+    async def _iterate(self, request_id: str, stream: _Stream) -> AsyncIterator[TokenDelta]:
+        num_finished = 0
+        try:
+            while num_finished < stream.num_samples:
+                item = await stream.queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                num_finished += item.finished
+                yield item
+        finally:
+            self._streams.pop(request_id, None)
+            if num_finished < stream.num_samples:
+                self.abort(request_id)
+
+    def _submit(self, command: Callable[[], None]) -> None:
+        self._commands.put(command)
+        self._wakeup.set()
+
+    def _check_alive(self) -> None:
+        if not self.is_alive:
+            raise EngineDeadError(f"the engine loop is not running: {self._error!r}")
+
+    # -- loop thread --------------------------------------------------------------------------
+
+    def _add(self, spec: GenerateRequest) -> None:
+        try:
+            self.engine.add_request(spec)
+        except ValueError as e:
+            self._deliver(spec.request_id, e)
+
+    def _abort(self, request_id: str) -> None:
+        for delta in self.engine.abort(request_id):
+            self._deliver(request_id, delta)
+
+    def _run(self) -> None:
+        try:
+            while not self._stopped:
+                self._drain_commands()
+                if not self.engine.has_unfinished():
+                    self._stats = self.engine.stats()
+                    self._wakeup.wait(timeout=0.5)
+                    self._wakeup.clear()
+                    continue
+                for delta in self.engine.step():
+                    self._deliver(delta.request_id, delta)
+                self._stats = self.engine.stats()
+        except BaseException as e:  # the loop must report any failure to every waiter
+            logger.exception("engine loop died")
+            self._error = e
+            for request_id in list(self._streams):
+                self._deliver(request_id, EngineDeadError(f"engine loop died: {e!r}"))
+
+    def _drain_commands(self) -> None:
+        while True:
+            try:
+                command = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            command()
+
+    def _deliver(self, request_id: str, item: TokenDelta | BaseException) -> None:
+        stream = self._streams.get(request_id)
+        if stream is None:
+            return
+        stream.loop.call_soon_threadsafe(stream.queue.put_nowait, item)
