@@ -31,20 +31,48 @@ class ReferenceAttention:
         """q [T, Hq, D]; k, v [T, Hkv, D] -> output [T, Hq, D]."""
         write_kv(k, v, kv_cache, meta.slot_mapping)
         out = torch.empty_like(q)
-        num_kv_heads = k.shape[1]
-        group = q.shape[1] // num_kv_heads
-        for i, ctx_len in enumerate(meta.seq_lens):
-            start, end = meta.query_start_loc[i], meta.query_start_loc[i + 1]
+        starts, lens = meta.query_start_loc, meta.seq_lens
+        decodes = [i for i in range(meta.num_seqs) if starts[i + 1] - starts[i] == 1]
+        if decodes:
+            rows = torch.tensor([starts[i] for i in decodes], device=q.device)
+            out[rows] = self._decode_batch(q[rows], kv_cache, meta, decodes)
+        for i in sorted(set(range(meta.num_seqs)) - set(decodes)):
+            start, end = starts[i], starts[i + 1]
             if end == start:
                 continue
-            keys, values = gather_context(kv_cache, meta.block_tables[i], ctx_len, meta.block_size)
-            mask = self._mask(end - start, ctx_len, q.device)
-            out[start:end] = _attend(q[start:end], keys, values, mask, group, self.scale)
+            keys, values = gather_context(kv_cache, meta.block_tables[i], lens[i], meta.block_size)
+            mask = self._mask(
+                torch.arange(lens[i] - (end - start), lens[i], device=q.device), lens[i]
+            )
+            out[start:end] = _attend(q[start:end], keys, values, mask, self.scale)
         return out
 
-    def _mask(self, num_queries: int, ctx_len: int, device: torch.device) -> torch.Tensor:
-        q_pos = torch.arange(ctx_len - num_queries, ctx_len, device=device)[:, None]
-        k_pos = torch.arange(ctx_len, device=device)[None, :]
+    def _decode_batch(
+        self, q: torch.Tensor, kv_cache: torch.Tensor, meta: AttentionMetadata, seqs: list[int]
+    ) -> torch.Tensor:
+        """One query per sequence, all sequences at once over their padded contexts.
+        q [B, Hq, D] -> [B, Hq, D]."""
+        lens = [meta.seq_lens[i] for i in seqs]
+        num_blocks = -(-max(lens) // meta.block_size)
+        tables = meta.block_tables[seqs, :num_blocks]
+        keys = kv_cache[0, tables].flatten(1, 2)  # [B, L, Hkv, D]
+        values = kv_cache[1, tables].flatten(1, 2)
+        seq_lens = torch.tensor(lens, device=q.device)
+        mask = self._mask(seq_lens - 1, keys.shape[1])  # [B, L]
+        out = F.scaled_dot_product_attention(
+            q.unsqueeze(2),  # [B, Hq, 1, D]
+            keys.transpose(1, 2).to(q.dtype),
+            values.transpose(1, 2).to(q.dtype),
+            attn_mask=mask[:, None, None, :],
+            scale=self.scale,
+            enable_gqa=True,
+        )
+        return out.squeeze(2)
+
+    def _mask(self, q_pos: torch.Tensor, num_keys: int) -> torch.Tensor:
+        """Which keys each query sees: causal, within the sliding window. [..., num_keys]"""
+        k_pos = torch.arange(num_keys, device=q_pos.device)
+        q_pos = q_pos[..., None]
         mask = k_pos <= q_pos
         if self.sliding_window is not None:
             mask &= k_pos > q_pos - self.sliding_window
@@ -73,16 +101,15 @@ def gather_context(
 
 
 def _attend(
-    q: torch.Tensor,
-    keys: torch.Tensor,
-    values: torch.Tensor,
-    mask: torch.Tensor,
-    group: int,
-    scale: float,
+    q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, scale: float
 ) -> torch.Tensor:
-    # [n, H, D] -> [H, n, D]; kv heads repeated to match query heads (GQA).
-    qh = q.transpose(0, 1)
-    kh = keys.transpose(0, 1).repeat_interleave(group, dim=0).to(q.dtype)
-    vh = values.transpose(0, 1).repeat_interleave(group, dim=0).to(q.dtype)
-    out = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=mask, scale=scale)
+    """One sequence: q [n, Hq, D], keys/values [ctx, Hkv, D] (GQA: Hq multiple of Hkv)."""
+    out = F.scaled_dot_product_attention(
+        q.transpose(0, 1),
+        keys.transpose(0, 1).to(q.dtype),
+        values.transpose(0, 1).to(q.dtype),
+        attn_mask=mask,
+        scale=scale,
+        enable_gqa=True,
+    )
     return out.transpose(0, 1)
