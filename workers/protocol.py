@@ -9,6 +9,15 @@ from enum import StrEnum
 from workers.sampling_params import SamplingParams
 
 
+class SpeculationMode(StrEnum):
+    """How a request is decoded; the router picks one per request."""
+
+    NONE = "none"  # plain decoding
+    COLOCATED = "colocated"  # a draft model in the same replica
+    REMOTE = "remote"  # proposals from a DraftServer elsewhere
+    NGRAM = "ngram"  # prompt lookup, no draft model
+
+
 class FinishReason(StrEnum):
     STOP = "stop"  # EOS or a stop token
     LENGTH = "length"  # max_tokens or the model's context
@@ -23,6 +32,7 @@ class GenerateRequest:
     prompt_token_ids: tuple[int, ...]
     sampling: SamplingParams = field(default_factory=SamplingParams)
     adapter: str | None = None
+    speculation: SpeculationMode = SpeculationMode.NONE
     priority: int = 0  # lower runs first; FCFS within a priority
     arrival_time: float = field(default_factory=time.monotonic)
 
@@ -48,6 +58,8 @@ class TokenDelta:
     num_prompt_tokens: int = 0
     num_cached_tokens: int = 0
     num_generated_tokens: int = 0
+    num_drafted_tokens: int = 0
+    num_accepted_tokens: int = 0
 
     @property
     def finished(self) -> bool:
@@ -63,7 +75,23 @@ class ReplicaStats:
     num_running: int
     num_waiting: int
     prefix_cache_hit_rate: float
+    resident_adapters: tuple[str, ...] = ()
+    num_preemptions: int = 0
+    spec_acceptance_rate: float = 0.0
 
     @property
     def kv_usage(self) -> float:
         return 1.0 - self.num_free_blocks / max(self.num_total_blocks, 1)
+
+
+@dataclass(frozen=True)
+class AdapterInfo:
+    """A registered LoRA adapter and where its weights are now."""
+
+    name: str
+    path: str
+    version: int
+    rank: int
+    residency: str  # "device" (in a weight slot), "cpu" (host memory) or "disk"
+    pinned: bool
+    num_running: int
