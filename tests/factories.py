@@ -92,3 +92,8 @@ def hf_greedy(hf_model: Any, prompt: list[int], max_new_tokens: int, **kwargs: A
     tokens = out[0, len(prompt) :].tolist()
     eos = hf_model.config.eos_token_id
     return tokens[: tokens.index(eos) + 1] if eos in tokens else tokens
+
+
+def random_prompts(lengths: list[int], seed: int = 1, vocab: int = 128) -> list[list[int]]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randint(3, vocab, (n,), generator=g).tolist() for n in lengths]

@@ -9,11 +9,22 @@ import queue
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from workers.engine import LLMEngine
-from workers.protocol import GenerateRequest, ReplicaStats, TokenDelta
+from workers.protocol import AdapterInfo, GenerateRequest, ReplicaStats, TokenDelta
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def _settle(future: asyncio.Future[T], result: T | None, error: Exception | None) -> None:
+    if future.done():  # the caller was cancelled
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)  # type: ignore[arg-type]
 
 
 class EngineDeadError(RuntimeError):
@@ -63,6 +74,21 @@ class AsyncEngine:
     def stats(self) -> ReplicaStats:
         return self._stats
 
+    async def load_adapter(self, name: str, path: str, pinned: bool = False) -> AdapterInfo:
+        """Read and validate off the step loop, then register between two steps."""
+        self._check_alive()
+        directory, weights = await asyncio.to_thread(self.engine._lora().read, path)
+        return await self._call(
+            lambda: self.engine._lora().register(name, directory, weights, pinned)
+        )
+
+    async def unload_adapter(self, name: str) -> None:
+        self._check_alive()
+        await self._call(lambda: self.engine.unload_adapter(name))
+
+    def list_adapters(self) -> list[AdapterInfo]:
+        return self.engine.list_adapters()
+
     @property
     def is_alive(self) -> bool:
         return self._thread.is_alive() and self._error is None
@@ -87,6 +113,22 @@ class AsyncEngine:
             self._streams.pop(request_id, None)
             if num_finished < stream.num_samples:
                 self.abort(request_id)
+
+    async def _call(self, fn: Callable[[], T]) -> T:
+        """Run fn on the loop thread between steps; its result or exception comes back."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+
+        def command() -> None:
+            try:
+                result = fn()
+            except Exception as e:  # handed to the caller, who decides
+                loop.call_soon_threadsafe(_settle, future, None, e)
+            else:
+                loop.call_soon_threadsafe(_settle, future, result, None)
+
+        self._submit(command)
+        return await future
 
     def _submit(self, command: Callable[[], None]) -> None:
         self._commands.put(command)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from adapters.config import LoRAConfig
+
 
 @dataclass(frozen=True)
 class CacheConfig:
@@ -51,3 +53,4 @@ class EngineConfig:
     seed: int = 0
     cache: CacheConfig = field(default_factory=CacheConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    lora: LoRAConfig | None = None  # None: this engine serves the base model only

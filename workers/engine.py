@@ -7,14 +7,16 @@ from pathlib import Path
 
 import torch
 
+from adapters.manager import LoRAManager
 from workers.attention.reference import ReferenceAttention
 from workers.config import EngineConfig
+from workers.errors import AdapterNotFoundError
 from workers.kv_cache.block_pool import BlockPool
 from workers.kv_cache.manager import KVCacheManager
 from workers.model_runner import ModelRunner
 from workers.models.loader import load_model, resolve_dtype
 from workers.models.model_config import ModelConfig
-from workers.protocol import FinishReason, GenerateRequest, ReplicaStats, TokenDelta
+from workers.protocol import AdapterInfo, FinishReason, GenerateRequest, ReplicaStats, TokenDelta
 from workers.scheduler import Scheduler
 from workers.sequence import Request
 from workers.step_results import apply_step, delta_of, fork_samples
@@ -38,8 +40,13 @@ class LLMEngine:
         self.kv = KVCacheManager(
             BlockPool(num_blocks, config.cache.enable_prefix_caching), block_size
         )
-        self.scheduler = Scheduler(config.scheduler, self.kv)
-        self.runner = ModelRunner(model, num_blocks, block_size, dtype, self.device, config.seed)
+        self.adapters = (
+            LoRAManager(config.lora, cfg, dtype, self.device) if config.lora is not None else None
+        )
+        self.scheduler = Scheduler(config.scheduler, self.kv, self.adapters)
+        self.runner = ModelRunner(
+            model, num_blocks, block_size, dtype, self.device, config.seed, self.adapters
+        )
         self._order = itertools.count()
         self._request_ids: set[str] = set()
 
@@ -69,11 +76,24 @@ class LLMEngine:
             raise ValueError("the prompt cannot fit the KV cache; shorten it or add blocks")
         if spec.request_id in self._request_ids:
             raise ValueError(f"request id {spec.request_id!r} is already in use")
+        if spec.adapter is not None:
+            self._adapter_key(spec.adapter)
+
+    def _adapter_key(self, name: str) -> str:
+        if self.adapters is None:
+            raise AdapterNotFoundError(
+                f"adapter {name!r} is not loaded: this engine serves no adapters "
+                "(configure lora to enable them)"
+            )
+        return self.adapters.resolve(name)
 
     def add_request(self, spec: GenerateRequest) -> None:
         self.validate(spec)
         eos = () if spec.sampling.ignore_eos else self.model_config.eos_token_ids
         req = Request(spec, next(self._order), stop_ids=stop_token_ids(spec.sampling, eos))
+        if spec.adapter is not None:
+            req.adapter_key = req.cache_key = self._adapter_key(spec.adapter)
+            self.adapters.acquire(req.adapter_key)
         if req.needs_fork and len(spec.prompt_token_ids) == 1:
             fork_samples(self.kv, req)  # nothing to share: the samples start apart
         self._request_ids.add(spec.request_id)
@@ -86,6 +106,25 @@ class LLMEngine:
             return []
         self._request_ids.discard(request_id)
         return [delta_of(req, seq, FinishReason.ABORT) for seq in req.seqs]
+
+    # -- adapters ---------------------------------------------------------------------------
+
+    def load_adapter(self, name: str, path: str, pinned: bool = False) -> AdapterInfo:
+        """Register (or replace, as a new version) a PEFT LoRA adapter read from `path`."""
+        directory, weights = self._lora().read(path)
+        return self._lora().register(name, directory, weights, pinned)
+
+    def unload_adapter(self, name: str) -> None:
+        """Refuse new requests for `name`; running ones finish on its weights."""
+        self._lora().unregister(name)
+
+    def list_adapters(self) -> list[AdapterInfo]:
+        return self.adapters.list() if self.adapters is not None else []
+
+    def _lora(self) -> LoRAManager:
+        if self.adapters is None:
+            raise AdapterNotFoundError("this engine serves no adapters; configure lora")
+        return self.adapters
 
     # -- stepping ---------------------------------------------------------------------------
 
@@ -118,6 +157,10 @@ class LLMEngine:
             num_running=len(self.scheduler.running),
             num_waiting=self.scheduler.num_waiting,
             prefix_cache_hit_rate=self.kv.prefix_hit_rate,
+            resident_adapters=tuple(
+                a.name for a in self.list_adapters() if a.residency == "device"
+            ),
+            num_preemptions=self.scheduler.num_preemptions,
         )
 
     def _alive(self, request_id: str) -> bool:

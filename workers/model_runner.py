@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+from adapters.manager import LoRAManager
+from adapters.ops import LoRABatch
 from workers.attention.metadata import AttentionMetadata
 from workers.models.llama import LlamaForCausalLM
 from workers.protocol import TokenLogprob
@@ -21,6 +23,7 @@ class StepInputs:
     positions: torch.Tensor
     meta: AttentionMetadata
     logits_indices: torch.Tensor
+    lora: LoRABatch | None
 
 
 class ModelRunner:
@@ -34,9 +37,11 @@ class ModelRunner:
         dtype: torch.dtype,
         device: torch.device,
         seed: int = 0,
+        adapters: LoRAManager | None = None,
     ) -> None:
         cfg = model.config
         self.model = model
+        self.adapters = adapters
         self.block_size = block_size
         self.device = device
         self.eos_token_ids = cfg.eos_token_ids
@@ -53,7 +58,9 @@ class ModelRunner:
         if step.empty:
             return ModelRunnerOutput({}, {})
         inputs = self._prepare(step.seqs)
-        hidden = self.model(inputs.input_ids, inputs.positions, self.kv_caches, inputs.meta)
+        hidden = self.model(
+            inputs.input_ids, inputs.positions, self.kv_caches, inputs.meta, inputs.lora
+        )
         logits = self.model.compute_logits(hidden[inputs.logits_indices]).cpu()
         return self._pick(tuple(s for s in step.seqs if s.sample), logits)
 
@@ -95,7 +102,22 @@ class ModelRunner:
             seq_lens=tuple(seq_lens),
             block_size=bs,
         )
-        return StepInputs(tensor(input_ids), tensor(positions), meta, tensor(logits_indices))
+        return StepInputs(
+            tensor(input_ids), tensor(positions), meta, tensor(logits_indices), self._lora(seqs)
+        )
+
+    def _lora(self, seqs: tuple[ScheduledSeq, ...]) -> LoRABatch | None:
+        """Per-token adapter slots of the step, activating the step's adapters on device."""
+        keys = {s.adapter_key for s in seqs if s.adapter_key is not None}
+        if not keys:
+            return None
+        assert self.adapters is not None
+        slot_of = self.adapters.activate(keys)
+        token_slots: list[int] = []
+        for s in seqs:
+            slot = -1 if s.adapter_key is None else slot_of[s.adapter_key]
+            token_slots += [slot] * s.num_tokens
+        return LoRABatch.build(self.adapters.slots, token_slots)
 
     def _pick(self, seqs: tuple[ScheduledSeq, ...], logits: torch.Tensor) -> ModelRunnerOutput:
         logprobs = torch.log_softmax(logits, dim=-1)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import heapq
 
+from adapters.admission import AdapterGate
+from adapters.manager import LoRAManager
 from workers.config import SchedulerConfig
 from workers.kv_cache.manager import KVCacheManager
 from workers.scheduler_output import ScheduledSeq, SchedulerOutput
@@ -17,9 +19,12 @@ from workers.sequence import Request, Sequence
 
 
 class Scheduler:
-    def __init__(self, config: SchedulerConfig, kv: KVCacheManager) -> None:
+    def __init__(
+        self, config: SchedulerConfig, kv: KVCacheManager, adapters: LoRAManager | None = None
+    ) -> None:
         self.config = config
         self.kv = kv
+        self.adapters = adapters
         self.waiting: list[tuple[tuple[int, float, int], Request]] = []
         self.running: list[Request] = []
         self.num_preemptions = 0
@@ -35,17 +40,24 @@ class Scheduler:
             if req.request_id == request_id:
                 del self.running[i]
                 self._free_all(req)
+                self._release(req)
                 return req
         for i, (_, req) in enumerate(self.waiting):
             if req.request_id == request_id:
                 self.waiting.pop(i)
                 heapq.heapify(self.waiting)
                 self._free_all(req)
+                self._release(req)
                 return req
         return None
 
     def finish(self, req: Request) -> None:
         self.running.remove(req)
+        self._release(req)
+
+    def _release(self, req: Request) -> None:
+        if req.adapter_key is not None and self.adapters is not None:
+            self.adapters.release(req.adapter_key)
 
     @property
     def num_running_seqs(self) -> int:
@@ -94,19 +106,30 @@ class Scheduler:
         return planned
 
     def _admit_waiting(self, budget: int) -> list[ScheduledSeq]:
+        """Start waiting requests in priority order while blocks, budget, sequence slots
+        and adapter slots allow."""
         scheduled: list[ScheduledSeq] = []
-        while self.waiting and budget > 0:
-            req = self.waiting[0][1]
+        gate = AdapterGate(self.adapters, {r.adapter_key for r in self.running if r.adapter_key})
+        admitted: list[Request] = []
+        for _, req in sorted(self.waiting, key=lambda item: item[0]):
+            if budget <= 0:
+                break
             if self.num_running_seqs + req.width > self.config.max_num_seqs and self.running:
                 break
+            if not gate.allows(req.adapter_key):
+                continue
             planned = self._allocate_new(req, budget)
             if planned is None:
                 break
-            heapq.heappop(self.waiting)
+            gate.admitted(req.adapter_key)
+            admitted.append(req)
             self.running.append(req)
             scheduled += planned
             budget -= sum(s.num_tokens for s in planned)
-        self.running.sort(key=lambda r: r.sort_key)
+        if admitted:
+            self.waiting = [item for item in self.waiting if item[1] not in admitted]
+            heapq.heapify(self.waiting)
+            self.running.sort(key=lambda r: r.sort_key)
         return scheduled
 
     def _allocate_new(self, req: Request, budget: int) -> list[ScheduledSeq] | None:
@@ -160,6 +183,7 @@ class Scheduler:
             prompt_token_ids=tuple(seq.token_ids[: seq.num_prompt_tokens]) if with_history else (),
             output_token_ids=tuple(seq.output_token_ids) if sample else (),
             beam_topk=req.beam_topk if params.use_beam_search else 0,
+            adapter_key=req.adapter_key,
         )
 
     # -- preemption -------------------------------------------------------------------------

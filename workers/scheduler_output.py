@@ -26,6 +26,7 @@ class ScheduledSeq:
     prompt_token_ids: tuple[int, ...] = ()
     output_token_ids: tuple[int, ...] = ()
     beam_topk: int = 0
+    adapter_key: str | None = None
 
     @property
     def num_tokens(self) -> int:

@@ -78,6 +78,7 @@ class Request:
     done_seqs: list[Sequence] = field(default_factory=list)
     forked: bool = False
     cache_key: str = ""
+    adapter_key: str | None = None
     stop_ids: frozenset[int] = frozenset()
     beam: BeamState | None = None
 

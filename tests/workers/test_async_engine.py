@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.factories import hf_greedy, make_engine
-from tests.workers.conftest import random_prompts
+from tests.factories import hf_greedy, make_engine, random_prompts
 from workers.async_engine import AsyncEngine, EngineDeadError
 from workers.protocol import FinishReason, GenerateRequest
 from workers.sampling_params import SamplingParams
@@ -33,10 +32,12 @@ def test_concurrent_streams_equal_transformers(async_engine: AsyncEngine, llama_
     greedy = SamplingParams(max_tokens=10, temperature=0)
 
     async def main() -> list[dict[int, list[int]]]:
-        return await asyncio.gather(*(
-            collect(async_engine, GenerateRequest(f"r{i}", tuple(p), greedy))
-            for i, p in enumerate(prompts)
-        ))
+        return await asyncio.gather(
+            *(
+                collect(async_engine, GenerateRequest(f"r{i}", tuple(p), greedy))
+                for i, p in enumerate(prompts)
+            )
+        )
 
     results = asyncio.run(main())
     for prompt, result in zip(prompts, results, strict=True):
@@ -44,16 +45,18 @@ def test_concurrent_streams_equal_transformers(async_engine: AsyncEngine, llama_
 
 
 def test_n_samples_stream_until_all_finish(async_engine: AsyncEngine) -> None:
-    spec = GenerateRequest("n", (5, 6, 7), SamplingParams(max_tokens=6, n=3, seed=1,
-                                                          ignore_eos=True))
+    spec = GenerateRequest(
+        "n", (5, 6, 7), SamplingParams(max_tokens=6, n=3, seed=1, ignore_eos=True)
+    )
     result = asyncio.run(collect(async_engine, spec))
     assert sorted(result) == [0, 1, 2]
     assert all(len(tokens) == 6 for tokens in result.values())
 
 
 def test_leaving_a_stream_early_aborts_and_frees_blocks(async_engine: AsyncEngine) -> None:
-    spec = GenerateRequest("long", tuple(range(3, 30)), SamplingParams(max_tokens=200,
-                                                                       ignore_eos=True))
+    spec = GenerateRequest(
+        "long", tuple(range(3, 30)), SamplingParams(max_tokens=200, ignore_eos=True)
+    )
 
     async def main() -> None:
         stream = async_engine.add_request(spec)
@@ -71,8 +74,9 @@ def test_leaving_a_stream_early_aborts_and_frees_blocks(async_engine: AsyncEngin
 
 
 def test_abort_ends_the_stream_with_abort(async_engine: AsyncEngine) -> None:
-    spec = GenerateRequest("a", tuple(range(3, 20)), SamplingParams(max_tokens=500,
-                                                                     ignore_eos=True))
+    spec = GenerateRequest(
+        "a", tuple(range(3, 20)), SamplingParams(max_tokens=500, ignore_eos=True)
+    )
 
     async def main() -> list:
         deltas = []
@@ -91,8 +95,10 @@ def test_bad_request_raises_at_once_and_others_continue(async_engine: AsyncEngin
     async def main() -> dict[int, list[int]]:
         with pytest.raises(ValueError, match="the prompt is empty"):
             async_engine.add_request(GenerateRequest("bad", (), SamplingParams()))
-        return await collect(async_engine, GenerateRequest("ok", (5, 6), SamplingParams(
-            max_tokens=3, ignore_eos=True)))
+        return await collect(
+            async_engine,
+            GenerateRequest("ok", (5, 6), SamplingParams(max_tokens=3, ignore_eos=True)),
+        )
 
     assert len(asyncio.run(main())[0]) == 3
 

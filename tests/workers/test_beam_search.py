@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.factories import hf_greedy, make_engine
-from tests.workers.conftest import random_prompts
+from tests.factories import hf_greedy, make_engine, random_prompts
 from workers.protocol import FinishReason, GenerateRequest
 from workers.sampling_params import SamplingParams
 
@@ -42,8 +41,9 @@ def test_beams_share_blocks_and_survive_preemption(llama_dir: Path, llama_hf) ->
 def test_beam_prompt_blocks_are_shared(llama_dir: Path) -> None:
     prompt = random_prompts([32], seed=4)[0]  # 8 full blocks of 4
     engine = make_engine(llama_dir, block_size=4)
-    engine.add_request(GenerateRequest("b", tuple(prompt), SamplingParams(max_tokens=8,
-                                                                         beam_width=4)))
+    engine.add_request(
+        GenerateRequest("b", tuple(prompt), SamplingParams(max_tokens=8, beam_width=4))
+    )
     engine.step()  # prefill: the prompt's 8 blocks
     engine.step()  # 4 beams decode: one new block each, then losing beams are dropped
     used = engine.stats().num_total_blocks - engine.stats().num_free_blocks

@@ -52,8 +52,8 @@ def test_lru_eviction_of_cached_free_blocks() -> None:
     # Evicts the least recently freed cached block: seq 1's tail (freed tail first), so the
     # prefix it shares with others survives longest.
     kv.allocate_slots(3, 0, 4)
-    assert len(kv.find_cached_prefix(list(range(8)) + [0], "")) == 1
-    assert len(kv.find_cached_prefix(list(range(100, 108)) + [0], "")) == 2
+    assert len(kv.find_cached_prefix([*range(8), 0], "")) == 1
+    assert len(kv.find_cached_prefix([*range(100, 108), 0], "")) == 2
     assert kv.pool.evictions == 1
 
 

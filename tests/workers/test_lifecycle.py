@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.factories import hf_greedy, make_engine, make_tiny_model
-from tests.workers.conftest import random_prompts
+from tests.factories import hf_greedy, make_engine, make_tiny_model, random_prompts
 from workers.engine import LLMEngine
 from workers.protocol import FinishReason, GenerateRequest
 from workers.sampling_params import SamplingParams
@@ -17,8 +16,9 @@ from workers.sampling_params import SamplingParams
 
 def test_no_block_leak_after_1000_random_requests_with_aborts(llama_dir: Path) -> None:
     rng = random.Random(0)
-    engine = make_engine(llama_dir, num_blocks=20, block_size=4, max_num_seqs=12,
-                         max_num_batched_tokens=64)
+    engine = make_engine(
+        llama_dir, num_blocks=20, block_size=4, max_num_seqs=12, max_num_batched_tokens=64
+    )
     live: set[str] = set()
     submitted = 0
     while submitted < 1000 or engine.has_unfinished():
@@ -84,8 +84,7 @@ def test_bad_sampling_params_are_refused(kwargs: dict, message: str) -> None:
         SamplingParams(**kwargs)
 
 
-def test_bad_requests_are_refused_and_the_engine_keeps_serving(llama_dir: Path,
-                                                               llama_hf) -> None:
+def test_bad_requests_are_refused_and_the_engine_keeps_serving(llama_dir: Path, llama_hf) -> None:
     engine = make_engine(llama_dir)
     prompt = random_prompts([7])[0]
     greedy = SamplingParams(max_tokens=8, temperature=0)
@@ -110,20 +109,21 @@ def test_bad_requests_are_refused_and_the_engine_keeps_serving(llama_dir: Path,
 def test_generation_stops_at_the_context_length(tmp_path: Path) -> None:
     model_dir = make_tiny_model(tmp_path / "short", max_position_embeddings=24)
     engine = make_engine(model_dir)
-    out = engine.generate([GenerateRequest("c", tuple(range(3, 23)),
-                                           SamplingParams(max_tokens=50, ignore_eos=True))])
+    out = engine.generate(
+        [GenerateRequest("c", tuple(range(3, 23)), SamplingParams(max_tokens=50, ignore_eos=True))]
+    )
     assert len(out["c"][0]) == 4
 
 
 def test_unsupported_architecture_and_missing_files(tmp_path: Path, llama_dir: Path) -> None:
     (tmp_path / "gpt2").mkdir()
     (tmp_path / "gpt2" / "config.json").write_text('{"architectures": ["GPT2LMHeadModel"]}')
-    with pytest.raises(ValueError, match="unsupported architecture.*LlamaForCausalLM"):
+    with pytest.raises(ValueError, match=r"unsupported architecture.*LlamaForCausalLM"):
         make_engine(tmp_path / "gpt2")
-    with pytest.raises(ValueError, match="config.json not found"):
+    with pytest.raises(ValueError, match=r"config\.json not found"):
         make_engine(tmp_path / "nowhere")
     (tmp_path / "noweights").mkdir()
     (tmp_path / "noweights" / "config.json").write_text((llama_dir / "config.json").read_text())
-    with pytest.raises(ValueError, match="no \\*.safetensors weights"):
+    with pytest.raises(ValueError, match=r"no \*\.safetensors weights"):
         make_engine(tmp_path / "noweights")
     assert isinstance(make_engine(llama_dir), LLMEngine)

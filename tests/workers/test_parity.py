@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.factories import hf_greedy, load_hf, make_engine, make_tiny_model
-from tests.workers.conftest import random_prompts
+from tests.factories import hf_greedy, load_hf, make_engine, make_tiny_model, random_prompts
 from workers.attention.metadata import AttentionMetadata
 from workers.protocol import GenerateRequest
 from workers.sampling_params import SamplingParams

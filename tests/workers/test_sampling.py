@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.factories import make_engine
-from tests.workers.conftest import random_prompts
+from tests.factories import make_engine, random_prompts
 from workers.protocol import GenerateRequest
 from workers.sampler import apply_penalties, filter_logits, sample_row
 from workers.sampling_params import SamplingParams
@@ -24,8 +23,10 @@ def test_seed_reproduces_whatever_the_batch(llama_dir: Path) -> None:
     params = SamplingParams(max_tokens=12, temperature=1.0, seed=42)
     alone = run(make_engine(llama_dir), prompt, params)
     engine = make_engine(llama_dir)
-    others = [GenerateRequest(f"o{i}", tuple(p), SamplingParams(max_tokens=12))
-              for i, p in enumerate(random_prompts([5, 11, 3], seed=9))]
+    others = [
+        GenerateRequest(f"o{i}", tuple(p), SamplingParams(max_tokens=12))
+        for i, p in enumerate(random_prompts([5, 11, 3], seed=9))
+    ]
     batched = engine.generate([*others, GenerateRequest("s", tuple(prompt), params)])["s"]
     assert alone == batched
     different = run(make_engine(llama_dir), prompt, SamplingParams(max_tokens=12, seed=43))
@@ -35,8 +36,9 @@ def test_seed_reproduces_whatever_the_batch(llama_dir: Path) -> None:
 def test_sampling_varies_without_seed(llama_dir: Path) -> None:
     prompt = random_prompts([8])[0]
     engine = make_engine(llama_dir)
-    outs = {tuple(run(engine, prompt, SamplingParams(max_tokens=8), rid=f"x{i}")[0])
-            for i in range(4)}
+    outs = {
+        tuple(run(engine, prompt, SamplingParams(max_tokens=8), rid=f"x{i}")[0]) for i in range(4)
+    }
     assert len(outs) > 1
 
 
@@ -63,7 +65,10 @@ def test_top_k_top_p_min_p_never_emit_excluded_tokens() -> None:
 def test_filters_keep_the_best_token() -> None:
     logits = torch.tensor([5.0, 1.0, 0.5, -2.0])
     assert torch.isfinite(filter_logits(logits, 1, 0.01, 0.99)).tolist() == [
-        True, False, False, False,
+        True,
+        False,
+        False,
+        False,
     ]
 
 
@@ -71,13 +76,15 @@ def test_penalties_change_logits_as_defined() -> None:
     logits = torch.tensor([2.0, -1.0, 0.5, 3.0, -0.5])
     params = SamplingParams(repetition_penalty=2.0, frequency_penalty=0.5, presence_penalty=0.25)
     out = apply_penalties(logits, params, prompt_ids=[0], output_ids=[1, 1, 3])
-    expected = torch.tensor([
-        2.0 / 2,                    # in the prompt: repetition only
-        -1.0 * 2 - 0.5 * 2 - 0.25,  # output twice: repetition, frequency x2, presence
-        0.5,                        # unseen
-        3.0 / 2 - 0.5 - 0.25,       # output once
-        -0.5,                       # unseen
-    ])
+    expected = torch.tensor(
+        [
+            2.0 / 2,  # in the prompt: repetition only
+            -1.0 * 2 - 0.5 * 2 - 0.25,  # output twice: repetition, frequency x2, presence
+            0.5,  # unseen
+            3.0 / 2 - 0.5 - 0.25,  # output once
+            -0.5,  # unseen
+        ]
+    )
     torch.testing.assert_close(out, expected)
 
 
@@ -85,8 +92,9 @@ def test_repetition_penalty_changes_generation(llama_dir: Path) -> None:
     prompt = random_prompts([6])[0]
     engine = make_engine(llama_dir)
     plain = run(engine, prompt, SamplingParams(max_tokens=16, temperature=0), "a")[0]
-    penalized = run(engine, prompt, SamplingParams(max_tokens=16, temperature=0,
-                                                   repetition_penalty=5.0), "b")[0]
+    penalized = run(
+        engine, prompt, SamplingParams(max_tokens=16, temperature=0, repetition_penalty=5.0), "b"
+    )[0]
     assert len(set(penalized)) > len(set(plain))
 
 
@@ -95,27 +103,37 @@ def test_min_tokens_holds_back_eos_and_stop_tokens_stop(llama_dir: Path) -> None
     engine = make_engine(llama_dir)
     free = run(engine, prompt, SamplingParams(max_tokens=30, temperature=0), "f")[0]
     stop_at = free[3]
-    stopped = run(engine, prompt, SamplingParams(max_tokens=30, temperature=0,
-                                                 stop_token_ids=(stop_at,)), "s")[0]
+    stopped = run(
+        engine, prompt, SamplingParams(max_tokens=30, temperature=0, stop_token_ids=(stop_at,)), "s"
+    )[0]
     assert stopped == free[: free.index(stop_at) + 1]
-    held = run(engine, prompt, SamplingParams(max_tokens=30, temperature=0, min_tokens=8,
-                                              stop_token_ids=(stop_at,)), "m")[0]
+    held = run(
+        engine,
+        prompt,
+        SamplingParams(max_tokens=30, temperature=0, min_tokens=8, stop_token_ids=(stop_at,)),
+        "m",
+    )[0]
     assert stop_at not in held[:8]
     assert len(held) >= 8
 
 
 def test_ignore_eos_runs_to_max_tokens(llama_dir: Path) -> None:
     engine = make_engine(llama_dir)
-    out = run(engine, [3, 4], SamplingParams(max_tokens=40, ignore_eos=True, seed=1,
-                                             stop_token_ids=()), "i")[0]
+    out = run(
+        engine,
+        [3, 4],
+        SamplingParams(max_tokens=40, ignore_eos=True, seed=1, stop_token_ids=()),
+        "i",
+    )[0]
     assert len(out) == 40
 
 
 def test_logprobs_are_returned_and_consistent(llama_dir: Path) -> None:
     prompt = random_prompts([6])[0]
     engine = make_engine(llama_dir)
-    engine.add_request(GenerateRequest("l", tuple(prompt),
-                                       SamplingParams(max_tokens=4, temperature=0, logprobs=3)))
+    engine.add_request(
+        GenerateRequest("l", tuple(prompt), SamplingParams(max_tokens=4, temperature=0, logprobs=3))
+    )
     deltas = []
     while engine.has_unfinished():
         deltas += engine.step()

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from adapters.ops import LoRABatch
 from workers.attention.metadata import AttentionMetadata
 from workers.models.model_config import ModelConfig
 from workers.models.rope import RotaryEmbedding
@@ -32,9 +33,18 @@ class RMSNorm(nn.Module):
         return self.weight * x_float.to(x.dtype)
 
 
+def project(
+    linear: nn.Linear, x: torch.Tensor, lora: LoRABatch | None, layer: int, name: str
+) -> torch.Tensor:
+    """linear(x), plus each token's LoRA update when the step uses adapters."""
+    y = linear(x)
+    return y if lora is None else lora.apply(layer, name, x, y)
+
+
 class Attention(nn.Module):
-    def __init__(self, cfg: ModelConfig, attention_fn: AttentionFn) -> None:
+    def __init__(self, cfg: ModelConfig, attention_fn: AttentionFn, layer: int) -> None:
         super().__init__()
+        self.layer = layer
         self.num_heads = cfg.num_attention_heads
         self.num_kv_heads = cfg.num_key_value_heads
         self.head_dim = cfg.head_dim
@@ -52,33 +62,37 @@ class Attention(nn.Module):
         positions: torch.Tensor,
         kv_cache: torch.Tensor,
         meta: AttentionMetadata,
+        lora: LoRABatch | None,
     ) -> torch.Tensor:
         """x [T, hidden] -> [T, hidden]."""
-        tokens = x.shape[0]
-        q = self.q_proj(x).view(tokens, self.num_heads, self.head_dim)
-        k = self.k_proj(x).view(tokens, self.num_kv_heads, self.head_dim)
-        v = self.v_proj(x).view(tokens, self.num_kv_heads, self.head_dim)
+        tokens, layer = x.shape[0], self.layer
+        q = project(self.q_proj, x, lora, layer, "q_proj").view(tokens, self.num_heads, -1)
+        k = project(self.k_proj, x, lora, layer, "k_proj").view(tokens, self.num_kv_heads, -1)
+        v = project(self.v_proj, x, lora, layer, "v_proj").view(tokens, self.num_kv_heads, -1)
         q, k = self.rotary(positions, q, k)
         out = self.attention_fn(q, k, v, kv_cache, meta)
-        return self.o_proj(out.reshape(tokens, self.num_heads * self.head_dim))
+        return project(self.o_proj, out.reshape(tokens, -1), lora, layer, "o_proj")
 
 
 class MLP(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, layer: int) -> None:
         super().__init__()
+        self.layer = layer
         self.gate_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=cfg.mlp_bias)
         self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=cfg.mlp_bias)
         self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=cfg.mlp_bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(nn.functional.silu(self.gate_proj(x)) * self.up_proj(x))
+    def forward(self, x: torch.Tensor, lora: LoRABatch | None) -> torch.Tensor:
+        gate = project(self.gate_proj, x, lora, self.layer, "gate_proj")
+        up = project(self.up_proj, x, lora, self.layer, "up_proj")
+        return project(self.down_proj, nn.functional.silu(gate) * up, lora, self.layer, "down_proj")
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, cfg: ModelConfig, attention_fn: AttentionFn) -> None:
+    def __init__(self, cfg: ModelConfig, attention_fn: AttentionFn, layer: int) -> None:
         super().__init__()
-        self.self_attn = Attention(cfg, attention_fn)
-        self.mlp = MLP(cfg)
+        self.self_attn = Attention(cfg, attention_fn, layer)
+        self.mlp = MLP(cfg, layer)
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
@@ -88,9 +102,10 @@ class DecoderLayer(nn.Module):
         positions: torch.Tensor,
         kv_cache: torch.Tensor,
         meta: AttentionMetadata,
+        lora: LoRABatch | None,
     ) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), positions, kv_cache, meta)
-        return x + self.mlp(self.post_attention_layernorm(x))
+        x = x + self.self_attn(self.input_layernorm(x), positions, kv_cache, meta, lora)
+        return x + self.mlp(self.post_attention_layernorm(x), lora)
 
 
 class LlamaBackbone(nn.Module):
@@ -98,7 +113,7 @@ class LlamaBackbone(nn.Module):
         super().__init__()
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
         self.layers = nn.ModuleList(
-            DecoderLayer(cfg, attention_fn) for _ in range(cfg.num_hidden_layers)
+            DecoderLayer(cfg, attention_fn, i) for i in range(cfg.num_hidden_layers)
         )
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
@@ -120,11 +135,12 @@ class LlamaForCausalLM(nn.Module):
         positions: torch.Tensor,
         kv_caches: list[torch.Tensor],
         meta: AttentionMetadata,
+        lora: LoRABatch | None = None,
     ) -> torch.Tensor:
         """input_ids, positions [T] -> final hidden states [T, hidden]."""
         x = self.model.embed_tokens(input_ids)
         for layer, kv_cache in zip(self.model.layers, kv_caches, strict=True):
-            x = layer(x, positions, kv_cache, meta)
+            x = layer(x, positions, kv_cache, meta, lora)
         return self.model.norm(x)
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from tests.factories import MODEL_TYPES, load_hf, make_tiny_model
 
@@ -26,8 +25,3 @@ def llama_dir(model_dirs: dict[str, Path]) -> Path:
 @pytest.fixture(scope="session")
 def llama_hf(llama_dir: Path):
     return load_hf(llama_dir)
-
-
-def random_prompts(lengths: list[int], seed: int = 1, vocab: int = 128) -> list[list[int]]:
-    g = torch.Generator().manual_seed(seed)
-    return [torch.randint(3, vocab, (n,), generator=g).tolist() for n in lengths]

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+
+from tests.factories import hf_greedy, load_hf, make_engine
+from workers.config import LoRAConfig
+
+ALL_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def make_peft_adapter(
+    base_dir: Path,
+    out: Path,
+    seed: int,
+    rank: int = 8,
+    targets: list[str] | None = None,
+    **config: Any,
+) -> Path:
+    """A PEFT LoRA adapter with random (non-zero) A and B, saved as peft saves it."""
+    torch.manual_seed(seed)
+    lora = LoraConfig(
+        r=rank,
+        lora_alpha=2 * rank,
+        target_modules=targets or ALL_MODULES,
+        init_lora_weights=False,
+        **config,
+    )
+    model = get_peft_model(load_hf(base_dir), lora)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_" in name:
+                p.normal_(0.0, 0.15)
+    model.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def adapter_root(tmp_path_factory: pytest.TempPathFactory, llama_dir: Path) -> Path:
+    root = tmp_path_factory.mktemp("adapters")
+    specs = {
+        "a1": dict(seed=1, rank=4),
+        "a2": dict(seed=2, rank=8, targets=["q_proj", "v_proj"]),
+        "a3": dict(seed=3, rank=16, use_rslora=True),
+        "a4": dict(seed=4, rank=8, targets=["gate_proj", "up_proj", "down_proj"]),
+        "a5": dict(seed=5, rank=8),
+        "a6": dict(seed=6, rank=4),
+        "a1-v2": dict(seed=11, rank=4),
+    }
+    for name, spec in specs.items():
+        make_peft_adapter(llama_dir, root / name, **spec)
+    return root
+
+
+def peft_greedy(
+    base_dir: Path, adapter_dir: Path | None, prompt: list[int], max_new_tokens: int
+) -> list[int]:
+    model = load_hf(base_dir)
+    if adapter_dir is not None:
+        model = PeftModel.from_pretrained(model, adapter_dir).eval()
+    return hf_greedy(model, prompt, max_new_tokens)
+
+
+def make_lora_engine(base_dir: Path, root: Path, **lora: Any):
+    kwargs = {
+        k: lora.pop(k) for k in list(lora) if k in ("num_blocks", "block_size", "max_num_seqs")
+    }
+    config = LoRAConfig(adapter_roots=(str(root),), **lora)
+    return make_engine(base_dir, lora=config, **kwargs)
