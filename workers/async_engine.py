@@ -77,9 +77,9 @@ class AsyncEngine:
     async def load_adapter(self, name: str, path: str, pinned: bool = False) -> AdapterInfo:
         """Read and validate off the step loop, then register between two steps."""
         self._check_alive()
-        directory, weights = await asyncio.to_thread(self.engine._lora().read, path)
+        directory, weights = await asyncio.to_thread(self.engine.adapter_manager().read, path)
         return await self._call(
-            lambda: self.engine._lora().register(name, directory, weights, pinned)
+            lambda: self.engine.adapter_manager().register(name, directory, weights, pinned)
         )
 
     async def unload_adapter(self, name: str) -> None:

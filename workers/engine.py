@@ -111,17 +111,17 @@ class LLMEngine:
 
     def load_adapter(self, name: str, path: str, pinned: bool = False) -> AdapterInfo:
         """Register (or replace, as a new version) a PEFT LoRA adapter read from `path`."""
-        directory, weights = self._lora().read(path)
-        return self._lora().register(name, directory, weights, pinned)
+        directory, weights = self.adapter_manager().read(path)
+        return self.adapter_manager().register(name, directory, weights, pinned)
 
     def unload_adapter(self, name: str) -> None:
         """Refuse new requests for `name`; running ones finish on its weights."""
-        self._lora().unregister(name)
+        self.adapter_manager().unregister(name)
 
     def list_adapters(self) -> list[AdapterInfo]:
         return self.adapters.list() if self.adapters is not None else []
 
-    def _lora(self) -> LoRAManager:
+    def adapter_manager(self) -> LoRAManager:
         if self.adapters is None:
             raise AdapterNotFoundError("this engine serves no adapters; configure lora")
         return self.adapters
