@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from adapters.config import LoRAConfig
+from workers.spec.config import SpecConfig
 
 
 @dataclass(frozen=True)
@@ -54,3 +55,4 @@ class EngineConfig:
     cache: CacheConfig = field(default_factory=CacheConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     lora: LoRAConfig | None = None  # None: this engine serves the base model only
+    spec: SpecConfig | None = None  # None: no speculative decoding

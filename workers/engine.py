@@ -16,9 +16,19 @@ from workers.kv_cache.manager import KVCacheManager
 from workers.model_runner import ModelRunner
 from workers.models.loader import load_model, resolve_dtype
 from workers.models.model_config import ModelConfig
-from workers.protocol import AdapterInfo, FinishReason, GenerateRequest, ReplicaStats, TokenDelta
+from workers.protocol import (
+    AdapterInfo,
+    FinishReason,
+    GenerateRequest,
+    ReplicaStats,
+    SpeculationMode,
+    TokenDelta,
+)
 from workers.scheduler import Scheduler
 from workers.sequence import Request
+from workers.spec.draft_model import DraftModelProposer
+from workers.spec.proposers import NgramProposer, Proposer, RemoteClient, RemoteProposer
+from workers.spec.speculator import Speculator
 from workers.step_results import apply_step, delta_of, fork_samples
 from workers.stop_checker import stop_token_ids
 
@@ -47,6 +57,7 @@ class LLMEngine:
         self.runner = ModelRunner(
             model, num_blocks, block_size, dtype, self.device, config.seed, self.adapters
         )
+        self.speculator = self._make_speculator(dtype)
         self._order = itertools.count()
         self._request_ids: set[str] = set()
 
@@ -105,6 +116,8 @@ class LLMEngine:
         if req is None:
             return []
         self._request_ids.discard(request_id)
+        if self.speculator is not None:
+            self.speculator.release(request_id)
         return [delta_of(req, seq, FinishReason.ABORT) for seq in req.seqs]
 
     # -- adapters ---------------------------------------------------------------------------
@@ -133,8 +146,12 @@ class LLMEngine:
 
     def step(self) -> list[TokenDelta]:
         step = self.scheduler.schedule()
+        if self.speculator is not None:
+            step = self.speculator.attach_drafts(self.scheduler, step)
         result = self.runner.execute(step)
         deltas = apply_step(self.scheduler, step, result, self.max_model_len)
+        if self.speculator is not None:
+            self.speculator.observe(self.scheduler, step, result)
         for delta in deltas:
             if delta.finished and not self._alive(delta.request_id):
                 self._request_ids.discard(delta.request_id)
@@ -161,11 +178,48 @@ class LLMEngine:
                 a.name for a in self.list_adapters() if a.residency == "device"
             ),
             num_preemptions=self.scheduler.num_preemptions,
+            spec_acceptance_rate=(
+                self.speculator.policy.stats.acceptance_rate if self.speculator else 0.0
+            ),
         )
 
     def _alive(self, request_id: str) -> bool:
         queued = [r for _, r in self.scheduler.waiting]
         return any(r.request_id == request_id for r in self.scheduler.running + queued)
+
+    # -- speculation ------------------------------------------------------------------------
+
+    def attach_remote_draft(self, client: RemoteClient) -> None:
+        """Serve SpeculationMode.REMOTE requests with proposals from `client` (a DraftServer
+        on another node, say); its failures degrade to plain decoding."""
+        if self.speculator is None:
+            raise ValueError("speculative decoding is not configured; set EngineConfig.spec")
+        self.speculator.proposers[SpeculationMode.REMOTE] = RemoteProposer(
+            client, self.model_config.vocab_size, self.speculator.config.remote_timeout_s
+        )
+
+    def _make_speculator(self, dtype: torch.dtype) -> Speculator | None:
+        spec = self.config.spec
+        if spec is None:
+            return None
+        proposers: dict[SpeculationMode, Proposer] = {
+            SpeculationMode.NGRAM: NgramProposer(spec.ngram_min, spec.ngram_max)
+        }
+        if spec.draft_model is not None:
+            draft = DraftModelProposer(
+                spec.draft_model,
+                dtype,
+                self.device,
+                spec.draft_num_blocks,
+                self.config.cache.block_size,
+            )
+            if draft.vocab_size != self.model_config.vocab_size:
+                raise ValueError(
+                    f"draft model vocabulary ({draft.vocab_size}) differs from the target's "
+                    f"({self.model_config.vocab_size}); the draft must share its tokenizer"
+                )
+            proposers[SpeculationMode.COLOCATED] = draft
+        return Speculator(spec, proposers, self.max_model_len)
 
     # -- sizing -----------------------------------------------------------------------------
 

@@ -12,8 +12,9 @@ from adapters.ops import LoRABatch
 from workers.attention.metadata import AttentionMetadata
 from workers.models.llama import LlamaForCausalLM
 from workers.protocol import TokenLogprob
-from workers.sampler import apply_penalties, mask_tokens, sample_row, top_logprobs
+from workers.sampler import draw, processed_logits, sampling_probs, top_logprobs
 from workers.scheduler_output import ModelRunnerOutput, ScheduledSeq, SchedulerOutput
+from workers.spec.verify import verify_drafts
 from workers.stop_checker import stop_token_ids
 
 
@@ -57,12 +58,18 @@ class ModelRunner:
         self._copy_blocks(step.block_copies)
         if step.empty:
             return ModelRunnerOutput({}, {})
-        inputs = self._prepare(step.seqs)
+        logits = self.forward_logits(step.seqs)
+        return self._pick(tuple(s for s in step.seqs if s.sample), logits)
+
+    @torch.inference_mode()
+    def forward_logits(self, seqs: tuple[ScheduledSeq, ...]) -> torch.Tensor:
+        """One forward over the block tables; float32 logits of every sample row, on CPU,
+        [sum of num_sample_rows, vocab]."""
+        inputs = self._prepare(seqs)
         hidden = self.model(
             inputs.input_ids, inputs.positions, self.kv_caches, inputs.meta, inputs.lora
         )
-        logits = self.model.compute_logits(hidden[inputs.logits_indices]).cpu()
-        return self._pick(tuple(s for s in step.seqs if s.sample), logits)
+        return self.model.compute_logits(hidden[inputs.logits_indices]).cpu()
 
     def _copy_blocks(self, copies: tuple[tuple[int, int], ...]) -> None:
         if not copies:
@@ -87,8 +94,7 @@ class ModelRunner:
             slots += [s.block_table[p // bs] * bs + p % bs for p in span]
             query_start_loc.append(len(input_ids))
             seq_lens.append(span.stop)
-            if s.sample:
-                logits_indices.append(len(input_ids) - 1)
+            logits_indices += range(len(input_ids) - s.num_sample_rows, len(input_ids))
         width = max(len(s.block_table) for s in seqs)
         tables = [list(s.block_table) + [0] * (width - len(s.block_table)) for s in seqs]
 
@@ -121,30 +127,42 @@ class ModelRunner:
 
     def _pick(self, seqs: tuple[ScheduledSeq, ...], logits: torch.Tensor) -> ModelRunnerOutput:
         logprobs = torch.log_softmax(logits, dim=-1)
-        sampled: dict[int, TokenLogprob] = {}
+        sampled: dict[int, tuple[TokenLogprob, ...]] = {}
         beams: dict[int, tuple[tuple[int, float], ...]] = {}
-        for row, s in enumerate(seqs):
+        row = 0
+        for s in seqs:
+            rows = slice(row, row + s.num_sample_rows)
+            row = rows.stop
             if s.beam_topk:
-                beams[s.seq_id] = self._beam_candidates(s, logprobs[row])
+                # As transformers does for beams: processors act on log-probabilities.
+                processed = self._processed(s, logprobs[rows.start], s.output_token_ids)
+                beams[s.seq_id] = top_logprobs(processed, s.beam_topk)
                 continue
-            token = sample_row(
-                self._process(s, logits[row]), s.sampling, s.generator or self.generator
+            tokens = self._next_tokens(s, logits[rows])
+            top = s.sampling.logprobs or 0
+            sampled[s.seq_id] = tuple(
+                TokenLogprob(t, float(lp[t]), top_logprobs(lp, top))
+                for t, lp in zip(tokens, logprobs[rows], strict=False)
             )
-            top = top_logprobs(logprobs[row], s.sampling.logprobs or 0)
-            sampled[s.seq_id] = TokenLogprob(token, float(logprobs[row, token]), top)
         return ModelRunnerOutput(sampled, beams)
 
-    def _process(self, s: ScheduledSeq, row: torch.Tensor) -> torch.Tensor:
-        """Penalties, then stop tokens held back until min_tokens outputs exist."""
+    def _next_tokens(self, s: ScheduledSeq, rows: torch.Tensor) -> list[int]:
+        """The token drawn from the last row, or with drafts the verified tokens."""
         params = s.sampling
-        if params.has_penalties:
-            row = apply_penalties(row, params, s.prompt_token_ids, s.output_token_ids)
-        if len(s.output_token_ids) < params.min_tokens:
-            row = mask_tokens(row, sorted(stop_token_ids(params, self.eos_token_ids)))
-        return row
+        generator = s.generator or self.generator
+        drafts = s.spec_token_ids
+        probs = torch.stack(
+            [
+                sampling_probs(self._processed(s, rows[j], s.output_token_ids + drafts[:j]), params)
+                for j in range(len(drafts) + 1)
+            ]
+        )
+        if not drafts:
+            return [draw(probs[0], params, generator)]
+        return verify_drafts(probs, list(drafts), s.spec_probs, params, generator)
 
-    def _beam_candidates(
-        self, s: ScheduledSeq, logprobs: torch.Tensor
-    ) -> tuple[tuple[int, float], ...]:
-        # As transformers does for beams: processors act on log-probabilities.
-        return top_logprobs(self._process(s, logprobs), s.beam_topk)
+    def _processed(
+        self, s: ScheduledSeq, row: torch.Tensor, output_ids: tuple[int, ...]
+    ) -> torch.Tensor:
+        stops = stop_token_ids(s.sampling, self.eos_token_ids)
+        return processed_logits(row, s.sampling, s.prompt_token_ids, output_ids, stops)

@@ -74,15 +74,43 @@ def filter_logits(logits: torch.Tensor, top_k: int, top_p: float, min_p: float) 
     return logits
 
 
+def processed_logits(
+    logits: torch.Tensor,
+    params: SamplingParams,
+    prompt_ids: Sequence[int],
+    output_ids: Sequence[int],
+    stop_ids: Sequence[int],
+) -> torch.Tensor:
+    """One raw row [vocab] after penalties and min_tokens masking (stop tokens held back
+    until min_tokens outputs exist)."""
+    if params.has_penalties:
+        logits = apply_penalties(logits, params, prompt_ids, output_ids)
+    if len(output_ids) < params.min_tokens:
+        logits = mask_tokens(logits, sorted(stop_ids))
+    return logits
+
+
+def sampling_probs(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
+    """The distribution the next token is drawn from, given a processed row [vocab]: one-hot
+    at the argmax for greedy, else softmax of the temperature-scaled, filtered logits."""
+    if params.greedy:
+        return torch.nn.functional.one_hot(torch.argmax(logits), logits.shape[-1]).float()
+    scaled = filter_logits(logits / params.temperature, params.top_k, params.top_p, params.min_p)
+    return scaled.softmax(-1)
+
+
+def draw(probs: torch.Tensor, params: SamplingParams, generator: torch.Generator | None) -> int:
+    """One token from sampling_probs' distribution (greedy takes no randomness)."""
+    if params.greedy:
+        return int(torch.argmax(probs))
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
 def sample_row(
     logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None
 ) -> int:
     """Pick the next token from one processed row [vocab]."""
-    if params.greedy:
-        return int(torch.argmax(logits))
-    scaled = filter_logits(logits / params.temperature, params.top_k, params.top_p, params.min_p)
-    probs = scaled.softmax(-1)
-    return int(torch.multinomial(probs, 1, generator=generator))
+    return draw(sampling_probs(logits, params), params, generator)
 
 
 def top_logprobs(logprobs: torch.Tensor, count: int) -> tuple[tuple[int, float], ...]:

@@ -174,6 +174,7 @@ class Scheduler:
         with_history = sample and params.has_penalties
         return ScheduledSeq(
             seq_id=seq.seq_id,
+            request_id=req.request_id,
             token_ids=tuple(seq.token_ids[start:end]),
             start_pos=start,
             block_table=tuple(self.kv.block_tables[seq.seq_id]),

@@ -17,6 +17,7 @@ class ScheduledSeq:
     next token (or, with beam_topk > 0, return the best beam_topk log-probabilities)."""
 
     seq_id: int
+    request_id: str
     token_ids: tuple[int, ...]
     start_pos: int
     block_table: tuple[int, ...]
@@ -27,10 +28,17 @@ class ScheduledSeq:
     output_token_ids: tuple[int, ...] = ()
     beam_topk: int = 0
     adapter_key: str | None = None
+    spec_token_ids: tuple[int, ...] = ()
+    spec_probs: torch.Tensor | None = None  # [k, vocab]; None: deterministic proposals
 
     @property
     def num_tokens(self) -> int:
         return len(self.token_ids)
+
+    @property
+    def num_sample_rows(self) -> int:
+        """Positions whose logits are needed: the drafted ones plus the next token."""
+        return len(self.spec_token_ids) + 1 if self.sample else 0
 
 
 @dataclass(frozen=True)
@@ -50,9 +58,10 @@ class SchedulerOutput:
 
 @dataclass(frozen=True)
 class ModelRunnerOutput:
-    """sampled: the chosen token of each sampling sequence (logprob is the model's raw
-    log-probability; `top` is filled when the request asked for logprobs).
+    """sampled: the tokens each sampling sequence appends (one, or with speculation the
+    accepted drafts and one more); logprob is the model's raw log-probability and `top` is
+    filled when the request asked for logprobs.
     beam_topk: (token id, processed log-probability) pairs, best first, per beam."""
 
-    sampled: dict[int, TokenLogprob]
+    sampled: dict[int, tuple[TokenLogprob, ...]]
     beam_topk: dict[int, tuple[tuple[int, float], ...]]

@@ -28,6 +28,8 @@ class Sequence:
     num_sent_tokens: int = 0
     logprobs: list[TokenLogprob] = field(default_factory=list)
     cum_logprob: float = 0.0
+    num_drafted_tokens: int = 0
+    num_accepted_tokens: int = 0
     finish_reason: FinishReason | None = None
 
     @property

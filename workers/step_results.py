@@ -52,22 +52,31 @@ def _advance(
     result: ModelRunnerOutput,
     max_model_len: int,
 ) -> None:
-    seq.num_computed_tokens += scheduled.num_tokens
+    tokens = result.sampled.get(seq.seq_id, ())
+    # Drafts that were rejected leave their KV slots unused: roll back to what is real.
+    num_accepted = max(len(tokens) - 1, 0)
+    rejected = len(scheduled.spec_token_ids) - num_accepted
+    seq.num_computed_tokens += scheduled.num_tokens - rejected
+    for token in tokens:
+        seq.token_ids.append(token.token_id)
+        if req.sampling.logprobs is not None:
+            seq.logprobs.append(token)
+        seq.finish_reason = finish_reason(
+            token.token_id,
+            seq.num_output_tokens,
+            seq.num_tokens,
+            req.sampling,
+            req.stop_ids,
+            max_model_len,
+        )
+        if seq.finished:  # a stop inside the accepted drafts drops the rest
+            seq.num_computed_tokens = min(seq.num_computed_tokens, seq.num_tokens - 1)
+            break
+    if scheduled.spec_token_ids:
+        kv.trim(seq.seq_id, seq.num_computed_tokens)
+        seq.num_drafted_tokens += len(scheduled.spec_token_ids)
+        seq.num_accepted_tokens += num_accepted
     kv.cache_full_blocks(seq.seq_id, seq.token_ids, seq.num_computed_tokens, req.cache_key)
-    token = result.sampled.get(seq.seq_id)
-    if token is None:
-        return
-    seq.token_ids.append(token.token_id)
-    if req.sampling.logprobs is not None:
-        seq.logprobs.append(token)
-    seq.finish_reason = finish_reason(
-        token.token_id,
-        seq.num_output_tokens,
-        seq.num_tokens,
-        req.sampling,
-        req.stop_ids,
-        max_model_len,
-    )
 
 
 def _advance_beams(
@@ -152,4 +161,6 @@ def delta_of(req: Request, seq: Sequence, reason: FinishReason | None) -> TokenD
         num_prompt_tokens=seq.num_prompt_tokens,
         num_cached_tokens=seq.num_cached_tokens,
         num_generated_tokens=seq.num_output_tokens,
+        num_drafted_tokens=seq.num_drafted_tokens,
+        num_accepted_tokens=seq.num_accepted_tokens,
     )

@@ -97,6 +97,16 @@ class KVCacheManager:
             hashes.append(hash_block(parent, block_tokens, extra_key))
             self.pool.cache(table[i], hashes[-1])
 
+    def trim(self, seq_id: int, num_tokens: int) -> None:
+        """Free the blocks past the first num_tokens (slots of rejected drafts)."""
+        table = self.block_tables[seq_id]
+        keep = self.num_blocks_for(num_tokens)
+        if len(table) > keep:
+            self.pool.free(reversed(table[keep:]))
+            del table[keep:]
+            hashes = self._block_hashes.get(seq_id, [])
+            del hashes[keep:]
+
     def fork(self, parent_id: int, child_id: int) -> None:
         """The child shares every block of the parent (ref counts), copy-on-write later."""
         table = self.block_tables.get(parent_id, [])

@@ -1,0 +1,144 @@
+"""DraftModelProposer: a small model with its own paged KV cache that drafts k tokens.
+
+It remembers, per request, which tokens its cache holds; each query is matched against that
+(longest common prefix), so rejected drafts roll back on their own and the same proposer
+serves a colocated draft and a DraftServer on another node alike.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from workers.attention.reference import ReferenceAttention
+from workers.kv_cache.block_pool import BlockPool
+from workers.kv_cache.manager import KVCacheManager
+from workers.model_runner import ModelRunner
+from workers.models.loader import load_model
+from workers.models.model_config import ModelConfig
+from workers.sampler import draw, processed_logits, sampling_probs
+from workers.scheduler_output import ScheduledSeq
+from workers.sequence import make_generator
+from workers.spec.proposers import DraftQuery, Proposal
+
+
+@dataclass
+class _DraftState:
+    seq_id: int
+    tokens: list[int] = field(default_factory=list)  # tokens whose KV the cache holds
+    generator: torch.Generator | None = None
+
+
+class DraftModelProposer:
+    def __init__(
+        self,
+        model_dir: str | Path,
+        dtype: torch.dtype,
+        device: torch.device,
+        num_blocks: int,
+        block_size: int = 16,
+    ) -> None:
+        cfg = ModelConfig.from_dir(model_dir)
+        model = load_model(
+            model_dir, ReferenceAttention(cfg.head_dim**-0.5, cfg.sliding_window), dtype, device
+        )
+        self.vocab_size = cfg.vocab_size
+        self.runner = ModelRunner(model, num_blocks, block_size, dtype, device)
+        self.kv = KVCacheManager(BlockPool(num_blocks, enable_caching=False), block_size)
+        self._states: OrderedDict[str, _DraftState] = OrderedDict()
+        self._next_id = 0
+
+    def propose(self, queries: list[DraftQuery]) -> list[Proposal | None]:
+        """Draft up to q.k tokens for each query, all queries batched per draft step."""
+        live = [q for q in queries if q.k > 0 and self._prepare(q)]
+        drafted: dict[str, list[int]] = {q.key: [] for q in live}
+        probs: dict[str, list[torch.Tensor]] = {q.key: [] for q in live}
+        for step in range(max((q.k for q in live), default=0)):
+            batch = [
+                (q, feed)
+                for q in live
+                if q.k > step
+                for feed in [self._unfed(q, drafted[q.key])]
+                if self._room(q, len(feed), drafted.keys())
+            ]
+            if not batch:
+                break
+            logits = self.runner.forward_logits(tuple(self._scheduled(q, f) for q, f in batch))
+            for (q, feed), row in zip(batch, logits, strict=True):
+                state = self._states[q.key]
+                state.tokens += feed
+                history = state.tokens[q.num_prompt_tokens :]
+                processed = processed_logits(
+                    row, q.sampling, q.token_ids[: q.num_prompt_tokens], history, q.stop_ids
+                )
+                p = sampling_probs(processed, q.sampling)
+                drafted[q.key].append(draw(p, q.sampling, state.generator))
+                probs[q.key].append(p)
+        return [self._proposal(drafted.get(q.key), probs.get(q.key), q) for q in queries]
+
+    def release(self, key: str) -> None:
+        state = self._states.pop(key, None)
+        if state is not None:
+            self.kv.free(state.seq_id)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _prepare(self, q: DraftQuery) -> bool:
+        """Roll the request's cache back to its common prefix with the query's tokens."""
+        if any(not 0 <= t < self.vocab_size for t in q.token_ids):
+            return False
+        state = self._states.get(q.key)
+        if state is None:
+            state = _DraftState(self._next_id, generator=make_generator(q.seed, 1 << 20))
+            self._next_id += 1
+            self._states[q.key] = state
+        self._states.move_to_end(q.key)
+        common = 0
+        for a, b in zip(state.tokens, q.token_ids, strict=False):
+            if a != b:
+                break
+            common += 1
+        # The last known token is always fed again: its logits give the first draft.
+        state.tokens = state.tokens[: min(common, len(q.token_ids) - 1)]
+        if state.seq_id in self.kv.block_tables:
+            self.kv.trim(state.seq_id, len(state.tokens))
+        return True
+
+    def _unfed(self, q: DraftQuery, drafted: list[int]) -> list[int]:
+        """Tokens of the query and of this round's drafts that the cache does not hold."""
+        return (list(q.token_ids) + drafted)[len(self._states[q.key].tokens) :]
+
+    def _scheduled(self, q: DraftQuery, feed: list[int]) -> ScheduledSeq:
+        state = self._states[q.key]
+        return ScheduledSeq(
+            seq_id=state.seq_id,
+            request_id=q.key,
+            token_ids=tuple(feed),
+            start_pos=len(state.tokens),
+            block_table=tuple(self.kv.block_tables[state.seq_id]),
+            sample=True,
+            sampling=q.sampling,
+        )
+
+    def _room(self, q: DraftQuery, num_new: int, busy: Iterable[str]) -> bool:
+        """KV slots for this draft step, evicting idle requests' caches (least recently
+        used first, never one of this round's) if short."""
+        state = self._states[q.key]
+        busy = set(busy)
+        while self.kv.allocate_slots(state.seq_id, len(state.tokens), num_new) is None:
+            idle = next((k for k in self._states if k not in busy), None)
+            if idle is None:
+                return False
+            self.release(idle)
+        return True
+
+    def _proposal(
+        self, tokens: list[int] | None, probs: list[torch.Tensor] | None, q: DraftQuery
+    ) -> Proposal | None:
+        if not tokens or probs is None:
+            return None
+        return Proposal(tuple(tokens), None if q.sampling.greedy else torch.stack(probs))

@@ -1,0 +1,112 @@
+"""Speculator: after the scheduler has planned a step, give eligible decodes drafted tokens
+(they become extra query positions of the same step); afterwards, learn from the outcome."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from workers.kv_cache.manager import KVCacheManager
+from workers.protocol import SpeculationMode
+from workers.scheduler import Scheduler
+from workers.scheduler_output import ModelRunnerOutput, ScheduledSeq, SchedulerOutput
+from workers.sequence import Request, Sequence
+from workers.spec.config import SpecConfig
+from workers.spec.policy import SpecPolicy
+from workers.spec.proposers import DraftQuery, Proposal, Proposer
+
+
+class Speculator:
+    def __init__(
+        self, config: SpecConfig, proposers: dict[SpeculationMode, Proposer], max_model_len: int
+    ) -> None:
+        self.config = config
+        self.proposers = proposers
+        self.policy = SpecPolicy(config)
+        self.max_model_len = max_model_len
+
+    def attach_drafts(self, scheduler: Scheduler, step: SchedulerOutput) -> SchedulerOutput:
+        owners = {seq.seq_id: (req, seq) for req in scheduler.running for seq in req.seqs}
+        budget = scheduler.config.max_num_batched_tokens - step.num_tokens
+        queries: dict[SpeculationMode, list[tuple[ScheduledSeq, DraftQuery]]] = {}
+        for s in step.seqs:
+            req, seq = owners[s.seq_id]
+            k = self._num_drafts(req, seq, s, scheduler.num_running_seqs)
+            if k > 0 and budget >= k:
+                budget -= k
+                queries.setdefault(req.spec.speculation, []).append((s, _query(req, seq, k)))
+        drafts: dict[int, Proposal] = {}
+        for mode, items in queries.items():
+            proposals = self.proposers[mode].propose([q for _, q in items])
+            for (s, _), proposal in zip(items, proposals, strict=True):
+                if proposal is not None:
+                    drafts[s.seq_id] = proposal
+        if not drafts:
+            return step
+        seqs = tuple(self._extend(scheduler.kv, s, drafts.get(s.seq_id)) for s in step.seqs)
+        return replace(
+            step, seqs=seqs, block_copies=step.block_copies + scheduler.kv.take_pending_copies()
+        )
+
+    def observe(
+        self, scheduler: Scheduler, step: SchedulerOutput, result: ModelRunnerOutput
+    ) -> None:
+        """Update acceptance estimates; release proposer state of finished requests."""
+        live = {req.request_id for req in scheduler.running}
+        for s in step.seqs:
+            if s.spec_token_ids:
+                accepted = len(result.sampled.get(s.seq_id, ())) - 1
+                self.policy.record(
+                    s.request_id, s.adapter_key, len(s.spec_token_ids), max(accepted, 0)
+                )
+            if s.request_id not in live:
+                self.release(s.request_id)
+
+    def release(self, request_id: str) -> None:
+        self.policy.forget(request_id)
+        for proposer in self.proposers.values():
+            proposer.release(request_id)
+
+    def _num_drafts(self, req: Request, seq: Sequence, s: ScheduledSeq, batch: int) -> int:
+        mode = req.spec.speculation
+        params = req.sampling
+        eligible = (
+            mode in self.proposers
+            and s.sample
+            and s.num_tokens == 1
+            and params.n == 1
+            and not params.use_beam_search
+        )
+        if not eligible:
+            return 0
+        room = (
+            min(params.max_tokens - seq.num_output_tokens, self.max_model_len - seq.num_tokens) - 1
+        )
+        return self.policy.num_drafts(req.request_id, req.adapter_key, batch, room)
+
+    def _extend(
+        self, kv: KVCacheManager, s: ScheduledSeq, proposal: Proposal | None
+    ) -> ScheduledSeq:
+        if proposal is None:
+            return s
+        tokens = proposal.token_ids
+        if kv.allocate_slots(s.seq_id, s.start_pos + 1, len(tokens)) is None:
+            return s  # no room for the drafts: decode plainly this step
+        return replace(
+            s,
+            token_ids=s.token_ids + tokens,
+            spec_token_ids=tokens,
+            spec_probs=proposal.probs,
+            block_table=tuple(kv.block_tables[s.seq_id]),
+        )
+
+
+def _query(req: Request, seq: Sequence, k: int) -> DraftQuery:
+    return DraftQuery(
+        key=req.request_id,
+        token_ids=tuple(seq.token_ids),
+        num_prompt_tokens=seq.num_prompt_tokens,
+        k=k,
+        sampling=req.sampling,
+        stop_ids=tuple(sorted(req.stop_ids)),
+        seed=req.sampling.seed,
+    )
