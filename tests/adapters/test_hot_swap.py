@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.adapters.conftest import make_lora_engine, peft_greedy
+from tests.lora_factories import make_lora_engine, peft_greedy
 from workers.async_engine import AsyncEngine
 from workers.errors import AdapterNotFoundError
 from workers.protocol import GenerateRequest
@@ -71,8 +71,7 @@ def test_hot_swap_under_continuous_load(llama_dir: Path, adapter_root: Path) -> 
             assert out == expected[None]
         elif adapter == "a1":
             # Submitted before the replace finished: either version; after: the new one.
-            allowed = [expected["a1"], expected["a1-v2"]] if state == "v1" else [
-                expected["a1-v2"]]
+            allowed = [expected["a1"], expected["a1-v2"]] if state == "v1" else [expected["a1-v2"]]
             assert out in allowed
         elif state == "loaded":
             assert out == expected["a2"] or isinstance(out, AdapterNotFoundError)
@@ -87,8 +86,7 @@ def test_hot_swap_under_continuous_load(llama_dir: Path, adapter_root: Path) -> 
 
 
 @pytest.mark.parametrize("pinned", [False, True])
-def test_unload_drains_running_requests(llama_dir: Path, adapter_root: Path,
-                                        pinned: bool) -> None:
+def test_unload_drains_running_requests(llama_dir: Path, adapter_root: Path, pinned: bool) -> None:
     engine = make_lora_engine(llama_dir, adapter_root)
     engine.load_adapter("a1", "a1", pinned=pinned)
     engine.add_request(GenerateRequest("r", tuple(PROMPT), GREEDY, adapter="a1"))

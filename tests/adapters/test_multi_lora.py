@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.adapters.conftest import make_lora_engine, peft_greedy
 from tests.factories import random_prompts
+from tests.lora_factories import make_lora_engine, peft_greedy
 from workers.protocol import GenerateRequest
 from workers.sampling_params import SamplingParams
 

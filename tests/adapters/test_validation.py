@@ -12,15 +12,20 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from tests.adapters.conftest import make_lora_engine, make_peft_adapter, peft_greedy
 from tests.factories import make_tiny_model
+from tests.lora_factories import make_lora_engine, make_peft_adapter, peft_greedy
 from workers.errors import AdapterLoadError, AdapterNotFoundError
 from workers.protocol import GenerateRequest
 from workers.sampling_params import SamplingParams
 
 
-def broken_copy(src: Path, dst: Path, config: dict | None = None,
-                tensors: dict | None = None, raw_weights: bytes | None = None) -> Path:
+def broken_copy(
+    src: Path,
+    dst: Path,
+    config: dict | None = None,
+    tensors: dict | None = None,
+    raw_weights: bytes | None = None,
+) -> Path:
     shutil.copytree(src, dst)
     if config is not None:
         cfg = json.loads((dst / "adapter_config.json").read_text())
@@ -36,8 +41,7 @@ def broken_copy(src: Path, dst: Path, config: dict | None = None,
 
 
 @pytest.fixture(scope="module")
-def bad_root(tmp_path_factory: pytest.TempPathFactory, adapter_root: Path,
-             llama_dir: Path) -> Path:
+def bad_root(tmp_path_factory: pytest.TempPathFactory, adapter_root: Path, llama_dir: Path) -> Path:
     root = tmp_path_factory.mktemp("bad")
     good = adapter_root / "a1"
     key = "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"
@@ -51,11 +55,13 @@ def bad_root(tmp_path_factory: pytest.TempPathFactory, adapter_root: Path,
     (root / "bad-json" / "adapter_config.json").write_text("{not json")
     broken_copy(good, root / "corrupt", raw_weights=b"\x00garbage" * 10)
     broken_copy(good, root / "nan", tensors={key: nan})
-    broken_copy(good, root / "extra-tensor",
-                tensors={"base_model.model.lm_head.weight": torch.zeros(2, 2)})
+    broken_copy(
+        good, root / "extra-tensor", tensors={"base_model.model.lm_head.weight": torch.zeros(2, 2)}
+    )
     (root / "empty").mkdir()
-    other = make_tiny_model(tmp_path_factory.mktemp("other") / "wide", hidden_size=96,
-                            num_attention_heads=4)
+    other = make_tiny_model(
+        tmp_path_factory.mktemp("other") / "wide", hidden_size=96, num_attention_heads=4
+    )
     make_peft_adapter(other, root / "wrong-base", seed=0)
     deep = make_tiny_model(tmp_path_factory.mktemp("other") / "deep", num_hidden_layers=3)
     make_peft_adapter(deep, root / "wrong-layers", seed=0)
@@ -81,15 +87,21 @@ CASES = {
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_bad_adapter_is_refused_and_engine_serves(name: str, bad_root: Path,
-                                                  llama_dir: Path) -> None:
+def test_bad_adapter_is_refused_and_engine_serves(
+    name: str, bad_root: Path, llama_dir: Path
+) -> None:
     engine = make_lora_engine(llama_dir, bad_root)
     with pytest.raises(AdapterLoadError, match=CASES[name]):
         engine.load_adapter("x", name)
     assert engine.list_adapters() == []
     engine.load_adapter("good", "good")
-    out = engine.generate([GenerateRequest("r", (5, 6, 7), SamplingParams(
-        max_tokens=5, temperature=0), adapter="good")])
+    out = engine.generate(
+        [
+            GenerateRequest(
+                "r", (5, 6, 7), SamplingParams(max_tokens=5, temperature=0), adapter="good"
+            )
+        ]
+    )
     assert out["r"][0] == peft_greedy(llama_dir, bad_root / "good", [5, 6, 7], 5)
 
 
@@ -101,8 +113,9 @@ def test_path_traversal_is_refused(tmp_path: Path, bad_root: Path, llama_dir: Pa
     os.symlink(outside, root / "escape-dir")
     (root / "escape-file").mkdir()
     shutil.copy(bad_root / "good" / "adapter_config.json", root / "escape-file")
-    os.symlink(outside / "adapter_model.safetensors",
-               root / "escape-file" / "adapter_model.safetensors")
+    os.symlink(
+        outside / "adapter_model.safetensors", root / "escape-file" / "adapter_model.safetensors"
+    )
     engine = make_lora_engine(llama_dir, root)
     attempts = {
         "../outside": "may not contain '..'",

@@ -53,41 +53,44 @@ class SpecPolicy:
         self.config = config
         self.stats = SpecStats(accepted_per_position=[0] * config.num_speculative_tokens)
         self._requests: dict[str, _Estimate] = {}
-        self._adapters: dict[str, float] = {}
+        self._groups: dict[str, float] = {}  # acceptance per (adapter, proposer)
 
-    def num_drafts(self, key: str, adapter: str | None, batch_size: int, room: int) -> int:
+    def num_drafts(self, key: str, group: str, batch_size: int, room: int) -> int:
         """Tokens to draft for this request now: 0 when the batch is large, when acceptance
-        is low (probing again now and then), or when the output is nearly done."""
+        is low (probing again now and then), or when the output is nearly done. A new
+        request starts from its group's acceptance (same adapter and proposer)."""
         cfg = self.config
         if batch_size > cfg.max_batch_size or room <= 0:
             return 0
         estimate = self._requests.setdefault(
-            key, _Estimate(self._adapters.get(adapter or "", cfg.initial_acceptance))
+            key, _Estimate(self._groups.get(group, cfg.initial_acceptance))
         )
         if estimate.acceptance < cfg.min_acceptance:
             estimate.steps_since_draft += 1
             if estimate.steps_since_draft < cfg.probe_interval:
                 return 0
-            return 1
+            estimate.steps_since_draft = 0
+            return 1  # a probe: one draft to re-measure acceptance
         k = best_k(estimate.acceptance, cfg.draft_cost_ratio, cfg.num_speculative_tokens)
         return min(k, room)
 
-    def record(self, key: str, adapter: str | None, drafted: int, accepted: int) -> None:
+    def record(
+        self, key: str, adapter: str | None, group: str, drafted: int, accepted: int
+    ) -> None:
         if drafted == 0:
             return
         rate = accepted / drafted
         estimate = self._requests.setdefault(key, _Estimate(rate))
         estimate.acceptance = (1 - _EMA) * estimate.acceptance + _EMA * rate
         estimate.steps_since_draft = 0
-        name = adapter or ""
-        self._adapters[name] = (1 - _EMA) * self._adapters.get(name, rate) + _EMA * rate
+        self._groups[group] = (1 - _EMA) * self._groups.get(group, rate) + _EMA * rate
         s = self.stats
         s.num_drafts += 1
         s.num_drafted_tokens += drafted
         s.num_accepted_tokens += accepted
         for position in range(accepted):
             s.accepted_per_position[position] += 1
-        counts = s.per_adapter.setdefault(name or "base", [0, 0])
+        counts = s.per_adapter.setdefault(adapter or "base", [0, 0])
         counts[0] += drafted
         counts[1] += accepted
 

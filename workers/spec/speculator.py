@@ -23,6 +23,7 @@ class Speculator:
         self.proposers = proposers
         self.policy = SpecPolicy(config)
         self.max_model_len = max_model_len
+        self._modes: dict[int, SpeculationMode] = {}  # proposer of each drafted sequence
 
     def attach_drafts(self, scheduler: Scheduler, step: SchedulerOutput) -> SchedulerOutput:
         owners = {seq.seq_id: (req, seq) for req in scheduler.running for seq in req.seqs}
@@ -35,11 +36,13 @@ class Speculator:
                 budget -= k
                 queries.setdefault(req.spec.speculation, []).append((s, _query(req, seq, k)))
         drafts: dict[int, Proposal] = {}
+        self._modes = {}
         for mode, items in queries.items():
             proposals = self.proposers[mode].propose([q for _, q in items])
             for (s, _), proposal in zip(items, proposals, strict=True):
                 if proposal is not None:
                     drafts[s.seq_id] = proposal
+                    self._modes[s.seq_id] = mode
         if not drafts:
             return step
         seqs = tuple(self._extend(scheduler.kv, s, drafts.get(s.seq_id)) for s in step.seqs)
@@ -55,8 +58,9 @@ class Speculator:
         for s in step.seqs:
             if s.spec_token_ids:
                 accepted = len(result.sampled.get(s.seq_id, ())) - 1
+                group = _group(s.adapter_key, self._modes[s.seq_id])
                 self.policy.record(
-                    s.request_id, s.adapter_key, len(s.spec_token_ids), max(accepted, 0)
+                    s.request_id, s.adapter_key, group, len(s.spec_token_ids), max(accepted, 0)
                 )
             if s.request_id not in live:
                 self.release(s.request_id)
@@ -81,7 +85,7 @@ class Speculator:
         room = (
             min(params.max_tokens - seq.num_output_tokens, self.max_model_len - seq.num_tokens) - 1
         )
-        return self.policy.num_drafts(req.request_id, req.adapter_key, batch, room)
+        return self.policy.num_drafts(req.request_id, _group(req.adapter_key, mode), batch, room)
 
     def _extend(
         self, kv: KVCacheManager, s: ScheduledSeq, proposal: Proposal | None
@@ -110,3 +114,8 @@ def _query(req: Request, seq: Sequence, k: int) -> DraftQuery:
         stop_ids=tuple(sorted(req.stop_ids)),
         seed=req.sampling.seed,
     )
+
+
+def _group(adapter_key: str | None, mode: SpeculationMode) -> str:
+    """Requests whose acceptance is alike: the same adapter drafted by the same proposer."""
+    return f"{adapter_key or 'base'}/{mode}"

@@ -1,9 +1,10 @@
+"""Test factories for LoRA: PEFT adapters with random weights, the peft oracle, engines."""
+
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import pytest
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 
@@ -37,23 +38,6 @@ def make_peft_adapter(
                 p.normal_(0.0, 0.15)
     model.save_pretrained(out)
     return out
-
-
-@pytest.fixture(scope="session")
-def adapter_root(tmp_path_factory: pytest.TempPathFactory, llama_dir: Path) -> Path:
-    root = tmp_path_factory.mktemp("adapters")
-    specs = {
-        "a1": dict(seed=1, rank=4),
-        "a2": dict(seed=2, rank=8, targets=["q_proj", "v_proj"]),
-        "a3": dict(seed=3, rank=16, use_rslora=True),
-        "a4": dict(seed=4, rank=8, targets=["gate_proj", "up_proj", "down_proj"]),
-        "a5": dict(seed=5, rank=8),
-        "a6": dict(seed=6, rank=4),
-        "a1-v2": dict(seed=11, rank=4),
-    }
-    for name, spec in specs.items():
-        make_peft_adapter(llama_dir, root / name, **spec)
-    return root
 
 
 def peft_greedy(
