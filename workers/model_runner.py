@@ -14,7 +14,7 @@ from workers.models.llama import LlamaForCausalLM
 from workers.protocol import TokenLogprob
 from workers.sampler import draw, processed_logits, sampling_probs, top_logprobs
 from workers.scheduler_output import ModelRunnerOutput, ScheduledSeq, SchedulerOutput
-from workers.spec.verify import verify_drafts
+from workers.spec.verify import accept_greedy, verify_drafts
 from workers.stop_checker import stop_token_ids
 
 
@@ -151,6 +151,13 @@ class ModelRunner:
         params = s.sampling
         generator = s.generator or self.generator
         drafts = s.spec_token_ids
+        plain_greedy = (
+            params.greedy
+            and not params.has_penalties
+            and (len(s.output_token_ids) >= params.min_tokens)
+        )
+        if plain_greedy:  # the common case, without building distributions
+            return accept_greedy(rows.argmax(-1).tolist(), drafts)
         probs = torch.stack(
             [
                 sampling_probs(self._processed(s, rows[j], s.output_token_ids + drafts[:j]), params)

@@ -71,6 +71,9 @@ class DraftModelProposer:
             for (q, feed), row in zip(batch, logits, strict=True):
                 state = self._states[q.key]
                 state.tokens += feed
+                if q.sampling.greedy and not q.sampling.has_penalties:
+                    drafted[q.key].append(int(row.argmax()))  # no distribution needed
+                    continue
                 history = state.tokens[q.num_prompt_tokens :]
                 processed = processed_logits(
                     row, q.sampling, q.token_ids[: q.num_prompt_tokens], history, q.stop_ids
@@ -139,6 +142,7 @@ class DraftModelProposer:
     def _proposal(
         self, tokens: list[int] | None, probs: list[torch.Tensor] | None, q: DraftQuery
     ) -> Proposal | None:
-        if not tokens or probs is None:
+        if not tokens:
             return None
-        return Proposal(tuple(tokens), None if q.sampling.greedy else torch.stack(probs))
+        # Greedy drafts are deterministic: no distributions (one-hot at each token).
+        return Proposal(tuple(tokens), torch.stack(probs) if probs else None)

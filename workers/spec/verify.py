@@ -29,15 +29,11 @@ def verify_drafts(
     draft_probs [k, vocab]: the distributions the drafts were drawn from; None means the
     proposer was deterministic (one-hot at each drafted token).
     """
+    if params.greedy:
+        return accept_greedy(target_probs.argmax(-1).tolist(), tuple(draft_tokens))
     out: list[int] = []
     for j, token in enumerate(draft_tokens):
         p = target_probs[j]
-        if params.greedy:
-            best = int(torch.argmax(p))
-            out.append(best)
-            if best != token:
-                return out
-            continue
         q = _draft_distribution(draft_probs, j, token, p.shape[-1])
         u = float(torch.rand((), generator=generator))
         if u * float(q[token]) <= float(p[token]):
@@ -46,6 +42,18 @@ def verify_drafts(
         out.append(_draw_residual(p, q, params, generator))
         return out
     out.append(draw(target_probs[len(draft_tokens)], params, generator))
+    return out
+
+
+def accept_greedy(target_argmax: list[int], draft_tokens: tuple[int, ...]) -> list[int]:
+    """verify_drafts for greedy requests given the target's argmax at each of the k + 1
+    positions: the drafts that match, then the target's own token."""
+    out: list[int] = []
+    for best, token in zip(target_argmax, draft_tokens, strict=False):
+        out.append(best)
+        if best != token:
+            return out
+    out.append(target_argmax[len(draft_tokens)])
     return out
 
 
