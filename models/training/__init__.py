@@ -1,0 +1,1 @@
+"""Rebuild the bundled demo models: `python -m models.training` (GPU), then `.evaluate` (CPU)."""
