@@ -52,6 +52,7 @@ class EngineConfig:
     dtype: str = "auto"
     max_model_len: int | None = None
     seed: int = 0
+    cuda_graphs: bool = True  # capture decode steps as CUDA graphs (CUDA only)
     cache: CacheConfig = field(default_factory=CacheConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     lora: LoRAConfig | None = None  # None: this engine serves the base model only

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from adapters.manager import LoRAManager
-from workers.attention.reference import ReferenceAttention
+from workers.attention.reference import DecodeFn, ReferenceAttention
 from workers.config import EngineConfig
 from workers.errors import AdapterNotFoundError
 from workers.kv_cache.block_pool import BlockPool
@@ -43,7 +43,9 @@ class LLMEngine:
             config.max_model_len or cfg.max_position_embeddings, cfg.max_position_embeddings
         )
         dtype = resolve_dtype(config.dtype, cfg.torch_dtype, self.device)
-        attention = ReferenceAttention(cfg.head_dim**-0.5, cfg.sliding_window)
+        attention = ReferenceAttention(
+            cfg.head_dim**-0.5, cfg.sliding_window, decode_fn=_decode_kernel(self.device)
+        )
         model = load_model(Path(config.model), attention, dtype, self.device)
         block_size = config.cache.block_size
         num_blocks = self._num_blocks(dtype)
@@ -54,8 +56,17 @@ class LLMEngine:
             LoRAManager(config.lora, cfg, dtype, self.device) if config.lora is not None else None
         )
         self.scheduler = Scheduler(config.scheduler, self.kv, self.adapters)
+        graph_batch = min(config.scheduler.max_num_seqs, 256) if config.cuda_graphs else 0
         self.runner = ModelRunner(
-            model, num_blocks, block_size, dtype, self.device, config.seed, self.adapters
+            model,
+            num_blocks,
+            block_size,
+            dtype,
+            self.device,
+            config.seed,
+            self.adapters,
+            graph_batch=graph_batch,
+            max_model_len=self.max_model_len,
         )
         self.speculator = self._make_speculator(dtype)
         self._order = itertools.count()
@@ -255,3 +266,12 @@ def _free_memory(device: torch.device) -> int:
             if line.startswith("MemAvailable:"):
                 return int(line.split()[1]) * 1024
     raise ValueError("cannot read available memory; set cache.num_blocks explicitly")
+
+
+def _decode_kernel(device: torch.device) -> DecodeFn | None:
+    """The paged Triton kernel on CUDA; None (the plain-torch reference) elsewhere."""
+    if device.type != "cuda":
+        return None
+    from workers.attention.triton_decode import paged_decode_attention  # needs triton
+
+    return paged_decode_attention

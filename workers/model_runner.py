@@ -10,6 +10,7 @@ import torch
 from adapters.manager import LoRAManager
 from adapters.ops import LoRABatch
 from workers.attention.metadata import AttentionMetadata
+from workers.cuda_graphs import DecodeGraphs
 from workers.models.llama import LlamaForCausalLM
 from workers.protocol import TokenLogprob
 from workers.sampler import draw, processed_logits, sampling_probs, top_logprobs
@@ -39,19 +40,36 @@ class ModelRunner:
         device: torch.device,
         seed: int = 0,
         adapters: LoRAManager | None = None,
+        graph_batch: int = 0,
+        max_model_len: int = 0,
     ) -> None:
+        """graph_batch > 0 (CUDA only) captures decode steps of up to that many sequences as
+        CUDA graphs; block `num_blocks` is then a scratch block for padding rows."""
         cfg = model.config
         self.model = model
         self.adapters = adapters
         self.block_size = block_size
         self.device = device
         self.eos_token_ids = cfg.eos_token_ids
-        shape = (2, num_blocks, block_size, cfg.num_key_value_heads, cfg.head_dim)
+        use_graphs = graph_batch > 0 and device.type == "cuda"
+        shape = (2, num_blocks + use_graphs, block_size, cfg.num_key_value_heads, cfg.head_dim)
         self.kv_caches = [
             torch.zeros(shape, dtype=dtype, device=device) for _ in range(cfg.num_hidden_layers)
         ]
         # Draws of requests without a seed: reproducible for a given engine seed and load.
         self.generator = torch.Generator().manual_seed(seed)
+        self.graphs = (
+            DecodeGraphs(
+                model,
+                self.kv_caches,
+                graph_batch,
+                -(-max_model_len // block_size),
+                num_blocks,
+                block_size,
+            )
+            if use_graphs
+            else None
+        )
 
     @torch.inference_mode()
     def execute(self, step: SchedulerOutput) -> ModelRunnerOutput:
@@ -59,17 +77,43 @@ class ModelRunner:
         if step.empty:
             return ModelRunnerOutput({}, {})
         logits = self.forward_logits(step.seqs)
-        return self._pick(tuple(s for s in step.seqs if s.sample), logits)
+        sampling = tuple(s for s in step.seqs if s.sample)
+        if all(
+            _plain_greedy(s) and not s.sampling.logprobs and not s.spec_token_ids for s in sampling
+        ):
+            # Argmax where the logits are; only token ids and their log-probs reach the host.
+            best = logits.argmax(-1)
+            chosen = logits.log_softmax(-1).gather(1, best[:, None])[:, 0]
+            pairs = zip(sampling, best.tolist(), chosen.tolist(), strict=True)
+            return ModelRunnerOutput({s.seq_id: (TokenLogprob(t, lp),) for s, t, lp in pairs}, {})
+        return self._pick(sampling, logits.float().cpu())
 
     @torch.inference_mode()
     def forward_logits(self, seqs: tuple[ScheduledSeq, ...]) -> torch.Tensor:
-        """One forward over the block tables; float32 logits of every sample row, on CPU,
-        [sum of num_sample_rows, vocab]."""
+        """One forward over the block tables: float32 logits of every sample row, on the
+        device, [sum of num_sample_rows, vocab]."""
+        if self._graph_ready(seqs):
+            assert self.graphs is not None
+            bs = self.block_size
+            return self.graphs.run(
+                [s.token_ids[0] for s in seqs],
+                [s.start_pos for s in seqs],
+                [s.block_table[s.start_pos // bs] * bs + s.start_pos % bs for s in seqs],
+                [s.block_table for s in seqs],
+            )
         inputs = self._prepare(seqs)
         hidden = self.model(
             inputs.input_ids, inputs.positions, self.kv_caches, inputs.meta, inputs.lora
         )
-        return self.model.compute_logits(hidden[inputs.logits_indices]).cpu()
+        return self.model.compute_logits(hidden[inputs.logits_indices])
+
+    def _graph_ready(self, seqs: tuple[ScheduledSeq, ...]) -> bool:
+        """Pure decode of the base model within the captured sizes."""
+        return (
+            self.graphs is not None
+            and len(seqs) <= self.graphs.max_batch
+            and all(s.num_tokens == 1 and s.sample and s.adapter_key is None for s in seqs)
+        )
 
     def _copy_blocks(self, copies: tuple[tuple[int, int], ...]) -> None:
         if not copies:
@@ -107,6 +151,8 @@ class ModelRunner:
             query_start_loc=tuple(query_start_loc),
             seq_lens=tuple(seq_lens),
             block_size=bs,
+            seq_lens_tensor=tensor(seq_lens),
+            decode_only=len(input_ids) == len(seqs),
         )
         return StepInputs(
             tensor(input_ids), tensor(positions), meta, tensor(logits_indices), self._lora(seqs)
@@ -151,12 +197,7 @@ class ModelRunner:
         params = s.sampling
         generator = s.generator or self.generator
         drafts = s.spec_token_ids
-        plain_greedy = (
-            params.greedy
-            and not params.has_penalties
-            and (len(s.output_token_ids) >= params.min_tokens)
-        )
-        if plain_greedy:  # the common case, without building distributions
+        if _plain_greedy(s):  # the common case, without building distributions
             return accept_greedy(rows.argmax(-1).tolist(), drafts)
         probs = torch.stack(
             [
@@ -173,3 +214,14 @@ class ModelRunner:
     ) -> torch.Tensor:
         stops = stop_token_ids(s.sampling, self.eos_token_ids)
         return processed_logits(row, s.sampling, s.prompt_token_ids, output_ids, stops)
+
+
+def _plain_greedy(s: ScheduledSeq) -> bool:
+    """Greedy with nothing that changes the argmax (penalties, held-back stop tokens)."""
+    params = s.sampling
+    return (
+        params.greedy
+        and not params.has_penalties
+        and len(s.output_token_ids) >= params.min_tokens
+        and not s.beam_topk
+    )

@@ -20,6 +20,7 @@ class AttentionMetadata:
     block_tables: [num_seqs, max_blocks] int64, the blocks of each sequence, padded with 0.
     query_start_loc: num_seqs + 1 offsets into the token batch (host list).
     seq_lens: context length of each sequence after this step (host list).
+    With decode_only, only the tensors are read (what a CUDA graph replays).
     """
 
     slot_mapping: torch.Tensor
@@ -27,6 +28,8 @@ class AttentionMetadata:
     query_start_loc: tuple[int, ...]
     seq_lens: tuple[int, ...]
     block_size: int
+    seq_lens_tensor: torch.Tensor | None = None  # [num_seqs] on the device
+    decode_only: bool = False  # one query per sequence: the decode kernel does it all
 
     @property
     def num_seqs(self) -> int:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
 from workers.attention.metadata import AttentionMetadata
+
+DecodeFn = Callable[
+    [torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float, int | None], torch.Tensor
+]
 
 
 class ReferenceAttention:
@@ -13,12 +19,19 @@ class ReferenceAttention:
 
     kv_cache of one layer: [2, num_blocks, block_size, num_kv_heads, head_dim]
     (index 0 keys, 1 values). Keys and values of the step are written first, then each
-    sequence gathers its context through its block table.
+    sequence reads its context through its block table. Sequences with one query (decodes)
+    go to `decode_fn` all at once: plain torch here, a paged kernel on CUDA.
     """
 
-    def __init__(self, scale: float, sliding_window: int | None = None) -> None:
+    def __init__(
+        self,
+        scale: float,
+        sliding_window: int | None = None,
+        decode_fn: DecodeFn | None = None,
+    ) -> None:
         self.scale = scale
         self.sliding_window = sliding_window
+        self.decode_fn = decode_fn or decode_attention_reference
 
     def __call__(
         self,
@@ -30,53 +43,75 @@ class ReferenceAttention:
     ) -> torch.Tensor:
         """q [T, Hq, D]; k, v [T, Hkv, D] -> output [T, Hq, D]."""
         write_kv(k, v, kv_cache, meta.slot_mapping)
+        if meta.decode_only:
+            assert meta.seq_lens_tensor is not None
+            return self.decode_fn(
+                q,
+                kv_cache,
+                meta.block_tables,
+                meta.seq_lens_tensor,
+                self.scale,
+                self.sliding_window,
+            )
         out = torch.empty_like(q)
         starts, lens = meta.query_start_loc, meta.seq_lens
         decodes = [i for i in range(meta.num_seqs) if starts[i + 1] - starts[i] == 1]
         if decodes:
             rows = torch.tensor([starts[i] for i in decodes], device=q.device)
-            out[rows] = self._decode_batch(q[rows], kv_cache, meta, decodes)
+            out[rows] = self.decode_fn(
+                q[rows],
+                kv_cache,
+                meta.block_tables[decodes],
+                torch.tensor([lens[i] for i in decodes], device=q.device),
+                self.scale,
+                self.sliding_window,
+            )
         for i in sorted(set(range(meta.num_seqs)) - set(decodes)):
             start, end = starts[i], starts[i + 1]
             if end == start:
                 continue
             keys, values = gather_context(kv_cache, meta.block_tables[i], lens[i], meta.block_size)
-            mask = self._mask(
-                torch.arange(lens[i] - (end - start), lens[i], device=q.device), lens[i]
-            )
+            q_pos = torch.arange(lens[i] - (end - start), lens[i], device=q.device)
+            mask = causal_mask(q_pos, lens[i], self.sliding_window)
             out[start:end] = _attend(q[start:end], keys, values, mask, self.scale)
         return out
 
-    def _decode_batch(
-        self, q: torch.Tensor, kv_cache: torch.Tensor, meta: AttentionMetadata, seqs: list[int]
-    ) -> torch.Tensor:
-        """One query per sequence, all sequences at once over their padded contexts.
-        q [B, Hq, D] -> [B, Hq, D]."""
-        lens = [meta.seq_lens[i] for i in seqs]
-        num_blocks = -(-max(lens) // meta.block_size)
-        tables = meta.block_tables[seqs, :num_blocks]
-        keys = kv_cache[0, tables].flatten(1, 2)  # [B, L, Hkv, D]
-        values = kv_cache[1, tables].flatten(1, 2)
-        seq_lens = torch.tensor(lens, device=q.device)
-        mask = self._mask(seq_lens - 1, keys.shape[1])  # [B, L]
-        out = F.scaled_dot_product_attention(
-            q.unsqueeze(2),  # [B, Hq, 1, D]
-            keys.transpose(1, 2).to(q.dtype),
-            values.transpose(1, 2).to(q.dtype),
-            attn_mask=mask[:, None, None, :],
-            scale=self.scale,
-            enable_gqa=True,
-        )
-        return out.squeeze(2)
 
-    def _mask(self, q_pos: torch.Tensor, num_keys: int) -> torch.Tensor:
-        """Which keys each query sees: causal, within the sliding window. [..., num_keys]"""
-        k_pos = torch.arange(num_keys, device=q_pos.device)
-        q_pos = q_pos[..., None]
-        mask = k_pos <= q_pos
-        if self.sliding_window is not None:
-            mask &= k_pos > q_pos - self.sliding_window
-        return mask
+def decode_attention_reference(
+    q: torch.Tensor,
+    kv_cache: torch.Tensor,
+    block_tables: torch.Tensor,
+    seq_lens: torch.Tensor,
+    scale: float,
+    sliding_window: int | None = None,
+) -> torch.Tensor:
+    """One query per sequence over its paged context, all sequences at once (contexts padded
+    and masked). q [B, Hq, D]; block_tables [B, max_blocks]; seq_lens [B] -> [B, Hq, D]."""
+    block_size = kv_cache.shape[2]
+    num_blocks = -(-int(seq_lens.max()) // block_size)
+    tables = block_tables[:, :num_blocks]
+    keys = kv_cache[0, tables].flatten(1, 2)  # [B, L, Hkv, D]
+    values = kv_cache[1, tables].flatten(1, 2)
+    mask = causal_mask(seq_lens - 1, keys.shape[1], sliding_window)  # [B, L]
+    out = F.scaled_dot_product_attention(
+        q.unsqueeze(2),  # [B, Hq, 1, D]
+        keys.transpose(1, 2).to(q.dtype),
+        values.transpose(1, 2).to(q.dtype),
+        attn_mask=mask[:, None, None, :],
+        scale=scale,
+        enable_gqa=True,
+    )
+    return out.squeeze(2)
+
+
+def causal_mask(q_pos: torch.Tensor, num_keys: int, sliding_window: int | None) -> torch.Tensor:
+    """Which keys each query sees: causal, within the sliding window. [..., num_keys]"""
+    k_pos = torch.arange(num_keys, device=q_pos.device)
+    q_pos = q_pos[..., None]
+    mask = k_pos <= q_pos
+    if sliding_window is not None:
+        mask &= k_pos > q_pos - sliding_window
+    return mask
 
 
 def write_kv(

@@ -67,7 +67,8 @@ class DraftModelProposer:
             ]
             if not batch:
                 break
-            logits = self.runner.forward_logits(tuple(self._scheduled(q, f) for q, f in batch))
+            seqs = tuple(self._scheduled(q, f) for q, f in batch)
+            logits = self.runner.forward_logits(seqs).float().cpu()
             for (q, feed), row in zip(batch, logits, strict=True):
                 state = self._states[q.key]
                 state.tokens += feed

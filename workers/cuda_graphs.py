@@ -1,0 +1,104 @@
+"""DecodeGraphs: the decode step (one new token per sequence, base model) captured as CUDA
+graphs for bucketed batch sizes, so a step costs one graph launch instead of hundreds of
+kernel launches from Python."""
+
+from __future__ import annotations
+
+import torch
+
+from workers.attention.metadata import AttentionMetadata
+from workers.models.llama import LlamaForCausalLM
+
+BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 160, 192, 256)
+
+
+class DecodeGraphs:
+    """Static input buffers sized for the largest bucket; a batch of B sequences runs the
+    smallest captured bucket >= B, padding rows with a scratch block no sequence owns."""
+
+    def __init__(
+        self,
+        model: LlamaForCausalLM,
+        kv_caches: list[torch.Tensor],
+        max_batch: int,
+        max_blocks_per_seq: int,
+        scratch_block: int,
+        block_size: int,
+    ) -> None:
+        device = kv_caches[0].device
+        self.buckets = [b for b in BUCKETS if b <= max_batch] or [1]
+        top = self.buckets[-1]
+        self.block_size = block_size
+        self.scratch_block = scratch_block
+        self.input_ids = torch.zeros(top, dtype=torch.long, device=device)
+        self.positions = torch.zeros(top, dtype=torch.long, device=device)
+        self.slots = torch.zeros(top, dtype=torch.long, device=device)
+        self.tables = torch.full(
+            (top, max_blocks_per_seq), scratch_block, dtype=torch.long, device=device
+        )
+        self.seq_lens = torch.ones(top, dtype=torch.long, device=device)
+        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
+        self.logits: dict[int, torch.Tensor] = {}
+        self._capture(model, kv_caches)
+
+    @property
+    def max_batch(self) -> int:
+        return self.buckets[-1]
+
+    def run(
+        self,
+        input_ids: list[int],
+        positions: list[int],
+        slots: list[int],
+        tables: list[tuple[int, ...]],
+    ) -> torch.Tensor:
+        """Logits [B, vocab] of one decode step for B = len(input_ids) sequences."""
+        batch = len(input_ids)
+        bucket = next(b for b in self.buckets if b >= batch)
+        self._reset_padding(batch, bucket)
+        device = self.input_ids.device
+        self.input_ids[:batch].copy_(torch.tensor(input_ids), non_blocking=True)
+        self.positions[:batch].copy_(torch.tensor(positions), non_blocking=True)
+        self.slots[:batch].copy_(torch.tensor(slots), non_blocking=True)
+        self.seq_lens[:batch].copy_(torch.tensor(positions) + 1, non_blocking=True)
+        width = max(len(t) for t in tables)
+        padded = [list(t) + [self.scratch_block] * (width - len(t)) for t in tables]
+        self.tables[:batch, :width].copy_(torch.tensor(padded, device=device))
+        self.graphs[bucket].replay()
+        return self.logits[bucket][:batch]
+
+    def _reset_padding(self, batch: int, bucket: int) -> None:
+        self.input_ids[batch:bucket] = 0
+        self.positions[batch:bucket] = 0
+        self.slots[batch:bucket] = self.scratch_block * self.block_size
+        self.seq_lens[batch:bucket] = 1
+        self.tables[batch:bucket, 0] = self.scratch_block
+
+    def _meta(self, bucket: int) -> AttentionMetadata:
+        return AttentionMetadata(
+            slot_mapping=self.slots[:bucket],
+            block_tables=self.tables[:bucket],
+            query_start_loc=tuple(range(bucket + 1)),
+            seq_lens=(1,) * bucket,
+            block_size=self.block_size,
+            seq_lens_tensor=self.seq_lens[:bucket],
+            decode_only=True,
+        )
+
+    @torch.inference_mode()
+    def _capture(self, model: LlamaForCausalLM, kv_caches: list[torch.Tensor]) -> None:
+        pool = torch.cuda.graph_pool_handle()
+        for bucket in reversed(self.buckets):  # largest first: smaller ones reuse its memory
+            self._reset_padding(0, bucket)
+
+            def step(b: int = bucket) -> torch.Tensor:
+                hidden = model(self.input_ids[:b], self.positions[:b], kv_caches, self._meta(b))
+                return model.compute_logits(hidden)
+
+            step()  # compile kernels and settle allocations outside the capture
+            torch.cuda.synchronize()
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=pool):
+                self.logits[bucket] = step()
+            self.graphs[bucket] = graph
+        torch.cuda.synchronize()
