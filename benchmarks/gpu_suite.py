@@ -1,0 +1,295 @@
+"""GPU benchmark suite: one command on the GPU machine, every figure side by side, a table
+printed last and JSON written to benchmarks/results/gpu_suite.json.
+
+    python -m benchmarks.gpu_suite [--quick]
+
+Random-weight Llama of TinyLlama's 1.1B shape in bf16. Measures: copy bandwidth; decode step
+time at batch 1 and 64 (CUDA graphs on and off) against the memory / compute floors; a
+serving workload (prompts 128-1024, outputs 128-512, 256 requests at once) against
+transformers `generate` at its best static batch; KV slot efficiency during that run; 64
+mixed rank-16 LoRA adapters against the base model; cost per million output tokens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM
+
+from benchmarks.common import hardware, median, print_table, write_json
+from benchmarks.lora_throughput import write_adapter
+from workers.config import CacheConfig, EngineConfig, LoRAConfig, SchedulerConfig
+from workers.engine import LLMEngine
+from workers.models.model_config import ModelConfig
+from workers.protocol import GenerateRequest
+from workers.sampling_params import SamplingParams
+
+SHAPE_1B = dict(
+    vocab_size=32000,
+    hidden_size=2048,
+    intermediate_size=5632,
+    num_hidden_layers=22,
+    num_attention_heads=32,
+    num_key_value_heads=4,
+    max_position_embeddings=2048,
+)
+GPU_HOUR_USD = 2.50  # stated price of one H100-hour for the cost figure
+BF16_TFLOPS = 800.0  # dense bf16 matmul rate measured on this H100 (../shared/gpu/README.md)
+
+
+def copy_bandwidth() -> float:
+    """Device-to-device copy, bytes read plus written per second."""
+    src = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
+    dst = torch.empty_like(src)
+    for _ in range(3):
+        dst.copy_(src)
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(10):
+        t0 = time.perf_counter()
+        dst.copy_(src)
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return 2 * src.numel() / median(times)
+
+
+def save_model(path: Path) -> Path:
+    config = AutoConfig.for_model("llama", bos_token_id=1, eos_token_id=2, **SHAPE_1B)
+    config.architectures = ["LlamaForCausalLM"]
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    model.save_pretrained(path)
+    del model
+    torch.cuda.empty_cache()
+    return path
+
+
+def engine_for(model_dir: Path, graphs: bool, lora: LoRAConfig | None = None) -> LLMEngine:
+    return LLMEngine(
+        EngineConfig(
+            model=str(model_dir),
+            device="cuda",
+            dtype="bfloat16",
+            cuda_graphs=graphs,
+            cache=CacheConfig(block_size=16, memory_fraction=0.6),
+            scheduler=SchedulerConfig(max_num_seqs=256, max_num_batched_tokens=8192),
+            lora=lora,
+        )
+    )
+
+
+def decode_step_ms(engine: LLMEngine, batch: int, steps: int = 30) -> float:
+    params = SamplingParams(max_tokens=steps + 8, temperature=0, ignore_eos=True)
+    g = torch.Generator().manual_seed(batch)
+    for i in range(batch):
+        prompt = torch.randint(3, 32000, (128,), generator=g).tolist()
+        engine.add_request(GenerateRequest(f"d{batch}-{i}", tuple(prompt), params))
+    while (
+        any(
+            s.num_computed_tokens < s.num_tokens - 1
+            for r in engine.scheduler.running
+            for s in r.seqs
+        )
+        or engine.scheduler.waiting
+    ):
+        engine.step()  # prefill
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        engine.step()
+        times.append(time.perf_counter() - t0)
+    for r in list(engine.scheduler.running):
+        engine.abort(r.request_id)
+    return 1000 * median(times)
+
+
+def serving_workload(n: int, seed: int = 0) -> list[tuple[list[int], int]]:
+    g = torch.Generator().manual_seed(seed)
+    prompt_lens = torch.randint(128, 1025, (n,), generator=g).tolist()
+    out_lens = torch.randint(128, 513, (n,), generator=g).tolist()
+    return [
+        (torch.randint(3, 32000, (p,), generator=g).tolist(), o)
+        for p, o in zip(prompt_lens, out_lens, strict=True)
+    ]
+
+
+def run_serving(
+    engine: LLMEngine, work: list[tuple[list[int], int]], adapters: int = 0
+) -> dict[str, float]:
+    for i, (prompt, out_len) in enumerate(work):
+        params = SamplingParams(max_tokens=out_len, temperature=0, ignore_eos=True)
+        adapter = f"a{i % adapters}" if adapters else None
+        engine.add_request(GenerateRequest(f"s{i}", tuple(prompt), params, adapter=adapter))
+    live_tokens = allocated = generated = 0
+    bs = engine.kv.block_size
+    start = time.perf_counter()
+    while engine.has_unfinished():
+        generated += sum(len(d.token_ids) for d in engine.step())
+        stats = engine.stats()
+        live_tokens += sum(s.num_computed_tokens for r in engine.scheduler.running for s in r.seqs)
+        allocated += (stats.num_total_blocks - stats.num_free_blocks) * bs
+    elapsed = time.perf_counter() - start
+    return {
+        "tokens_per_s": generated / elapsed,
+        "seconds": elapsed,
+        "kv_efficiency": live_tokens / max(allocated, 1),
+    }
+
+
+def run_hf(
+    model_dir: Path, work: list[tuple[list[int], int]], batch: int, new_tokens: int
+) -> float:
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16).cuda().eval()
+    prompts = [p for p, _ in work[:batch]]
+    width = max(len(p) for p in prompts)
+    ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts], device="cuda")
+    mask = (
+        torch.arange(width, device="cuda")[None, :]
+        >= torch.tensor([width - len(p) for p in prompts], device="cuda")[:, None]
+    ).long()
+    with torch.inference_mode():
+        model.generate(
+            ids[:, :16],
+            attention_mask=mask[:, :16],
+            max_new_tokens=2,
+            do_sample=False,
+            pad_token_id=0,
+        )  # warm-up
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        model.generate(
+            ids,
+            attention_mask=mask,
+            max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens,
+            do_sample=False,
+            pad_token_id=0,
+        )
+        torch.cuda.synchronize()
+        elapsed = time.perf_counter() - t0
+    del model
+    torch.cuda.empty_cache()
+    return batch * new_tokens / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller workload (smoke run)")
+    args = parser.parse_args()
+    n_requests = 32 if args.quick else 256
+    results: dict[str, object] = {
+        "hardware": hardware(),
+        "shape": SHAPE_1B,
+        "gpu_hour_usd": GPU_HOUR_USD,
+    }
+    rows: list[dict[str, object]] = []
+    bandwidth = copy_bandwidth()
+    results["copy_bandwidth_TBps"] = bandwidth / 1e12
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = save_model(Path(tmp) / "llama-1b")
+        cfg = ModelConfig.from_dir(model_dir)
+        params = _num_params(cfg)
+        weight_bytes = 2 * params
+        kv_token = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim * 2
+        for graphs in (True, False):
+            engine = engine_for(model_dir, graphs)
+            for batch in (1, 64):
+                ms = decode_step_ms(engine, batch)
+                kv_bytes = batch * 160 * kv_token
+                memory_floor = 1000 * (weight_bytes + kv_bytes) / bandwidth
+                compute_floor = 1000 * 2 * params * batch / (BF16_TFLOPS * 1e12)
+                floor = max(memory_floor, compute_floor)
+                rows.append(
+                    {
+                        "measure": f"decode step, batch {batch}, graphs {graphs}",
+                        "value": ms,
+                        "unit": "ms",
+                        "floor": floor,
+                        "ratio": ms / floor,
+                    }
+                )
+            del engine
+            torch.cuda.empty_cache()
+        work = serving_workload(n_requests)
+        engine = engine_for(model_dir, True)
+        serving = run_serving(engine, work)
+        del engine
+        torch.cuda.empty_cache()
+        hf_best = max(
+            run_hf(model_dir, work, b, 128) for b in ((8, 32) if args.quick else (32, 128))
+        )
+        rows.append(
+            {
+                "measure": "serving output tokens/s (tandem)",
+                "value": serving["tokens_per_s"],
+                "unit": "tok/s",
+                "floor": hf_best,
+                "ratio": serving["tokens_per_s"] / hf_best,
+            }
+        )
+        rows.append(
+            {
+                "measure": "KV slots holding live tokens",
+                "value": serving["kv_efficiency"],
+                "unit": "fraction",
+                "floor": 0.95,
+                "ratio": serving["kv_efficiency"] / 0.95,
+            }
+        )
+        cost = GPU_HOUR_USD / (serving["tokens_per_s"] * 3600) * 1e6
+        rows.append(
+            {
+                "measure": f"cost per 1M output tokens at ${GPU_HOUR_USD}/h",
+                "value": cost,
+                "unit": "USD",
+                "floor": 0.0,
+                "ratio": 0.0,
+            }
+        )
+        root = Path(tmp) / "adapters"
+        for i in range(64):
+            write_adapter(root / f"a{i}", cfg, rank=16, seed=i)
+        lora = LoRAConfig(
+            max_loras=64, max_cpu_loras=64, max_lora_rank=16, adapter_roots=(str(root),)
+        )
+        engine = engine_for(model_dir, True, lora)
+        for i in range(64):
+            engine.load_adapter(f"a{i}", f"a{i}")
+        short = [(p[:256], 128) for p, _ in work[:128]]
+        base = run_serving(engine, short)["tokens_per_s"]
+        mixed = run_serving(engine, short, adapters=64)["tokens_per_s"]
+        rows.append(
+            {
+                "measure": "64 rank-16 adapters vs base (tok/s)",
+                "value": mixed,
+                "unit": "tok/s",
+                "floor": base,
+                "ratio": mixed / base,
+            }
+        )
+    results["rows"] = rows
+    write_json("gpu_suite_quick.json" if args.quick else "gpu_suite.json", results)
+    print(
+        f"\n{hardware()}; copy bandwidth {bandwidth / 1e12:.2f} TB/s; 1.1B Llama bf16; "
+        "floor = max(weights+KV over copy bandwidth, FLOPs at 800 TFLOP/s); for serving "
+        "the floor column is transformers generate at its best static batch"
+    )
+    print_table(rows)
+
+
+def _num_params(cfg: ModelConfig) -> int:
+    h, i, v = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size
+    q = cfg.num_attention_heads * cfg.head_dim
+    kv = cfg.num_key_value_heads * cfg.head_dim
+    layer = h * (q + 2 * kv) + q * h + 3 * h * i + 2 * h
+    head = 0 if cfg.tie_word_embeddings else v * h
+    return cfg.num_hidden_layers * layer + v * h + head + h
+
+
+if __name__ == "__main__":
+    main()
