@@ -53,6 +53,7 @@ class EngineConfig:
     max_model_len: int | None = None
     seed: int = 0
     cuda_graphs: bool = True  # capture decode steps as CUDA graphs (CUDA only)
+    compile_decode: bool = False  # torch.compile the captured decode step (slower start)
     cache: CacheConfig = field(default_factory=CacheConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     lora: LoRAConfig | None = None  # None: this engine serves the base model only

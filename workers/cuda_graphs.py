@@ -24,7 +24,10 @@ class DecodeGraphs:
         max_blocks_per_seq: int,
         scratch_block: int,
         block_size: int,
+        compile_model: bool = False,
     ) -> None:
+        """compile_model: run the forward through torch.compile before capturing, fusing the
+        small element-wise kernels (norms, rotary, activations) between the matmuls."""
         device = kv_caches[0].device
         self.buckets = [b for b in BUCKETS if b <= max_batch] or [1]
         top = self.buckets[-1]
@@ -39,7 +42,7 @@ class DecodeGraphs:
         self.seq_lens = torch.ones(top, dtype=torch.long, device=device)
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.logits: dict[int, torch.Tensor] = {}
-        self._capture(model, kv_caches)
+        self._capture(model, kv_caches, compile_model)
 
     @property
     def max_batch(self) -> int:
@@ -86,14 +89,19 @@ class DecodeGraphs:
         )
 
     @torch.inference_mode()
-    def _capture(self, model: LlamaForCausalLM, kv_caches: list[torch.Tensor]) -> None:
+    def _capture(
+        self, model: LlamaForCausalLM, kv_caches: list[torch.Tensor], compile_model: bool
+    ) -> None:
+        def forward(ids: torch.Tensor, pos: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
+            return model.compute_logits(model(ids, pos, kv_caches, meta))
+
+        run = torch.compile(forward, dynamic=True) if compile_model else forward
         pool = torch.cuda.graph_pool_handle()
         for bucket in reversed(self.buckets):  # largest first: smaller ones reuse its memory
             self._reset_padding(0, bucket)
 
             def step(b: int = bucket) -> torch.Tensor:
-                hidden = model(self.input_ids[:b], self.positions[:b], kv_caches, self._meta(b))
-                return model.compute_logits(hidden)
+                return run(self.input_ids[:b], self.positions[:b], self._meta(b))
 
             step()  # compile kernels and settle allocations outside the capture
             torch.cuda.synchronize()

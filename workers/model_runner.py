@@ -42,6 +42,7 @@ class ModelRunner:
         adapters: LoRAManager | None = None,
         graph_batch: int = 0,
         max_model_len: int = 0,
+        compile_decode: bool = False,
     ) -> None:
         """graph_batch > 0 (CUDA only) captures decode steps of up to that many sequences as
         CUDA graphs; block `num_blocks` is then a scratch block for padding rows."""
@@ -66,6 +67,7 @@ class ModelRunner:
                 -(-max_model_len // block_size),
                 num_blocks,
                 block_size,
+                compile_decode,
             )
             if use_graphs
             else None
