@@ -59,7 +59,8 @@ def _paged_decode_kernel(
         ptrs = base + offs[:, None] * stride_ct + dims[None, :]
         k = tl.load(ptrs, mask=valid[:, None], other=0.0).to(tl.float32)
         v = tl.load(ptrs + stride_kv, mask=valid[:, None], other=0.0).to(tl.float32)
-        scores = tl.sum(q[:, None, :] * k[None, :, :], axis=2) * scale  # [GROUP_PAD, BS]
+        # [GROUP_PAD, BS]; float32 whatever precision the scale argument arrives in
+        scores = (tl.sum(q[:, None, :] * k[None, :, :], axis=2) * scale).to(tl.float32)
         scores = tl.where(valid[None, :], scores, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(scores, axis=1))
         p = tl.exp(scores - m_new[:, None])
