@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 serve: $(STAMP)
-	$(PY) -m workers.demo
+	$(VENV)/bin/serve run config.yaml
 
 test: $(STAMP)
 	$(PY) -m ruff check .

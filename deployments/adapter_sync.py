@@ -1,0 +1,63 @@
+"""A replica follows the Router's desired adapter set: it long-polls the Router and loads or
+unloads the difference, so replicas that start later serve the same adapters. Each poll also
+tells the Router which version this replica holds."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from ray import serve
+
+from router.adapter_catalog import AdapterSet, plan_sync
+
+logger = logging.getLogger(__name__)
+
+POLL_TIMEOUT_S = 10.0
+RETRY_S = 1.0
+
+
+class AdapterSync:
+    def __init__(self, server: Any, control_plane: str) -> None:
+        """`server` has async load_adapter(name, path) / unload_adapter(name)."""
+        context = serve.get_replica_context()
+        self._server = server
+        self._control_plane = control_plane
+        self._app_name = context.app_name
+        self.replica_id = context.replica_id.unique_id
+        self.version = 0
+        self.applied: dict[str, str] = {}
+
+    def note_loaded(self, name: str, path: str) -> None:
+        """An adapter loaded directly (the Router's trial load) is already in place."""
+        self.applied[name] = path
+
+    async def run(self) -> None:
+        router = serve.get_deployment_handle(self._control_plane, self._app_name)
+        while True:
+            try:
+                desired = await router.adapter_updates.remote(
+                    self.version, self.replica_id, POLL_TIMEOUT_S, dict(self.applied)
+                )
+                await self.apply(desired)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the Router may be restarting: try again shortly
+                logger.exception("adapter sync with %s failed", self._control_plane)
+                await asyncio.sleep(RETRY_S)
+
+    async def apply(self, desired: AdapterSet) -> None:
+        plan = plan_sync(self.applied, desired.adapters)
+        for name in plan.unload:
+            with contextlib.suppress(ValueError):  # already gone
+                await self._server.unload_adapter(name)
+            self.applied.pop(name, None)
+        for name, path in plan.load:
+            try:
+                await self._server.load_adapter(name, path)
+                self.applied[name] = path
+            except ValueError:  # the Router's trial load passed; log and keep serving
+                logger.exception("could not load adapter %s from %s", name, path)
+        self.version = desired.version

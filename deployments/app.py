@@ -1,0 +1,175 @@
+"""The app builder behind `serve run config.yaml`: `import_path: deployments.app:build_app`.
+
+Serve validates the config's `args` against AppArgs (this module avoids postponed
+annotations so Serve can see the pydantic type).
+"""
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from ray.serve import Application
+from ray.serve.config import RequestRouterConfig
+
+from deployments.draft_server import DraftServer
+from deployments.engine_settings import EngineSettings, context_length, resolve_path
+from deployments.llm_server import LLMServer
+from deployments.router_ingress import Router
+from deployments.router_settings import RouterArgs, RouterSettings
+from workers.protocol import SpeculationMode
+
+REQUEST_ROUTER = "router.request_router:TandemRequestRouter"
+# replicas long-poll the Router for adapter updates; waiting for those polls to end on
+# shutdown only delays it (streams to clients finish well within this)
+ROUTER_SHUTDOWN_S = 5.0
+QUIET = {"enable_access_log": False}  # internal calls (stats every second, proposals per step)
+CONTROL_HEADROOM = 64  # adapter long polls, /health, /v1/models beside the admitted requests
+
+
+class RoutingArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    hot_queue_depth: int = Field(
+        8, description="A replica with this many requests stops attracting its adapters."
+    )
+    affinity_slack: int = Field(
+        4, description="Prefix affinity yields when its replica has this many more requests."
+    )
+    prefix_chunk_tokens: int = Field(16, description="Prefix affinity granularity in tokens.")
+    stats_period_s: float = Field(1.0, description="How often replicas report routing stats.")
+
+
+class LLMServerArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    num_replicas: int = Field(1, description="Target replicas (one engine each).")
+    max_ongoing_requests: int = Field(
+        256, description="Requests one replica holds at once (its engine queues the excess)."
+    )
+    ray_actor_options: dict[str, Any] = Field(
+        default_factory=lambda: {"num_cpus": 1},
+        description="Ray actor options: num_cpus, num_gpus, resources, ...",
+    )
+    engine: EngineSettings = Field(
+        default_factory=EngineSettings, description="Engine settings of every replica."
+    )
+    routing: RoutingArgs = Field(
+        default_factory=RoutingArgs, description="Replica choice (TandemRequestRouter)."
+    )
+
+
+class DraftArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="Deploy a DraftServer for remote speculation.")
+    model: str = Field(
+        "models/tandem-code-draft", description="Draft model directory (repo-relative or abs)."
+    )
+    num_replicas: int = Field(1, description="DraftServer replicas.")
+    ray_actor_options: dict[str, Any] = Field(
+        default_factory=lambda: {"num_cpus": 0.5}, description="Ray actor options."
+    )
+    engine: EngineSettings = Field(
+        default_factory=EngineSettings,
+        description="Draft settings: device, dtype, block_size, num_blocks are used.",
+    )
+
+
+class AdapterArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    roots: list[str] = Field(
+        default_factory=lambda: ["models/adapters"],
+        description="Directories adapters may be loaded from (repo-relative or absolute); "
+        "used when llm.engine.lora is set.",
+    )
+    preload: dict[str, str] = Field(
+        default_factory=dict,
+        description="Adapters every replica loads at start: name -> directory (under a root).",
+    )
+
+
+class AppArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(
+        "models/tandem-code-8m",
+        description="Hugging Face model directory (config, weights, tokenizer); relative "
+        "paths are relative to the repository root.",
+    )
+    served_model_name: str | None = Field(
+        None, description="The name clients use as `model`; default the directory's name."
+    )
+    llm: LLMServerArgs = Field(default_factory=LLMServerArgs, description="Target replicas.")
+    draft: DraftArgs = Field(default_factory=DraftArgs, description="The DraftServer.")
+    adapters: AdapterArgs = Field(default_factory=AdapterArgs, description="LoRA adapters.")
+    router: RouterArgs = Field(default_factory=RouterArgs, description="The OpenAI Router.")
+
+
+def build_app(args: AppArgs) -> Application:
+    model_dir = _model_dir(args.model)
+    name = args.served_model_name or Path(model_dir).name
+    engine = args.llm.engine
+    draft = _draft(args.draft)
+    roots = [resolve_path(r) for r in args.adapters.roots] if engine.lora else []
+    llm = LLMServer.options(
+        num_replicas=args.llm.num_replicas,
+        max_ongoing_requests=args.llm.max_ongoing_requests,
+        ray_actor_options=args.llm.ray_actor_options,
+        logging_config=QUIET,
+        request_router_config=RequestRouterConfig(
+            request_router_class=REQUEST_ROUTER,
+            request_router_kwargs=args.llm.routing.model_dump(exclude={"stats_period_s"}),
+            request_routing_stats_period_s=args.llm.routing.stats_period_s,
+        ),
+    ).bind(model_dir, name, engine.model_dump(), roots, "Router", draft)
+    batch_slots = args.llm.num_replicas * engine.max_num_seqs
+    settings = RouterSettings(
+        **args.router.model_dump(exclude={"max_running"}),
+        adapter_roots=roots,
+        preload_adapters=args.adapters.preload,
+        max_running=args.router.max_running or batch_slots,
+        model_name=name,
+        tokenizer_dir=model_dir,
+        max_model_len=context_length(model_dir, engine.max_model_len),
+        batch_slots=batch_slots,
+        proposers=_proposers(engine, draft is not None),
+    )
+    return Router.options(
+        ray_actor_options=args.router.ray_actor_options,
+        # admission is the Router's own (429 with Retry-After); Serve must not queue first
+        max_ongoing_requests=settings.max_running + settings.max_waiting + CONTROL_HEADROOM,
+        graceful_shutdown_timeout_s=ROUTER_SHUTDOWN_S,
+    ).bind(llm, settings.model_dump())
+
+
+def _draft(args: DraftArgs) -> Application | None:
+    if not args.enabled:
+        return None
+    return DraftServer.options(
+        num_replicas=args.num_replicas,
+        ray_actor_options=args.ray_actor_options,
+        logging_config=QUIET,
+    ).bind(_model_dir(args.model), args.engine.model_dump())
+
+
+def _proposers(engine: EngineSettings, has_draft_server: bool) -> list[SpeculationMode]:
+    """What the replicas' engines can speculate with (none without `engine.spec`)."""
+    if engine.spec is None:
+        return []
+    modes = [SpeculationMode.NGRAM]
+    if engine.spec.draft_model:
+        modes.append(SpeculationMode.COLOCATED)
+    if has_draft_server:
+        modes.append(SpeculationMode.REMOTE)
+    return modes
+
+
+def _model_dir(path: str) -> str:
+    resolved = resolve_path(path)
+    if not (Path(resolved) / "config.json").is_file():
+        raise ValueError(
+            f"no model at {resolved} (no config.json); build the bundled models with "
+            "`python -m models.training` or point `model` at a Hugging Face model directory"
+        )
+    return resolved

@@ -1,0 +1,128 @@
+"""LLMServer: one AsyncEngine per replica, streaming TokenDeltas to the Router.
+
+Methods the Router calls through its handle: `generate` (a stream, see
+router/replica_stream.py), `stats`, and the adapter methods. Serve calls
+`record_routing_stats` (for TandemRequestRouter) and `check_health`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from deployments.adapter_sync import AdapterSync
+from deployments.engine_settings import EngineSettings
+from deployments.metrics import RayMetrics
+from deployments.remote_draft import DraftServerClient
+from router.metrics import labels
+from router.replica_stream import replica_stream
+from workers.async_engine import AsyncEngine
+from workers.engine import LLMEngine
+from workers.protocol import AdapterInfo, GenerateRequest, ReplicaStats, TokenDelta
+
+logger = logging.getLogger(__name__)
+
+STATS_PERIOD_S = 1.0
+
+
+@serve.deployment(name="LLMServer")
+class LLMServer:
+    def __init__(
+        self,
+        model_dir: str,
+        model_name: str,
+        engine: dict[str, Any],
+        adapter_roots: list[str] | None = None,
+        control_plane: str | None = None,
+        draft: DeploymentHandle | None = None,
+    ) -> None:
+        """`control_plane`: the Router deployment's name, whose desired adapter set this
+        replica follows (None: no runtime adapters). `draft`: a DraftServer handle that
+        serves SpeculationMode.REMOTE requests (needs `engine.spec`)."""
+        settings = EngineSettings.model_validate(engine)
+        config = settings.engine_config(model_dir, tuple(adapter_roots or ()))
+        llm_engine = LLMEngine(config)
+        if draft is not None and config.spec is not None:
+            # before the loop starts: the engine is not shared with its thread yet
+            llm_engine.attach_remote_draft(DraftServerClient(draft, config.spec.remote_timeout_s))
+        self.engine = AsyncEngine(llm_engine)
+        self.num_abandoned = 0  # streams that ended before the request finished
+        self._tags = labels(model_name, None)
+        self._metrics = RayMetrics()
+        self._tasks = [asyncio.get_running_loop().create_task(self._export_stats())]
+        self._adapter_sync: AdapterSync | None = None
+        if control_plane is not None and config.lora is not None:
+            self._adapter_sync = AdapterSync(self, control_plane)
+            self._tasks.append(asyncio.get_running_loop().create_task(self._adapter_sync.run()))
+
+    async def generate(self, request: GenerateRequest) -> AsyncIterator[list[TokenDelta]]:
+        completed = False
+        try:
+            async for batch in replica_stream(self.engine, request):
+                yield batch
+            completed = True
+        finally:
+            if not completed:  # the caller left (client disconnect, stop string) or failed
+                self.num_abandoned += 1
+
+    def stats(self) -> ReplicaStats:
+        return self.engine.stats()
+
+    def num_abandoned_requests(self) -> int:
+        return self.num_abandoned
+
+    def record_routing_stats(self) -> dict[str, Any]:
+        s = self.engine.stats()
+        return {
+            "num_free_blocks": s.num_free_blocks,
+            "num_total_blocks": s.num_total_blocks,
+            "num_running": s.num_running,
+            "num_waiting": s.num_waiting,
+            "resident_adapters": list(s.resident_adapters),
+            "spec_acceptance_rate": s.spec_acceptance_rate,
+            "adapter_version": self._adapter_sync.version if self._adapter_sync else 0,
+        }
+
+    def check_health(self) -> None:
+        if not self.engine.is_alive:
+            raise RuntimeError("the engine loop died; Serve restarts this replica")
+
+    # -- adapters (the engine API from the multi-LoRA work) -------------------------------------
+
+    async def load_adapter(self, name: str, path: str, pinned: bool = False) -> AdapterInfo:
+        """Raises AdapterLoadError (400) or AdapterNotFoundError (no LoRA configured)."""
+        info = await self.engine.load_adapter(name, path, pinned=pinned)
+        if self._adapter_sync is not None:
+            self._adapter_sync.note_loaded(name, path)
+        return info
+
+    async def unload_adapter(self, name: str) -> None:
+        await self.engine.unload_adapter(name)
+
+    def list_adapters(self) -> list[AdapterInfo]:
+        return self.engine.list_adapters()
+
+    # -- housekeeping ---------------------------------------------------------------------------
+
+    async def _export_stats(self) -> None:
+        while True:
+            s = self.engine.stats()
+            record = self._metrics.record
+            record("tandem:engine_num_requests_running", s.num_running, self._tags)
+            record("tandem:engine_num_requests_waiting", s.num_waiting, self._tags)
+            record("tandem:kv_cache_usage_perc", s.kv_usage, self._tags)
+            record("tandem:prefix_cache_hit_rate", s.prefix_cache_hit_rate, self._tags)
+            record("tandem:num_preemptions", s.num_preemptions, self._tags)
+            await asyncio.sleep(STATS_PERIOD_S)
+
+    def __del__(self) -> None:
+        for task in getattr(self, "_tasks", ()):
+            task.cancel()
+        engine = getattr(self, "engine", None)
+        if engine is not None:
+            engine.shutdown()

@@ -1,0 +1,61 @@
+"""The router's Backend over Ray Serve handles to the LLMServer deployment."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ray.serve.exceptions import BackPressureError
+from ray.serve.handle import DeploymentHandle
+
+from router.adapter_catalog import AdapterCatalog, AdapterSet
+from router.errors import overloaded
+from router.replica_stream import open_stream
+from workers.protocol import GenerateRequest, TokenDelta
+
+SYNC_WAIT_S = 30.0  # how long load/unload wait for every replica to catch up
+ACK_MAX_AGE_S = 25.0  # replicas not heard from for this long are presumed gone
+
+
+class ServeBackend:
+    def __init__(self, llm: DeploymentHandle, catalog: AdapterCatalog) -> None:
+        self._llm = llm
+        self._stream = llm.options(stream=True)
+        self._catalog = catalog
+
+    async def submit(self, request: GenerateRequest) -> AsyncIterator[list[TokenDelta]]:
+        response = self._stream.generate.remote(request)
+        try:
+            return await open_stream(_cancel_on_close(response))
+        except BackPressureError as e:
+            raise overloaded(f"no replica can take more requests: {e}", 1.0, 503) from e
+
+    async def try_adapter(self, name: str, path: str) -> None:
+        await self._llm.load_adapter.remote(name, path)
+
+    async def sync_adapters(self, desired: AdapterSet) -> None:
+        """Wait (bounded) until every replica that polls the catalog holds `desired`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SYNC_WAIT_S
+        while self._catalog.lagging(desired.version, ACK_MAX_AGE_S):
+            if loop.time() > deadline:
+                return  # the laggards converge on their own when they poll again
+            await asyncio.sleep(0.05)
+
+    async def kv_usage(self) -> float:
+        stats = await self._llm.stats.remote()
+        return stats.kv_usage
+
+
+async def _cancel_on_close(response: Any) -> AsyncIterator[list[TokenDelta]]:
+    """Iterate a DeploymentResponseGenerator; leaving early cancels the replica's call,
+    which aborts the request in its engine."""
+    finished = False
+    try:
+        async for batch in response:
+            yield batch
+        finished = True
+    finally:
+        if not finished:
+            response.cancel()

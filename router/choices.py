@@ -1,0 +1,106 @@
+"""One choice (sample `index`) of a request: token deltas in, text updates out.
+
+Applies incremental detokenization and stop strings; once a stop string matched, the
+choice is finished and later deltas for it are ignored (the caller aborts the request when
+every choice is done).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from router.detokenizer import IncrementalDetokenizer
+from router.errors import APIError
+from router.prepared import OutputOptions
+from router.stop_strings import StopStringMatcher
+from router.tokenizer import PromptTokenizer
+from workers.protocol import FinishReason, TokenDelta, TokenLogprob
+
+
+@dataclass(frozen=True)
+class ChoiceUpdate:
+    """New output of one choice: text to send, the tokens behind it and their logprobs."""
+
+    index: int
+    text: str
+    token_ids: tuple[int, ...]
+    logprobs: tuple[TokenLogprob, ...] | None
+    finish_reason: str | None
+
+    def merge(self, later: ChoiceUpdate) -> ChoiceUpdate:
+        assert later.index == self.index and self.finish_reason is None
+        logprobs = None
+        if self.logprobs is not None or later.logprobs is not None:
+            logprobs = (self.logprobs or ()) + (later.logprobs or ())
+        return ChoiceUpdate(
+            self.index,
+            self.text + later.text,
+            self.token_ids + later.token_ids,
+            logprobs,
+            later.finish_reason,
+        )
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.text and not self.token_ids and self.finish_reason is None
+
+
+class ChoiceState:
+    def __init__(
+        self,
+        index: int,
+        tokenizer: PromptTokenizer,
+        prompt_token_ids: Sequence[int],
+        options: OutputOptions,
+    ) -> None:
+        self.index = index
+        self._detokenizer = IncrementalDetokenizer(
+            tokenizer, prompt_token_ids, options.skip_special_tokens
+        )
+        self._stop = StopStringMatcher(options.stop, options.include_stop_str)
+        self.num_tokens = 0
+        self.num_drafted_tokens = 0
+        self.num_accepted_tokens = 0
+        self.finish_reason: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.finish_reason is not None
+
+    def consume(self, delta: TokenDelta) -> ChoiceUpdate | None:
+        """The update this delta makes visible, or None when the choice already ended."""
+        assert delta.index == self.index
+        if self.finished:
+            return None
+        if delta.finish_reason == FinishReason.ABORT:
+            raise APIError(
+                503,
+                "the replica cancelled this request (it may be shutting down); retry it",
+                "service_unavailable",
+                code="aborted",
+                headers={"Retry-After": "1"},
+            )
+        self.num_tokens += len(delta.token_ids)
+        self.num_drafted_tokens = max(self.num_drafted_tokens, delta.num_drafted_tokens)
+        self.num_accepted_tokens = max(self.num_accepted_tokens, delta.num_accepted_tokens)
+        text = self._detokenizer.push(delta.token_ids)
+        if delta.finished:
+            text += self._detokenizer.flush()
+        match = self._stop.feed(text)
+        text = match.text
+        if match.stopped:
+            self.finish_reason = FinishReason.STOP.value
+        elif delta.finish_reason is not None:
+            text += self._stop.flush()
+            self.finish_reason = delta.finish_reason.value
+        return ChoiceUpdate(self.index, text, delta.token_ids, delta.logprobs, self.finish_reason)
+
+
+def merge_updates(updates: Sequence[ChoiceUpdate]) -> list[ChoiceUpdate]:
+    """One update per choice, in first-seen order: what a coalesced chunk carries."""
+    merged: dict[int, ChoiceUpdate] = {}
+    for update in updates:
+        seen = merged.get(update.index)
+        merged[update.index] = update if seen is None else seen.merge(update)
+    return list(merged.values())

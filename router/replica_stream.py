@@ -1,0 +1,39 @@
+"""The replica side of the router <-> replica stream.
+
+A replica's `generate` yields `[]` once the engine accepted the request (so the router can
+still answer a validation error with a 400 before it commits to a 200), then lists of
+TokenDeltas, coalesced when the engine outpaces the reader. Closing the stream aborts the
+request in the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from typing import Protocol
+
+from router.coalesce import coalesce
+from workers.protocol import GenerateRequest, TokenDelta
+
+
+class DeltaSource(Protocol):
+    def add_request(self, spec: GenerateRequest) -> AsyncIterator[TokenDelta]: ...
+
+
+async def replica_stream(
+    engine: DeltaSource, request: GenerateRequest
+) -> AsyncIterator[list[TokenDelta]]:
+    deltas = engine.add_request(request)  # raises ValueError for a bad request
+    yield []
+    async with aclosing(coalesce(deltas)) as batches:
+        async for batch in batches:
+            yield batch
+
+
+async def open_stream(
+    stream: AsyncIterator[list[TokenDelta]],
+) -> AsyncIterator[list[TokenDelta]]:
+    """Wait for the replica's acceptance (re-raising its error) and return the stream."""
+    first = await anext(stream)
+    assert first == [], f"a replica stream must start with an empty batch, got {first!r}"
+    return stream

@@ -1,0 +1,190 @@
+"""The OpenAI service: validate and tokenize, admit, choose a decoding mode, dispatch, and
+turn the replica's deltas into responses. Framework-free; router/app.py puts HTTP on it."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+from router.adapter_catalog import AdapterCatalog
+from router.admission import AdmissionController
+from router.auth import ApiKeyAuth
+from router.backend import Backend
+from router.errors import APIError, not_found, overloaded
+from router.generation import Generation
+from router.load import LoadTracker
+from router.metrics import MetricsSink, labels
+from router.model_names import model_list, resolve_adapter
+from router.prepared import Endpoint, OutputOptions, PreparedRequest
+from router.sampling import (
+    check_supported,
+    engine_value_error,
+    requested_logprobs,
+    resolve_max_tokens,
+    to_sampling_params,
+)
+from router.schema import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    LoadLoraAdapterRequest,
+    SamplingFields,
+    UnloadLoraAdapterRequest,
+)
+from router.speculation import SpeculationPolicy
+from router.tokenizer import PromptTokenizer
+from workers.async_engine import EngineDeadError
+from workers.errors import AdapterNotFoundError
+from workers.protocol import GenerateRequest
+
+Result = dict[str, Any] | AsyncIterator[str]
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    model_name: str  # the base model's served name
+    max_model_len: int
+    created: int = 0
+
+
+@dataclass
+class OpenAIService:
+    settings: ServiceSettings
+    tokenizer: PromptTokenizer
+    backend: Backend
+    catalog: AdapterCatalog
+    admission: AdmissionController
+    speculation: SpeculationPolicy
+    load: LoadTracker
+    metrics: MetricsSink
+    auth: ApiKeyAuth
+
+    def __post_init__(self) -> None:
+        self._running: Counter[str] = Counter()
+
+    # -- endpoints ------------------------------------------------------------------------------
+
+    async def completions(self, body: CompletionRequest) -> Result:
+        check_supported(body)
+        adapter = self._adapter(body.model)
+        prompt = self.tokenizer.encode_prompt(body.prompt)
+        return await self.run(self._prepare(Endpoint.COMPLETIONS, body, adapter, prompt))
+
+    async def chat(self, body: ChatCompletionRequest) -> Result:
+        check_supported(body)
+        adapter = self._adapter(body.model)
+        prompt = self.tokenizer.encode_chat(body.messages, body.add_generation_prompt)
+        return await self.run(self._prepare(Endpoint.CHAT, body, adapter, prompt))
+
+    def models(self) -> dict[str, Any]:
+        return model_list(self.settings.model_name, self.catalog.names(), self.settings.created)
+
+    async def load_adapter(self, body: LoadLoraAdapterRequest) -> str:
+        path = self.catalog.check(body.lora_name, body.lora_path)
+        try:
+            await self.backend.try_adapter(body.lora_name, path)
+        except APIError:
+            raise
+        except ValueError as e:  # AdapterLoadError and other bad-adapter errors
+            raise engine_value_error(e) from e
+        await self.backend.sync_adapters(self.catalog.add(body.lora_name, path))
+        tags = labels(self.settings.model_name, body.lora_name)
+        self.metrics.record("tandem:lora_loads_total", 1, tags)
+        return f"Success: LoRA adapter '{body.lora_name}' added successfully."
+
+    async def unload_adapter(self, body: UnloadLoraAdapterRequest) -> str:
+        await self.backend.sync_adapters(self.catalog.remove(body.lora_name))
+        return f"Success: LoRA adapter '{body.lora_name}' removed successfully."
+
+    async def refresh_load(self) -> None:
+        """Pull KV usage from the replicas; call periodically."""
+        self.load.update_kv_usage(await self.backend.kv_usage())
+
+    # -- one request ------------------------------------------------------------------------------
+
+    async def run(self, prepared: PreparedRequest) -> Result:
+        """Admit, dispatch and return the response body or its SSE events."""
+        try:
+            slot = await self.admission.acquire()
+        except APIError:
+            self.metrics.record("tandem:request_rejected_total", 1, self._tags(prepared))
+            raise
+        finally:
+            self._record_queue(prepared)
+        self._on_dispatch(prepared, +1)
+        try:
+            stream = await self._submit(prepared.engine_request)
+        except BaseException:
+            slot.release()
+            self._on_dispatch(prepared, -1)
+            self.load.on_finish(prepared.adapter, 0, 0)
+            raise
+
+        def finished(generation: Generation) -> None:
+            slot.release()
+            self._on_dispatch(prepared, -1)
+            self.load.on_finish(
+                prepared.adapter, generation.num_drafted_tokens, generation.num_accepted_tokens
+            )
+
+        generation = Generation(
+            prepared, self.tokenizer, stream, self.metrics, self.settings.model_name, finished
+        )
+        if prepared.output.stream:
+            return generation.events()
+        return await generation.response()
+
+    def _prepare(
+        self,
+        endpoint: Endpoint,
+        body: SamplingFields,
+        adapter: str | None,
+        prompt: tuple[int, ...],
+    ) -> PreparedRequest:
+        max_tokens = resolve_max_tokens(body, len(prompt), self.settings.max_model_len)
+        sampling = to_sampling_params(body, max_tokens, requested_logprobs(body))
+        prefix = "chatcmpl" if endpoint == Endpoint.CHAT else "cmpl"
+        request = GenerateRequest(f"{prefix}-{uuid.uuid4().hex}", prompt, sampling, adapter)
+        decision = self.speculation.decide(request, self.load.snapshot(adapter))
+        request = replace(request, speculation=decision.mode, arrival_time=time.monotonic())
+        output = OutputOptions(
+            stop=tuple(body.stop_strings()),
+            include_stop_str=body.include_stop_str_in_output,
+            skip_special_tokens=body.skip_special_tokens,
+            stream=body.stream,
+            include_usage=body.include_usage,
+        )
+        return PreparedRequest(endpoint, body.model, request, output)
+
+    async def _submit(self, request: GenerateRequest) -> Any:
+        try:
+            return await self.backend.submit(request)
+        except APIError:
+            raise
+        except AdapterNotFoundError as e:
+            raise not_found(str(e), "model", "adapter_not_found") from e
+        except ValueError as e:
+            raise engine_value_error(e) from e
+        except EngineDeadError as e:
+            raise overloaded(f"a replica failed and is restarting: {e}", 5.0, 503) from e
+
+    def _adapter(self, model: str) -> str | None:
+        return resolve_adapter(model, self.settings.model_name, self.catalog)
+
+    def _tags(self, prepared: PreparedRequest) -> dict[str, str]:
+        return labels(self.settings.model_name, prepared.adapter)
+
+    def _on_dispatch(self, prepared: PreparedRequest, change: int) -> None:
+        key = prepared.adapter or ""
+        self._running[key] += change
+        if change > 0:
+            self.load.on_start()
+        tags = self._tags(prepared)
+        self.metrics.record("tandem:num_requests_running", self._running[key], tags)
+
+    def _record_queue(self, prepared: PreparedRequest) -> None:
+        waiting = self.admission.num_waiting
+        self.metrics.record("tandem:num_requests_waiting", waiting, self._tags(prepared))

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import pytest
+
+from router.load import LoadSnapshot, LoadTracker
+from router.speculation import MaxLoad, SpeculationPolicy
+from workers.protocol import GenerateRequest, SpeculationMode
+from workers.sampling_params import SamplingParams
+
+
+def request(adapter: str | None = None, **sampling) -> GenerateRequest:
+    return GenerateRequest("r", (1, 2, 3), SamplingParams(**sampling), adapter)
+
+
+IDLE = LoadSnapshot()
+
+
+def test_off_never_speculates() -> None:
+    assert SpeculationPolicy("off").decide(request(), IDLE).mode == SpeculationMode.NONE
+
+
+@pytest.mark.parametrize(
+    ("req", "load", "reason"),
+    [
+        (request(beam_width=2), IDLE, "beam search"),
+        (request(temperature=1.5), IDLE, "temperature"),
+        (request(adapter="sql"), IDLE, "adapter"),
+        (request(), LoadSnapshot(kv_usage=0.95), "KV usage"),
+        (request(), LoadSnapshot(batch_occupancy=0.9), "occupancy"),
+        (request(), LoadSnapshot(acceptance_rate=0.1, num_drafted=500), "acceptance"),
+    ],
+)
+def test_rules_veto_with_a_reason(req, load, reason) -> None:
+    decision = SpeculationPolicy("colocated").decide(req, load)
+    assert decision.mode == SpeculationMode.NONE
+    assert reason in decision.reason
+
+
+def test_configured_mode_applies_to_eligible_requests() -> None:
+    greedy = request(temperature=0)
+    assert SpeculationPolicy("remote").decide(greedy, IDLE).mode == SpeculationMode.REMOTE
+    assert SpeculationPolicy("colocated").decide(greedy, IDLE).mode == SpeculationMode.COLOCATED
+
+
+def test_auto_moves_the_draft_off_the_replica_as_load_grows() -> None:
+    policy = SpeculationPolicy("auto", remote_above_occupancy=0.25)
+    assert policy.decide(request(), LoadSnapshot(batch_occupancy=0.1)).mode == "colocated"
+    assert policy.decide(request(), LoadSnapshot(batch_occupancy=0.5)).mode == "remote"
+    local_only = SpeculationPolicy("auto", available=frozenset({SpeculationMode.COLOCATED}))
+    assert local_only.decide(request(), LoadSnapshot(batch_occupancy=0.5)).mode == "colocated"
+    remote_only = SpeculationPolicy("auto", available=frozenset({SpeculationMode.REMOTE}))
+    assert remote_only.decide(request(), IDLE).mode == "remote"
+
+
+def test_a_mode_without_its_proposer_decodes_plainly() -> None:
+    policy = SpeculationPolicy("colocated", available=frozenset({SpeculationMode.REMOTE}))
+    decision = policy.decide(request(), IDLE)
+    assert decision.mode == SpeculationMode.NONE and "no colocated proposer" in decision.reason
+
+
+def test_rules_compose_without_subclassing() -> None:
+    strict = SpeculationPolicy("colocated", rules=(MaxLoad(max_batch_occupancy=0.1),))
+    assert strict.decide(request(adapter="sql"), IDLE).mode == SpeculationMode.COLOCATED
+    assert strict.decide(request(), LoadSnapshot(batch_occupancy=0.2)).mode == "none"
+
+
+def test_load_tracker_learns_acceptance_per_adapter_and_occupancy() -> None:
+    tracker = LoadTracker(batch_slots=4, min_drafted=10)
+    tracker.on_start()
+    assert tracker.snapshot(None).batch_occupancy == 0.25
+    tracker.on_finish(None, drafted=20, accepted=5)
+    assert tracker.snapshot(None).acceptance_rate == pytest.approx(0.25)
+    assert tracker.snapshot("sql").acceptance_rate is None
+    assert tracker.snapshot(None).batch_occupancy == 0.0
