@@ -36,8 +36,7 @@ from router.schema import (
 )
 from router.speculation import SpeculationPolicy
 from router.tokenizer import PromptTokenizer
-from workers.async_engine import EngineDeadError
-from workers.errors import AdapterNotFoundError
+from workers.errors import AdapterNotFoundError, EngineDeadError
 from workers.protocol import GenerateRequest
 
 Result = dict[str, Any] | AsyncIterator[str]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from workers.engine import LLMEngine
+from workers.errors import EngineDeadError
 from workers.protocol import AdapterInfo, GenerateRequest, ReplicaStats, TokenDelta
 
 logger = logging.getLogger(__name__)
@@ -25,10 +26,6 @@ def _settle(future: asyncio.Future[T], result: T | None, error: Exception | None
         future.set_exception(error)
     else:
         future.set_result(result)  # type: ignore[arg-type]
-
-
-class EngineDeadError(RuntimeError):
-    """The step loop stopped on an error; the replica must be restarted."""
 
 
 @dataclass

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 
+class EngineDeadError(RuntimeError):
+    """The engine's step loop stopped on an error; the replica must be restarted (HTTP 503)."""
+
+
 class AdapterNotFoundError(ValueError):
     """A request or unload names an adapter that is not registered (HTTP 404)."""
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from tests.factories import hf_greedy, make_engine, random_prompts
-from workers.async_engine import AsyncEngine, EngineDeadError
+from workers.async_engine import AsyncEngine
+from workers.errors import EngineDeadError
 from workers.protocol import FinishReason, GenerateRequest
 from workers.sampling_params import SamplingParams
 
