@@ -127,3 +127,14 @@ def test_unsupported_architecture_and_missing_files(tmp_path: Path, llama_dir: P
     with pytest.raises(ValueError, match=r"no \*\.safetensors weights"):
         make_engine(tmp_path / "noweights")
     assert isinstance(make_engine(llama_dir), LLMEngine)
+
+
+def test_priority_runs_first_and_fcfs_within_a_priority(llama_dir: Path) -> None:
+    engine = make_engine(llama_dir, max_num_seqs=1)  # one request at a time
+    params = SamplingParams(max_tokens=2, ignore_eos=True)
+    for rid, priority in (("first", 1), ("second", 1), ("urgent", 0)):
+        engine.add_request(GenerateRequest(rid, (5, 6, 7), params, priority=priority))
+    order: list[str] = []
+    while engine.has_unfinished():
+        order += [d.request_id for d in engine.step() if d.finished]
+    assert order == ["urgent", "first", "second"]
