@@ -16,6 +16,7 @@ from workers.kv_cache.manager import KVCacheManager
 from workers.model_runner import ModelRunner
 from workers.models.loader import load_model, resolve_dtype
 from workers.models.model_config import ModelConfig
+from workers.models.quantize import quantize_projections
 from workers.protocol import (
     AdapterInfo,
     FinishReason,
@@ -47,6 +48,8 @@ class LLMEngine:
             cfg.head_dim**-0.5, cfg.sliding_window, decode_fn=_decode_kernel(self.device)
         )
         model = load_model(Path(config.model), attention, dtype, self.device)
+        if config.quantization is not None:
+            quantize_projections(model, config.quantization, self.device)
         block_size = config.cache.block_size
         num_blocks = self._num_blocks(dtype)
         self.kv = KVCacheManager(
@@ -56,7 +59,9 @@ class LLMEngine:
             LoRAManager(config.lora, cfg, dtype, self.device) if config.lora is not None else None
         )
         self.scheduler = Scheduler(config.scheduler, self.kv, self.adapters)
-        graph_batch = min(config.scheduler.max_num_seqs, 256) if config.cuda_graphs else 0
+        # bitsandbytes layers synchronize with the host: no graph capture with them.
+        graphs = config.cuda_graphs and config.quantization is None
+        graph_batch = min(config.scheduler.max_num_seqs, 256) if graphs else 0
         self.runner = ModelRunner(
             model,
             num_blocks,
