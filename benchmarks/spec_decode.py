@@ -49,7 +49,8 @@ def make_engine(device: str, k: int) -> LLMEngine:
         EngineConfig(
             model=str(TARGET),
             device=device,
-            cache=CacheConfig(block_size=16, num_blocks=2048),
+            # No prefix caching: the runs share prompts, and hits would favour the later run.
+            cache=CacheConfig(block_size=16, num_blocks=2048, enable_prefix_caching=False),
             scheduler=SchedulerConfig(max_num_seqs=64, max_num_batched_tokens=4096),
             spec=SpecConfig(
                 draft_model=str(DRAFT),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from pathlib import Path
 
 import torch
@@ -162,13 +163,14 @@ class LLMEngine:
         return self.scheduler.has_work()
 
     def step(self) -> list[TokenDelta]:
+        start = time.perf_counter()
         step = self.scheduler.schedule()
         if self.speculator is not None:
             step = self.speculator.attach_drafts(self.scheduler, step)
         result = self.runner.execute(step)
         deltas = apply_step(self.scheduler, step, result, self.max_model_len)
         if self.speculator is not None:
-            self.speculator.observe(self.scheduler, step, result)
+            self.speculator.observe(self.scheduler, step, result, time.perf_counter() - start)
         for delta in deltas:
             if delta.finished and not self._alive(delta.request_id):
                 self._request_ids.discard(delta.request_id)

@@ -137,3 +137,19 @@ def test_ngram_proposer_finds_the_latest_longest_match() -> None:
     [proposal] = proposer.propose([DraftQuery("x", tokens, 3, 2, GREEDY)])
     assert proposal == Proposal((7, 8))
     assert proposer.propose([DraftQuery("x", (1, 2, 3), 3, 2, GREEDY)]) == [None]
+
+
+def test_throughput_gate_keeps_the_faster_choice_and_probes() -> None:
+    from workers.spec.throughput_gate import ThroughputGate
+
+    gate = ThroughputGate(probe_interval=4)
+    choices = []
+    for _ in range(16):
+        drafting = gate.allow(8)
+        choices.append(drafting)
+        # Drafting is measurably slower here: 50 tokens/s against 100 without.
+        gate.record(8, drafting, tokens=50 if drafting else 100, seconds=1.0)
+    # Each choice measured once, then plain decoding wins; every 4th step re-tries drafting.
+    assert choices[:8] == [True, False, False, True, False, False, False, True]
+    assert choices.count(True) == 1 + 4
+    assert gate.allow(64) is True  # other batch sizes are measured on their own

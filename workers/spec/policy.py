@@ -65,13 +65,13 @@ class SpecPolicy:
         estimate = self._requests.setdefault(
             key, _Estimate(self._groups.get(group, cfg.initial_acceptance))
         )
-        if estimate.acceptance < cfg.min_acceptance:
+        k = best_k(estimate.acceptance, cfg.draft_cost_ratio, cfg.num_speculative_tokens)
+        if estimate.acceptance < cfg.min_acceptance or k == 0:
             estimate.steps_since_draft += 1
             if estimate.steps_since_draft < cfg.probe_interval:
                 return 0
             estimate.steps_since_draft = 0
             return 1  # a probe: one draft to re-measure acceptance
-        k = best_k(estimate.acceptance, cfg.draft_cost_ratio, cfg.num_speculative_tokens)
         return min(k, room)
 
     def record(
@@ -83,7 +83,9 @@ class SpecPolicy:
         estimate = self._requests.setdefault(key, _Estimate(rate))
         estimate.acceptance = (1 - _EMA) * estimate.acceptance + _EMA * rate
         estimate.steps_since_draft = 0
-        self._groups[group] = (1 - _EMA) * self._groups.get(group, rate) + _EMA * rate
+        # A group's estimate starts from the prior: one unlucky round cannot condemn it.
+        prior = self._groups.get(group, self.config.initial_acceptance)
+        self._groups[group] = (1 - _EMA) * prior + _EMA * rate
         s = self.stats
         s.num_drafts += 1
         s.num_drafted_tokens += drafted

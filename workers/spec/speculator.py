@@ -13,6 +13,7 @@ from workers.sequence import Request, Sequence
 from workers.spec.config import SpecConfig
 from workers.spec.policy import SpecPolicy
 from workers.spec.proposers import DraftQuery, Proposal, Proposer
+from workers.spec.throughput_gate import ThroughputGate
 
 
 class Speculator:
@@ -24,17 +25,28 @@ class Speculator:
         self.policy = SpecPolicy(config)
         self.max_model_len = max_model_len
         self._modes: dict[int, SpeculationMode] = {}  # proposer of each drafted sequence
+        self.gate = ThroughputGate(config.probe_interval * 2)
+        self._measured: tuple[int, bool] | None = None  # (batch, drafted) of the last step
 
     def attach_drafts(self, scheduler: Scheduler, step: SchedulerOutput) -> SchedulerOutput:
         owners = {seq.seq_id: (req, seq) for req in scheduler.running for seq in req.seqs}
         budget = scheduler.config.max_num_batched_tokens - step.num_tokens
         queries: dict[SpeculationMode, list[tuple[ScheduledSeq, DraftQuery]]] = {}
+        batch = scheduler.num_running_seqs
         for s in step.seqs:
             req, seq = owners[s.seq_id]
-            k = self._num_drafts(req, seq, s, scheduler.num_running_seqs)
+            k = self._num_drafts(req, seq, s, batch)
             if k > 0 and budget >= k:
                 budget -= k
                 queries.setdefault(req.spec.speculation, []).append((s, _query(req, seq, k)))
+        # Only steps of decodes alone compare fairly (a prefill chunk changes the cost).
+        decode_only = all(s.num_tokens == 1 for s in step.seqs) and bool(step.seqs)
+        self._measured = None
+        if queries and decode_only:
+            drafting = self.gate.allow(batch)
+            self._measured = (batch, drafting)
+            if not drafting:
+                return step
         drafts: dict[int, Proposal] = {}
         self._modes = {}
         for mode, items in queries.items():
@@ -51,9 +63,18 @@ class Speculator:
         )
 
     def observe(
-        self, scheduler: Scheduler, step: SchedulerOutput, result: ModelRunnerOutput
+        self,
+        scheduler: Scheduler,
+        step: SchedulerOutput,
+        result: ModelRunnerOutput,
+        seconds: float = 0.0,
     ) -> None:
-        """Update acceptance estimates; release proposer state of finished requests."""
+        """Update acceptance estimates and the measured throughput with and without drafts
+        (`seconds`: the whole step, drafting included); release state of finished requests."""
+        if self._measured is not None:
+            batch, drafted = self._measured
+            tokens = sum(len(tokens) for tokens in result.sampled.values())
+            self.gate.record(batch, drafted, tokens, seconds)
         live = {req.request_id for req in scheduler.running}
         for s in step.seqs:
             if s.spec_token_ids:

@@ -1,0 +1,54 @@
+"""ThroughputGate: speculate only where it has measurably paid.
+
+The speedup model prices a draft step by a configured cost ratio; what a step really costs
+(Python overhead, verification, the batch size) is only known by measuring. Per batch-size
+bucket, the gate keeps the tokens per second of recent steps with drafts and without, and
+lets speculation run while it is not slower; the other choice is retried every
+`probe_interval` steps so the comparison stays current.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+_EMA = 0.2
+
+
+@dataclass
+class _Arm:
+    rate: float | None = None  # output tokens per second, smoothed
+
+    def record(self, rate: float) -> None:
+        self.rate = rate if self.rate is None else (1 - _EMA) * self.rate + _EMA * rate
+
+
+class ThroughputGate:
+    def __init__(self, probe_interval: int = 16, margin: float = 0.02) -> None:
+        self.probe_interval = probe_interval
+        self.margin = margin
+        self._arms: dict[tuple[int, bool], _Arm] = {}
+        self._steps: dict[int, int] = {}
+
+    def allow(self, batch_size: int) -> bool:
+        """Whether this step may draft."""
+        bucket = _bucket(batch_size)
+        step = self._steps.get(bucket, 0)
+        self._steps[bucket] = step + 1
+        spec, plain = self._arm(bucket, True).rate, self._arm(bucket, False).rate
+        probe = step % self.probe_interval == self.probe_interval - 1
+        if spec is None or plain is None:
+            return spec is None  # measure each choice once before comparing
+        better = spec >= plain * (1 - self.margin)
+        return not better if probe else better
+
+    def record(self, batch_size: int, drafted: bool, tokens: int, seconds: float) -> None:
+        if seconds > 0 and tokens > 0:
+            self._arm(_bucket(batch_size), drafted).record(tokens / seconds)
+
+    def _arm(self, bucket: int, drafted: bool) -> _Arm:
+        return self._arms.setdefault((bucket, drafted), _Arm())
+
+
+def _bucket(batch_size: int) -> int:
+    """Powers of two: steps of similar size share a measurement."""
+    return 1 << max(batch_size - 1, 0).bit_length()
