@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup serve test lint bench clean
+.PHONY: setup serve test lint bench loadtest clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/engine_vs_hf.py
+
+loadtest: $(STAMP)
+	$(PY) -m loadtest --port 0 $(if $(URL),--url $(URL)) $(if $(DURATION),--duration $(DURATION)) $(LOADTEST_ARGS)
 
 clean:
 	rm -rf $(VENV)

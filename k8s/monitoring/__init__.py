@@ -1,0 +1,1 @@
+"""Grafana dashboard (built in Python, written as JSON) and its provisioning command."""
