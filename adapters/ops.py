@@ -41,11 +41,14 @@ def lora_delta_segmented(
 
 @dataclass(frozen=True)
 class LoRABatch:
-    """Built once per step: the device slot of each token's adapter (-1: base model)."""
+    """Built once per step: the device slot of each token's adapter (-1: base model).
+
+    groups (slot, token indices) drive the plain-torch segmented path; None selects the
+    token-gathered Triton kernel, which needs no host sync (CUDA, and CUDA graphs)."""
 
     slots: LoRASlots
     token_slots: torch.Tensor
-    groups: tuple[tuple[int, torch.Tensor], ...]
+    groups: tuple[tuple[int, torch.Tensor], ...] | None
 
     @classmethod
     def build(cls, slots: LoRASlots, token_slots: list[int]) -> LoRABatch | None:
@@ -53,12 +56,17 @@ class LoRABatch:
         used = sorted({s for s in token_slots if s >= 0})
         if not used:
             return None
-        device = slots.device
-        slot_tensor = torch.tensor(token_slots, device=device)
+        slot_tensor = torch.tensor(token_slots, device=slots.device)
+        if slots.device.type == "cuda":
+            return cls(slots, slot_tensor, None)
         groups = tuple((s, torch.nonzero(slot_tensor == s).flatten()) for s in used)
         return cls(slots, slot_tensor, groups)
 
     def apply(self, layer: int, module: str, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """y (the base projection of x) plus each token's adapter update."""
         a_stack, b_stack = self.slots.stacks(layer, module)
+        if self.groups is None:
+            from adapters.triton_lora import lora_delta_gathered  # needs triton (CUDA)
+
+            return y + lora_delta_gathered(x, a_stack, b_stack, self.token_slots).to(y.dtype)
         return y + lora_delta_segmented(x, a_stack, b_stack, self.groups).to(y.dtype)

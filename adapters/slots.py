@@ -28,6 +28,8 @@ class LoRASlots:
     ) -> None:
         self.device = device
         self.max_loras = max_loras
+        # Ranks padded to a power of two: the gathered kernel tiles the rank dimension whole.
+        max_rank = 1 << max(max_rank - 1, 0).bit_length()
         self._a: dict[tuple[int, str], torch.Tensor] = {}
         self._b: dict[tuple[int, str], torch.Tensor] = {}
         for layer in range(model.num_hidden_layers):

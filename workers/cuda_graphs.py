@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import torch
 
+from adapters.ops import LoRABatch
+from adapters.slots import LoRASlots
 from workers.attention.metadata import AttentionMetadata
 from workers.models.llama import LlamaForCausalLM
 
@@ -25,6 +27,7 @@ class DecodeGraphs:
         scratch_block: int,
         block_size: int,
         compile_model: bool = False,
+        lora_slots: LoRASlots | None = None,
     ) -> None:
         """compile_model: run the forward through torch.compile before capturing, fusing the
         small element-wise kernels (norms, rotary, activations) between the matmuls."""
@@ -40,6 +43,9 @@ class DecodeGraphs:
             (top, max_blocks_per_seq), scratch_block, dtype=torch.long, device=device
         )
         self.seq_lens = torch.ones(top, dtype=torch.long, device=device)
+        # Adapter slot of each row (-1: base model), read by the LoRA kernel in the graph.
+        self.token_slots = torch.full((top,), -1, dtype=torch.long, device=device)
+        self.lora_slots = lora_slots
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.logits: dict[int, torch.Tensor] = {}
         self._capture(model, kv_caches, compile_model)
@@ -54,8 +60,10 @@ class DecodeGraphs:
         positions: list[int],
         slots: list[int],
         tables: list[tuple[int, ...]],
+        adapter_slots: list[int] | None = None,
     ) -> torch.Tensor:
-        """Logits [B, vocab] of one decode step for B = len(input_ids) sequences."""
+        """Logits [B, vocab] of one decode step for B = len(input_ids) sequences;
+        adapter_slots: each row's LoRA slot (-1 or None: base model)."""
         batch = len(input_ids)
         bucket = next(b for b in self.buckets if b >= batch)
         self._reset_padding(batch, bucket)
@@ -67,6 +75,8 @@ class DecodeGraphs:
         width = max(len(t) for t in tables)
         padded = [list(t) + [self.scratch_block] * (width - len(t)) for t in tables]
         self.tables[:batch, :width].copy_(torch.tensor(padded, device=device))
+        if self.lora_slots is not None:
+            self.token_slots[:batch].copy_(torch.tensor(adapter_slots or [-1] * batch))
         self.graphs[bucket].replay()
         return self.logits[bucket][:batch]
 
@@ -76,6 +86,7 @@ class DecodeGraphs:
         self.slots[batch:bucket] = self.scratch_block * self.block_size
         self.seq_lens[batch:bucket] = 1
         self.tables[batch:bucket, 0] = self.scratch_block
+        self.token_slots[batch:bucket] = -1
 
     def _meta(self, bucket: int) -> AttentionMetadata:
         return AttentionMetadata(
@@ -93,7 +104,11 @@ class DecodeGraphs:
         self, model: LlamaForCausalLM, kv_caches: list[torch.Tensor], compile_model: bool
     ) -> None:
         def forward(ids: torch.Tensor, pos: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
-            return model.compute_logits(model(ids, pos, kv_caches, meta))
+            b = ids.shape[0]
+            lora = None
+            if self.lora_slots is not None:
+                lora = LoRABatch(self.lora_slots, self.token_slots[:b], None)
+            return model.compute_logits(model(ids, pos, kv_caches, meta, lora))
 
         run = torch.compile(forward, dynamic=True) if compile_model else forward
         pool = torch.cuda.graph_pool_handle()

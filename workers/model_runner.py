@@ -68,6 +68,7 @@ class ModelRunner:
                 num_blocks,
                 block_size,
                 compile_decode,
+                adapters.slots if adapters is not None else None,
             )
             if use_graphs
             else None
@@ -102,6 +103,7 @@ class ModelRunner:
                 [s.start_pos for s in seqs],
                 [s.block_table[s.start_pos // bs] * bs + s.start_pos % bs for s in seqs],
                 [s.block_table for s in seqs],
+                self._adapter_slots(seqs),
             )
         inputs = self._prepare(seqs)
         hidden = self.model(
@@ -114,8 +116,18 @@ class ModelRunner:
         return (
             self.graphs is not None
             and len(seqs) <= self.graphs.max_batch
-            and all(s.num_tokens == 1 and s.sample and s.adapter_key is None for s in seqs)
+            and all(s.num_tokens == 1 and s.sample for s in seqs)
+            and (self.graphs.lora_slots is not None or all(s.adapter_key is None for s in seqs))
         )
+
+    def _adapter_slots(self, seqs: tuple[ScheduledSeq, ...]) -> list[int] | None:
+        """Each sequence's LoRA slot (-1: base), activating the step's adapters."""
+        keys = {s.adapter_key for s in seqs if s.adapter_key is not None}
+        if not keys:
+            return None
+        assert self.adapters is not None
+        slot_of = self.adapters.activate(keys)
+        return [-1 if s.adapter_key is None else slot_of[s.adapter_key] for s in seqs]
 
     def _copy_blocks(self, copies: tuple[tuple[int, int], ...]) -> None:
         if not copies:

@@ -50,3 +50,25 @@ def test_cuda_mixed_features_run(llama_dir: Path) -> None:
     beams = SamplingParams(max_tokens=8, beam_width=3)
     spec = [GenerateRequest("b", tuple(prompts[0]), beams)]
     assert cuda.generate(spec) == make_engine(llama_dir).generate(spec)
+
+
+def test_cuda_lora_in_graphs_equals_cpu(llama_dir: Path, adapter_root: Path) -> None:
+    from workers.config import LoRAConfig
+
+    lora = LoRAConfig(max_loras=4, adapter_roots=(str(adapter_root),))
+    prompts = random_prompts([6, 11, 4, 9])
+    outputs = []
+    for device in ("cuda", "cpu"):
+        engine = make_engine(llama_dir, device=device, dtype="float32", lora=lora)
+        for name in ("a1", "a2", "a3"):
+            engine.load_adapter(name, name)
+        sampling = SamplingParams(max_tokens=12, temperature=0)
+        specs = [
+            GenerateRequest(f"{a}-{i}", tuple(p), sampling, adapter=a)
+            for a in ("a1", "a2", "a3", None)
+            for i, p in enumerate(prompts)
+        ]
+        outputs.append(engine.generate(specs))
+        if device == "cuda":
+            assert engine.runner.graphs is not None and engine.runner.graphs.lora_slots
+    assert outputs[0] == outputs[1]
