@@ -116,11 +116,14 @@ class Generation:
                 yield event(self._builder.usage_chunk(self.usage))
             yield DONE
         except APIError as e:
+            self._record_failure()
             yield event(e.body())
         except ValueError as e:
+            self._record_failure()
             yield event(engine_value_error(e).body())
         except Exception as e:  # the client must see a failure, never a clean finish
             logger.exception("request %s failed while streaming", self.prepared.response_id)
+            self._record_failure()
             yield event(internal_error(f"generation failed: {e!r}").body())
         finally:
             await self.close()
@@ -164,6 +167,9 @@ class Generation:
                 updates.append(update)
         self._timer.on_tokens(sum(len(u.token_ids) for u in updates))
         return [u for u in merge_updates(updates) if not u.is_empty]
+
+    def _record_failure(self) -> None:
+        self._metrics.record("tandem:request_failure_total", 1, self._tags)
 
     def _record_finish(self) -> None:
         usage = self.usage

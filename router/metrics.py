@@ -37,6 +37,10 @@ METRICS: dict[str, tuple[Kind, str]] = {
     "tandem:generation_tokens_total": (Kind.COUNTER, "Output tokens generated."),
     "tandem:request_success_total": (Kind.COUNTER, "Requests finished, by finish reason."),
     "tandem:request_rejected_total": (Kind.COUNTER, "Requests refused by admission (429/503)."),
+    "tandem:request_failure_total": (
+        Kind.COUNTER,
+        "Requests that failed after streaming began (sent as an error chunk).",
+    ),
     "tandem:spec_decode_num_draft_tokens_total": (Kind.COUNTER, "Draft tokens proposed."),
     "tandem:spec_decode_num_accepted_tokens_total": (Kind.COUNTER, "Draft tokens accepted."),
     "tandem:lora_loads_total": (Kind.COUNTER, "LoRA adapter loads requested."),

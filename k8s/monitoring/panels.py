@@ -77,7 +77,9 @@ ROWS: tuple[Row, ...] = (
             Query(_rate("ray_tandem_request_success_total"), "finished"),
             Query(f"{_rate('ray_tandem_request_rejected_total')} or vector(0)",
                   "rejected (429/503)"),
-        ), "Finished requests and those admission refused."),
+            Query(f"{_rate('ray_tandem_request_failure_total')} or vector(0)",
+                  "failed mid-stream (error chunk)"),
+        ), "Finished requests, those admission refused, and those failing after streaming began."),
         Panel("Error rate", "percentunit", (
             Query(
                 f'(sum(rate({HTTP}{{{API_ROUTES}, status_code=~"4..|5.."}}{RATE})) or vector(0))'

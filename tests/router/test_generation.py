@@ -8,7 +8,7 @@ import json
 from collections.abc import AsyncIterator
 
 from router.generation import Generation
-from router.metrics import NullMetrics
+from router.metrics import NullMetrics, RecordingMetrics
 from router.prepared import Endpoint, OutputOptions, PreparedRequest
 from workers.protocol import FinishReason, GenerateRequest, TokenDelta
 from workers.sampling_params import SamplingParams
@@ -47,11 +47,14 @@ def test_an_error_after_streaming_began_is_an_error_event_not_a_clean_finish(pro
         yield [delta(ids)]
         raise RuntimeError("replica lost")
 
-    out = payloads(events(Generation(prepared(), prompt_tokenizer, failing(), NullMetrics(), "m")))
+    metrics = RecordingMetrics()
+    out = payloads(events(Generation(prepared(), prompt_tokenizer, failing(), metrics, "m")))
     assert json.loads(out[0])["choices"][0]["text"]
     error = json.loads(out[-1])["error"]
     assert "replica lost" in error["message"] and error["type"] == "internal_error"
     assert "[DONE]" not in out
+    assert metrics.total("tandem:request_failure_total") == 1  # counted for the dashboard
+    assert metrics.total("tandem:request_success_total") == 0
 
 
 def test_an_unrequested_abort_is_reported_as_503(prompt_tokenizer):
