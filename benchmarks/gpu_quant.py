@@ -13,24 +13,8 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import hardware, print_table, write_json
-from benchmarks.gpu_suite import decode_step_ms, save_model
-from workers.config import CacheConfig, EngineConfig, SchedulerConfig
-from workers.engine import LLMEngine
+from benchmarks.gpu_suite import decode_step_ms, engine_for, save_model
 from workers.models.quantize import weight_bytes
-
-
-def engine(model_dir: Path, quantization: str | None, graphs: bool) -> LLMEngine:
-    return LLMEngine(
-        EngineConfig(
-            model=str(model_dir),
-            device="cuda",
-            dtype="bfloat16",
-            cuda_graphs=graphs,
-            quantization=quantization,
-            cache=CacheConfig(block_size=16, num_blocks=4096),
-            scheduler=SchedulerConfig(max_num_seqs=64, max_num_batched_tokens=8192),
-        )
-    )
 
 
 def main() -> None:
@@ -39,7 +23,7 @@ def main() -> None:
         model_dir = save_model(Path(tmp) / "llama-1b")
         for quantization, graphs in ((None, True), (None, False), ("int8", False), ("nf4", False)):
             t0 = time.perf_counter()
-            e = engine(model_dir, quantization, graphs)
+            e = engine_for(model_dir, graphs, quantization=quantization)
             load_s = time.perf_counter() - t0
             rows.append(
                 {

@@ -70,7 +70,11 @@ def save_model(path: Path) -> Path:
 
 
 def engine_for(
-    model_dir: Path, graphs: bool, lora: LoRAConfig | None = None, compiled: bool = False
+    model_dir: Path,
+    graphs: bool,
+    lora: LoRAConfig | None = None,
+    compiled: bool = False,
+    quantization: str | None = None,
 ) -> LLMEngine:
     return LLMEngine(
         EngineConfig(
@@ -79,6 +83,7 @@ def engine_for(
             dtype="bfloat16",
             cuda_graphs=graphs,
             compile_decode=compiled,
+            quantization=quantization,
             cache=CacheConfig(block_size=16, memory_fraction=0.6),
             scheduler=SchedulerConfig(max_num_seqs=256, max_num_batched_tokens=8192),
             lora=lora,

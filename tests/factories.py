@@ -97,3 +97,23 @@ def hf_greedy(hf_model: Any, prompt: list[int], max_new_tokens: int, **kwargs: A
 def random_prompts(lengths: list[int], seed: int = 1, vocab: int = 128) -> list[list[int]]:
     g = torch.Generator().manual_seed(seed)
     return [torch.randint(3, vocab, (n,), generator=g).tolist() for n in lengths]
+
+
+def prompt_logits(engine: LLMEngine, prompt: list[int], lora: object | None = None) -> Any:
+    """Float32 logits [len(prompt), vocab] of one forward of the engine's model over the
+    prompt, written to blocks 0..5 (block size 4), optionally with a LoRABatch."""
+    from workers.attention.metadata import AttentionMetadata
+
+    runner = engine.runner
+    meta = AttentionMetadata(
+        slot_mapping=torch.arange(len(prompt)),
+        block_tables=torch.tensor([list(range(6))]),
+        query_start_loc=(0, len(prompt)),
+        seq_lens=(len(prompt),),
+        block_size=4,
+    )
+    with torch.inference_mode():
+        hidden = runner.model(
+            torch.tensor(prompt), torch.arange(len(prompt)), runner.kv_caches, meta, lora
+        )
+        return runner.model.compute_logits(hidden)

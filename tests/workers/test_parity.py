@@ -7,8 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.factories import hf_greedy, load_hf, make_engine, make_tiny_model, random_prompts
-from workers.attention.metadata import AttentionMetadata
+from tests.factories import (
+    hf_greedy,
+    load_hf,
+    make_engine,
+    make_tiny_model,
+    prompt_logits,
+    random_prompts,
+)
 from workers.protocol import GenerateRequest
 from workers.sampling_params import SamplingParams
 
@@ -43,22 +49,11 @@ TOLERANCE = {"float32": 1e-4, "float16": 2e-2, "bfloat16": 1e-1}
 def test_logits_of_one_forward_match(model_dirs: dict[str, Path], arch: str, dtype: str) -> None:
     prompt = random_prompts([23])[0]
     engine = make_engine(model_dirs[arch], block_size=4, dtype=dtype)
-    runner = engine.runner
-    meta = AttentionMetadata(
-        slot_mapping=torch.arange(len(prompt)),
-        block_tables=torch.tensor([list(range(6))]),
-        query_start_loc=(0, len(prompt)),
-        seq_lens=(len(prompt),),
-        block_size=4,
-    )
     hf = load_hf(model_dirs[arch]).to(getattr(torch, dtype))
+    ours = prompt_logits(engine, prompt)
     with torch.inference_mode():
-        hidden = runner.model(
-            torch.tensor(prompt), torch.arange(len(prompt)), runner.kv_caches, meta
-        )
-        ours = runner.model.compute_logits(hidden)
         theirs = hf(torch.tensor([prompt])).logits[0].float()
-    assert runner.kv_caches[0].dtype == getattr(torch, dtype)
+    assert engine.runner.kv_caches[0].dtype == getattr(torch, dtype)
     tol = TOLERANCE[dtype]
     torch.testing.assert_close(ours, theirs, atol=tol, rtol=tol)
 

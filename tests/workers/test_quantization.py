@@ -9,9 +9,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-from tests.factories import make_engine, random_prompts
+from adapters.ops import LoRABatch
+from tests.factories import make_engine, prompt_logits, random_prompts
 from tests.lora_factories import make_lora_engine
-from workers.attention.metadata import AttentionMetadata
 from workers.engine import LLMEngine
 from workers.models.quantize import weight_bytes
 from workers.protocol import GenerateRequest
@@ -27,25 +27,11 @@ PROMPT = random_prompts([23])[0]
 
 
 def logits_of(engine: LLMEngine, prompt: list[int], adapter_key: str | None = None) -> torch.Tensor:
-    runner = engine.runner
-    meta = AttentionMetadata(
-        slot_mapping=torch.arange(len(prompt)),
-        block_tables=torch.tensor([list(range(6))]),
-        query_start_loc=(0, len(prompt)),
-        seq_lens=(len(prompt),),
-        block_size=4,
-    )
     lora = None
     if adapter_key is not None:
-        from adapters.ops import LoRABatch
-
         slots = engine.adapters.activate({adapter_key})
         lora = LoRABatch.build(engine.adapters.slots, [slots[adapter_key]] * len(prompt))
-    with torch.inference_mode():
-        hidden = runner.model(
-            torch.tensor(prompt), torch.arange(len(prompt)), runner.kv_caches, meta, lora
-        )
-        return runner.model.compute_logits(hidden)
+    return prompt_logits(engine, prompt, lora)
 
 
 @pytest.mark.parametrize("method", ["int8", "nf4"])
