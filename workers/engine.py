@@ -171,9 +171,8 @@ class LLMEngine:
         deltas = apply_step(self.scheduler, step, result, self.max_model_len)
         if self.speculator is not None:
             self.speculator.observe(self.scheduler, step, result, time.perf_counter() - start)
-        for delta in deltas:
-            if delta.finished and not self._alive(delta.request_id):
-                self._request_ids.discard(delta.request_id)
+        if any(delta.finished for delta in deltas):
+            self._request_ids &= self._live_request_ids()
         return deltas
 
     def generate(self, specs: list[GenerateRequest]) -> dict[str, list[list[int]]]:
@@ -202,9 +201,9 @@ class LLMEngine:
             ),
         )
 
-    def _alive(self, request_id: str) -> bool:
+    def _live_request_ids(self) -> set[str]:
         queued = [r for _, r in self.scheduler.waiting]
-        return any(r.request_id == request_id for r in self.scheduler.running + queued)
+        return {r.request_id for r in self.scheduler.running + queued}
 
     # -- speculation ------------------------------------------------------------------------
 

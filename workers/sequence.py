@@ -119,9 +119,8 @@ class Request:
     @property
     def width(self) -> int:
         """Sequences this request runs at once when fully forked."""
-        return max(
-            self.sampling.n if not self.sampling.use_beam_search else 1, self.sampling.beam_width
-        )
+        params = self.sampling
+        return params.beam_width if params.use_beam_search else params.n
 
     @property
     def finished(self) -> bool:
