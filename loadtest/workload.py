@@ -35,10 +35,11 @@ class Sampling(BaseModel):
 
 
 class Speculation(BaseModel):
-    """Tandem's router chooses speculation itself (`router.speculation` in config.yaml; greedy
-    base-model requests speculate under `auto`) and has no per-request switch, so by default
-    the share is only recorded (requests.csv). Engines with a per-request switch get
-    `{body_field: true}` on the speculative share and `{body_field: false}` on the rest."""
+    """With `body_field` set, requests get `{body_field: true}` on the speculative share and
+    `{body_field: false}` on the rest. Tandem's field is `speculative`: false decodes plainly,
+    true lets the router speculate where its policy allows (`router.speculation` in
+    config.yaml). Without `body_field` the share is only recorded (requests.csv), for
+    engines with no such switch."""
 
     model_config = ConfigDict(extra="forbid")
 

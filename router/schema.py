@@ -45,6 +45,12 @@ class SamplingFields(BaseModel):
     length_penalty: float = Field(1.0, description="Beam search length penalty exponent.")
     skip_special_tokens: bool = Field(True, description="Leave special tokens out of text.")
     include_stop_str_in_output: bool = Field(False, description="Keep the matched stop string.")
+    # Tandem extra
+    speculative: bool | None = Field(
+        None,
+        description="false: decode this request plainly; true or unset: the router decides "
+        "(router.speculation in config.yaml, load and observed acceptance).",
+    )
 
     def stop_strings(self) -> list[str]:
         if self.stop is None:

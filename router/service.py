@@ -37,7 +37,7 @@ from router.schema import (
 from router.speculation import SpeculationPolicy
 from router.tokenizer import PromptTokenizer
 from workers.errors import AdapterNotFoundError, EngineDeadError
-from workers.protocol import GenerateRequest
+from workers.protocol import GenerateRequest, SpeculationMode
 
 Result = dict[str, Any] | AsyncIterator[str]
 
@@ -147,8 +147,10 @@ class OpenAIService:
         sampling = to_sampling_params(body, max_tokens, requested_logprobs(body))
         prefix = "chatcmpl" if endpoint == Endpoint.CHAT else "cmpl"
         request = GenerateRequest(f"{prefix}-{uuid.uuid4().hex}", prompt, sampling, adapter)
-        decision = self.speculation.decide(request, self.load.snapshot(adapter))
-        request = replace(request, speculation=decision.mode, arrival_time=time.monotonic())
+        mode = SpeculationMode.NONE
+        if body.speculative is not False:  # the client may opt out; the router opts in
+            mode = self.speculation.decide(request, self.load.snapshot(adapter)).mode
+        request = replace(request, speculation=mode, arrival_time=time.monotonic())
         output = OutputOptions(
             stop=tuple(body.stop_strings()),
             include_stop_str=body.include_stop_str_in_output,

@@ -72,3 +72,29 @@ def test_load_tracker_learns_acceptance_per_adapter_and_occupancy() -> None:
     assert tracker.snapshot(None).acceptance_rate == pytest.approx(0.25)
     assert tracker.snapshot("sql").acceptance_rate is None
     assert tracker.snapshot(None).batch_occupancy == 0.0
+
+
+def test_a_request_can_opt_out_of_speculation(served_model_dir):
+    from dataclasses import replace
+
+    from router.prepared import Endpoint
+    from router.schema import CompletionRequest
+    from tests.factories import make_engine
+    from tests.router.local_app import MODEL, make_local_app
+    from workers.async_engine import AsyncEngine
+    from workers.protocol import SpeculationMode
+
+    engine = AsyncEngine(make_engine(served_model_dir))
+    _, service, _ = make_local_app(served_model_dir, engine)
+    service.speculation = replace(service.speculation, mode="ngram", rules=())
+    prompt = (5, 6, 7)
+    chosen = {}
+    for opt in (None, True, False):
+        body = CompletionRequest(model=MODEL, prompt="x", speculative=opt)
+        prepared = service._prepare(Endpoint.COMPLETIONS, body, None, prompt)
+        chosen[opt] = prepared.engine_request.speculation
+    assert chosen == {
+        None: SpeculationMode.NGRAM,
+        True: SpeculationMode.NGRAM,
+        False: SpeculationMode.NONE,
+    }
