@@ -212,6 +212,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller workload (smoke run)")
     parser.add_argument("--lora-only", action="store_true", help="just the adapters row")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile row")
+    parser.add_argument("--name", default=None, help="results file (default gpu_suite.json)")
     args = parser.parse_args()
     n_requests = 32 if args.quick else 256
     results: dict[str, object] = {
@@ -233,7 +235,8 @@ def main() -> None:
         params = _num_params(cfg)
         weight_bytes = 2 * params
         kv_token = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim * 2
-        for graphs, compiled in ((True, True), (True, False), (False, False)):
+        configs = ((True, True), (True, False), (False, False))
+        for graphs, compiled in configs[1:] if args.no_compile else configs:
             t0 = time.perf_counter()
             engine = engine_for(model_dir, graphs, compiled=compiled)
             results[f"start_s_graphs_{graphs}_compiled_{compiled}"] = time.perf_counter() - t0
@@ -253,8 +256,8 @@ def main() -> None:
                         "ratio": ms / floor,
                     }
                 )
-            if compiled:
-                serving_engine = engine  # the fastest configuration serves the workload
+            if graphs and (compiled or args.no_compile):
+                serving_engine = engine  # graphs serve the workload
                 continue
             del engine
             torch.cuda.empty_cache()
@@ -296,7 +299,8 @@ def main() -> None:
         )
         rows.append(lora_row(model_dir, cfg, work))
     results["rows"] = rows
-    write_json("gpu_suite_quick.json" if args.quick else "gpu_suite.json", results)
+    name = args.name or ("gpu_suite_quick.json" if args.quick else "gpu_suite.json")
+    write_json(name, results)
     print(
         f"\n{hardware()}; copy bandwidth {bandwidth / 1e12:.2f} TB/s; 1.1B Llama bf16; "
         "floor = max(weights+KV over copy bandwidth, FLOPs at 800 TFLOP/s); for serving "

@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 from workers.models.llama import AttentionFn, LlamaForCausalLM
 from workers.models.model_config import ModelConfig
-from workers.models.rope import inverse_frequencies
+from workers.models.rope import cos_sin_table, inverse_frequencies
 
 DTYPES = {
     "float32": torch.float32,
@@ -78,5 +78,7 @@ def _materialize_rope(model: LlamaForCausalLM, cfg: ModelConfig, device: torch.d
     # RoPE frequencies are not in the checkpoint (built on the meta device) and stay float32
     # whatever the weights' dtype.
     inv_freq = inverse_frequencies(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling).to(device)
+    table = cos_sin_table(cfg.max_position_embeddings, inv_freq)  # shared by every layer
     for layer in model.model.layers:
         layer.self_attn.rotary.inv_freq = inv_freq
+        layer.self_attn.rotary.cos_sin = table

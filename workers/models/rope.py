@@ -41,18 +41,35 @@ class RotaryEmbedding(torch.nn.Module):
 
     def __init__(self, head_dim: int, theta: float, scaling: RopeScaling) -> None:
         super().__init__()
-        # A plain attribute, not a buffer: it stays float32 when the weights change dtype.
+        # Plain attributes, not buffers: they stay float32 when the weights change dtype.
         self.inv_freq = inverse_frequencies(head_dim, theta, scaling)
+        self.cos_sin: torch.Tensor | None = None  # [max_positions, 2, head_dim] when cached
 
     def forward(
         self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """positions [T]; q [T, Hq, D]; k [T, Hkv, D] -> rotated (q, k), same shapes and dtype."""
-        freqs = positions.to(torch.float32)[:, None] * self.inv_freq[None, :]
-        emb = torch.cat((freqs, freqs), dim=-1)
-        cos = emb.cos()[:, None, :]
-        sin = emb.sin()[:, None, :]
+        if self.cos_sin is not None:  # one gather instead of computing the angles each step
+            table = self.cos_sin[positions]
+            cos, sin = table[:, 0, None, :], table[:, 1, None, :]
+        else:
+            cos, sin = cos_sin_of(positions, self.inv_freq)
         return _rotate(q, cos, sin), _rotate(k, cos, sin)
+
+
+def cos_sin_of(
+    positions: torch.Tensor, inv_freq: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of every rotation angle, each [T, 1, head_dim], float32."""
+    freqs = positions.to(torch.float32)[:, None] * inv_freq[None, :]
+    emb = torch.cat((freqs, freqs), dim=-1)
+    return emb.cos()[:, None, :], emb.sin()[:, None, :]
+
+
+def cos_sin_table(max_positions: int, inv_freq: torch.Tensor) -> torch.Tensor:
+    """[max_positions, 2, head_dim] float32: the same values cos_sin_of computes."""
+    cos, sin = cos_sin_of(torch.arange(max_positions, device=inv_freq.device), inv_freq)
+    return torch.stack((cos[:, 0], sin[:, 0]), dim=1)
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
