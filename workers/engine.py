@@ -51,6 +51,7 @@ class LLMEngine:
         model = load_model(Path(config.model), attention, dtype, self.device)
         if config.quantization is not None:
             quantize_projections(model, config.quantization, self.device)
+        model.fuse_projections()
         block_size = config.cache.block_size
         num_blocks = self._num_blocks(dtype)
         self.kv = KVCacheManager(

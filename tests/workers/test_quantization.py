@@ -69,3 +69,16 @@ def test_lora_on_quantized_weights(llama_dir: Path, adapter_root: Path) -> None:
     assert (with_adapter - logits_of(quantized, PROMPT)).abs().max() > 0.1  # adapter applied
     # The adapter's effect matches the full-precision one up to int8 rounding of the base.
     assert (with_adapter - logits_of(base, PROMPT, key)).abs().max() < 0.05
+
+
+def test_fused_projections_share_memory_with_the_originals(llama_dir: Path) -> None:
+    engine = make_engine(llama_dir)
+    attn = engine.runner.model.model.layers[0].self_attn
+    assert attn.qkv is not None
+    assert attn.q_proj.weight.untyped_storage().data_ptr() == attn.qkv.weight.data_ptr()
+    params = sum(
+        p.numel()
+        for n, p in engine.runner.model.named_parameters()
+        if ".qkv." not in n and ".gate_up." not in n
+    )
+    assert weight_bytes(engine.runner.model) == 4 * params  # float32, nothing counted twice

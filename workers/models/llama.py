@@ -41,6 +41,48 @@ def project(
     return y if lora is None else lora.apply(layer, name, x, y)
 
 
+class FusedLinear(nn.Module):
+    """Several projections of the same input as one matmul. The original Linear modules keep
+    views of the fused weight (no second copy), so LoRA and state dicts still see them."""
+
+    def __init__(self, linears: list[nn.Linear]) -> None:
+        super().__init__()
+        self.sizes = [linear.out_features for linear in linears]
+        weight = torch.cat([linear.weight.detach() for linear in linears])
+        has_bias = linears[0].bias is not None
+        bias = torch.cat([linear.bias.detach() for linear in linears]) if has_bias else None
+        self.weight = nn.Parameter(weight, requires_grad=False)
+        self.bias = nn.Parameter(bias, requires_grad=False) if bias is not None else None
+        start = 0
+        for linear, size in zip(linears, self.sizes, strict=True):
+            linear.weight = nn.Parameter(self.weight[start : start + size], requires_grad=False)
+            if self.bias is not None:
+                linear.bias = nn.Parameter(self.bias[start : start + size], requires_grad=False)
+            start += size
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return nn.functional.linear(x, self.weight, self.bias).split(self.sizes, dim=-1)
+
+
+def project_all(
+    fused: FusedLinear | None,
+    linears: list[nn.Linear],
+    names: tuple[str, ...],
+    x: torch.Tensor,
+    lora: LoRABatch | None,
+    layer: int,
+) -> list[torch.Tensor]:
+    """Each projection of x (one matmul when fused), plus each token's LoRA update."""
+    if fused is None:
+        return [
+            project(linear, x, lora, layer, n) for linear, n in zip(linears, names, strict=True)
+        ]
+    outputs = fused(x)
+    if lora is None:
+        return list(outputs)
+    return [lora.apply(layer, n, x, y) for n, y in zip(names, outputs, strict=True)]
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig, attention_fn: AttentionFn, layer: int) -> None:
         super().__init__()
@@ -55,6 +97,7 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(q_size, cfg.hidden_size, bias=cfg.o_bias)
         self.rotary = RotaryEmbedding(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling)
         self.attention_fn = attention_fn
+        self.qkv: FusedLinear | None = None  # set by LlamaForCausalLM.fuse_projections
 
     def forward(
         self,
@@ -66,9 +109,17 @@ class Attention(nn.Module):
     ) -> torch.Tensor:
         """x [T, hidden] -> [T, hidden]."""
         tokens, layer = x.shape[0], self.layer
-        q = project(self.q_proj, x, lora, layer, "q_proj").view(tokens, self.num_heads, -1)
-        k = project(self.k_proj, x, lora, layer, "k_proj").view(tokens, self.num_kv_heads, -1)
-        v = project(self.v_proj, x, lora, layer, "v_proj").view(tokens, self.num_kv_heads, -1)
+        q, k, v = project_all(
+            self.qkv,
+            [self.q_proj, self.k_proj, self.v_proj],
+            ("q_proj", "k_proj", "v_proj"),
+            x,
+            lora,
+            layer,
+        )
+        q = q.reshape(tokens, self.num_heads, -1)
+        k = k.reshape(tokens, self.num_kv_heads, -1)
+        v = v.reshape(tokens, self.num_kv_heads, -1)
         q, k = self.rotary(positions, q, k)
         out = self.attention_fn(q, k, v, kv_cache, meta)
         return project(self.o_proj, out.reshape(tokens, -1), lora, layer, "o_proj")
@@ -81,10 +132,17 @@ class MLP(nn.Module):
         self.gate_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=cfg.mlp_bias)
         self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=cfg.mlp_bias)
         self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=cfg.mlp_bias)
+        self.gate_up: FusedLinear | None = None  # set by LlamaForCausalLM.fuse_projections
 
     def forward(self, x: torch.Tensor, lora: LoRABatch | None) -> torch.Tensor:
-        gate = project(self.gate_proj, x, lora, self.layer, "gate_proj")
-        up = project(self.up_proj, x, lora, self.layer, "up_proj")
+        gate, up = project_all(
+            self.gate_up,
+            [self.gate_proj, self.up_proj],
+            ("gate_proj", "up_proj"),
+            x,
+            lora,
+            self.layer,
+        )
         return project(self.down_proj, nn.functional.silu(gate) * up, lora, self.layer, "down_proj")
 
 
@@ -142,6 +200,17 @@ class LlamaForCausalLM(nn.Module):
         for layer, kv_cache in zip(self.model.layers, kv_caches, strict=True):
             x = layer(x, positions, kv_cache, meta, lora)
         return self.model.norm(x)
+
+    def fuse_projections(self) -> None:
+        """q/k/v and gate/up each become one matmul (fewer kernel launches per step).
+        Only for plain nn.Linear weights: quantized layers are left alone."""
+        for layer in self.model.layers:
+            attn, mlp = layer.self_attn, layer.mlp
+            qkv = [attn.q_proj, attn.k_proj, attn.v_proj]
+            if all(type(m) is nn.Linear for m in qkv):
+                attn.qkv = FusedLinear(qkv)
+            if all(type(m) is nn.Linear for m in (mlp.gate_proj, mlp.up_proj)):
+                mlp.gate_up = FusedLinear([mlp.gate_proj, mlp.up_proj])
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden [N, hidden] -> float32 logits [N, vocab]."""

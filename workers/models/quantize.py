@@ -63,6 +63,10 @@ def _quantized(
 
 
 def weight_bytes(model: nn.Module) -> int:
-    """Bytes of every parameter and buffer as stored (quantized ones packed)."""
-    tensors = {id(t): t for t in [*model.parameters(), *model.buffers()]}
-    return sum(t.numel() * t.element_size() for t in tensors.values())
+    """Bytes of every parameter and buffer as stored (quantized ones packed), each storage
+    once: fused projections and tied embeddings share theirs."""
+    storages = {}
+    for t in [*model.parameters(), *model.buffers()]:
+        storage = t.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+    return sum(storages.values())
