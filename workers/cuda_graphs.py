@@ -69,9 +69,10 @@ class DecodeGraphs:
         self._reset_padding(batch, bucket)
         device = self.input_ids.device
         self.input_ids[:batch].copy_(torch.tensor(input_ids), non_blocking=True)
-        self.positions[:batch].copy_(torch.tensor(positions), non_blocking=True)
+        host_positions = torch.tensor(positions)
+        self.positions[:batch].copy_(host_positions, non_blocking=True)
         self.slots[:batch].copy_(torch.tensor(slots), non_blocking=True)
-        self.seq_lens[:batch].copy_(torch.tensor(positions) + 1, non_blocking=True)
+        self.seq_lens[:batch].copy_(host_positions + 1, non_blocking=True)
         width = max(len(t) for t in tables)
         padded = [list(t) + [self.scratch_block] * (width - len(t)) for t in tables]
         self.tables[:batch, :width].copy_(torch.tensor(padded, device=device))

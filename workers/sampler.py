@@ -106,13 +106,6 @@ def draw(probs: torch.Tensor, params: SamplingParams, generator: torch.Generator
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
-def sample_row(
-    logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None
-) -> int:
-    """Pick the next token from one processed row [vocab]."""
-    return draw(sampling_probs(logits, params), params, generator)
-
-
 def top_logprobs(logprobs: torch.Tensor, count: int) -> tuple[tuple[int, float], ...]:
     """The `count` most likely (token id, log-probability) pairs of one row, best first."""
     if count <= 0:

@@ -77,7 +77,6 @@ class Request:
     spec: GenerateRequest
     order: int
     seqs: list[Sequence] = field(default_factory=list)
-    done_seqs: list[Sequence] = field(default_factory=list)
     forked: bool = False
     cache_key: str = ""
     adapter_key: str | None = None

@@ -146,7 +146,6 @@ def _collect(kv: KVCacheManager, req: Request) -> list[TokenDelta]:
         if seq.finished:
             kv.free(seq.seq_id)
             req.seqs.remove(seq)
-            req.done_seqs.append(seq)
     return deltas
 
 

@@ -10,7 +10,7 @@ import torch
 
 from tests.factories import make_engine, random_prompts
 from workers.protocol import GenerateRequest
-from workers.sampler import apply_penalties, filter_logits, sample_row
+from workers.sampler import apply_penalties, draw, filter_logits, sampling_probs
 from workers.sampling_params import SamplingParams
 
 
@@ -57,7 +57,8 @@ def test_top_k_top_p_min_p_never_emit_excluded_tokens() -> None:
         (SamplingParams(min_p=0.2), min_p_allowed),
     ]
     for params, allowed in cases:
-        drawn = {sample_row(logits, params, g) for _ in range(2000)}
+        probs = sampling_probs(logits, params)
+        drawn = {draw(probs, params, g) for _ in range(2000)}
         assert drawn <= allowed, params
         assert len(drawn) > 1 or len(allowed) == 1
 
