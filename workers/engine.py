@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from adapters.manager import LoRAManager
-from workers.attention.reference import DecodeFn, ReferenceAttention
+from workers.attention.select import paged_attention
 from workers.config import EngineConfig
 from workers.errors import AdapterNotFoundError
 from workers.kv_cache.block_pool import BlockPool
@@ -45,9 +45,7 @@ class LLMEngine:
             config.max_model_len or cfg.max_position_embeddings, cfg.max_position_embeddings
         )
         dtype = resolve_dtype(config.dtype, cfg.torch_dtype, self.device)
-        attention = ReferenceAttention(
-            cfg.head_dim**-0.5, cfg.sliding_window, decode_fn=_decode_kernel(self.device)
-        )
+        attention = paged_attention(cfg, self.device)
         model = load_model(Path(config.model), attention, dtype, self.device)
         if config.quantization is not None:
             quantize_projections(model, config.quantization, self.device)
@@ -274,12 +272,3 @@ def _free_memory(device: torch.device) -> int:
             if line.startswith("MemAvailable:"):
                 return int(line.split()[1]) * 1024
     raise ValueError("cannot read available memory; set cache.num_blocks explicitly")
-
-
-def _decode_kernel(device: torch.device) -> DecodeFn | None:
-    """The paged Triton kernel on CUDA; None (the plain-torch reference) elsewhere."""
-    if device.type != "cuda":
-        return None
-    from workers.attention.triton_decode import paged_decode_attention  # needs triton
-
-    return paged_decode_attention

@@ -167,6 +167,7 @@ class ModelRunner:
             block_size=bs,
             seq_lens_tensor=tensor(seq_lens),
             decode_only=len(input_ids) == len(seqs),
+            query_start_tensor=tensor(query_start_loc),
         )
         return StepInputs(
             tensor(input_ids), tensor(positions), meta, tensor(logits_indices), self._lora(seqs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import torch
 
@@ -30,7 +31,13 @@ class AttentionMetadata:
     block_size: int
     seq_lens_tensor: torch.Tensor | None = None  # [num_seqs] on the device
     decode_only: bool = False  # one query per sequence: the decode kernel does it all
+    query_start_tensor: torch.Tensor | None = None  # query_start_loc on the device
 
     @property
     def num_seqs(self) -> int:
         return len(self.seq_lens)
+
+    @property
+    def max_query_len(self) -> int:
+        starts = self.query_start_loc
+        return max(b - a for a, b in pairwise(starts))

@@ -12,6 +12,20 @@ from workers.attention.metadata import AttentionMetadata
 DecodeFn = Callable[
     [torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float, int | None], torch.Tensor
 ]
+# (q, kv_cache, block_tables, query_starts, seq_lens, max_query_len, scale, window) -> out
+PrefillFn = Callable[
+    [
+        torch.Tensor,
+        torch.Tensor,
+        torch.Tensor,
+        torch.Tensor,
+        torch.Tensor,
+        int,
+        float,
+        int | None,
+    ],
+    torch.Tensor,
+]
 
 
 class ReferenceAttention:
@@ -20,7 +34,8 @@ class ReferenceAttention:
     kv_cache of one layer: [2, num_blocks, block_size, num_kv_heads, head_dim]
     (index 0 keys, 1 values). Keys and values of the step are written first, then each
     sequence reads its context through its block table. Sequences with one query (decodes)
-    go to `decode_fn` all at once: plain torch here, a paged kernel on CUDA.
+    go to `decode_fn` all at once: plain torch here, a paged kernel on CUDA. With a
+    `prefill_fn` (a paged kernel on CUDA), steps with longer query runs go to it whole.
     """
 
     def __init__(
@@ -28,10 +43,12 @@ class ReferenceAttention:
         scale: float,
         sliding_window: int | None = None,
         decode_fn: DecodeFn | None = None,
+        prefill_fn: PrefillFn | None = None,
     ) -> None:
         self.scale = scale
         self.sliding_window = sliding_window
         self.decode_fn = decode_fn or decode_attention_reference
+        self.prefill_fn = prefill_fn
 
     def __call__(
         self,
@@ -50,6 +67,18 @@ class ReferenceAttention:
                 kv_cache,
                 meta.block_tables,
                 meta.seq_lens_tensor,
+                self.scale,
+                self.sliding_window,
+            )
+        if self.prefill_fn is not None:
+            assert meta.seq_lens_tensor is not None and meta.query_start_tensor is not None
+            return self.prefill_fn(
+                q,
+                kv_cache,
+                meta.block_tables,
+                meta.query_start_tensor,
+                meta.seq_lens_tensor,
+                meta.max_query_len,
                 self.scale,
                 self.sliding_window,
             )

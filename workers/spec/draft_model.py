@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from workers.attention.reference import ReferenceAttention
+from workers.attention.select import paged_attention
 from workers.kv_cache.block_pool import BlockPool
 from workers.kv_cache.manager import KVCacheManager
 from workers.model_runner import ModelRunner
@@ -43,9 +43,7 @@ class DraftModelProposer:
         block_size: int = 16,
     ) -> None:
         cfg = ModelConfig.from_dir(model_dir)
-        model = load_model(
-            model_dir, ReferenceAttention(cfg.head_dim**-0.5, cfg.sliding_window), dtype, device
-        )
+        model = load_model(model_dir, paged_attention(cfg, device), dtype, device)
         self.vocab_size = cfg.vocab_size
         self.runner = ModelRunner(model, num_blocks, block_size, dtype, device)
         self.kv = KVCacheManager(BlockPool(num_blocks, enable_caching=False), block_size)

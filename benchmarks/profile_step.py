@@ -1,0 +1,179 @@
+"""Where a step's time goes on the GPU: host work vs graph replay, kernels by CUDA time, and
+prefill vs decode steps of the serving workload.
+
+    python -m benchmarks.profile_step [--serving N]
+
+Prints tables only (a diagnostic to steer kernel work; figures of record come from
+benchmarks.gpu_suite).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from benchmarks.common import median, print_table
+from benchmarks.gpu_suite import engine_for, save_model, serving_workload
+from workers.engine import LLMEngine
+from workers.protocol import GenerateRequest
+from workers.sampling_params import SamplingParams
+
+
+def fill(engine: LLMEngine, batch: int, context: int) -> None:
+    """batch requests with `context`-token prompts, prefilled, ready to decode."""
+    params = SamplingParams(max_tokens=1000, temperature=0, ignore_eos=True)
+    g = torch.Generator().manual_seed(batch)
+    for i in range(batch):
+        prompt = torch.randint(3, 32000, (context,), generator=g).tolist()
+        engine.add_request(GenerateRequest(f"p{batch}-{context}-{i}", tuple(prompt), params))
+    while engine.scheduler.waiting or any(
+        s.num_computed_tokens < s.num_tokens - 1 for r in engine.scheduler.running for s in r.seqs
+    ):
+        engine.step()
+
+
+def clear(engine: LLMEngine) -> None:
+    for r in list(engine.scheduler.running):
+        engine.abort(r.request_id)
+
+
+def split_row(engine: LLMEngine, batch: int, context: int) -> dict[str, object]:
+    fill(engine, batch, context)
+    steps = []
+    for _ in range(20):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        engine.step()
+        steps.append(time.perf_counter() - t0)
+    graphs = engine.runner.graphs
+    assert graphs is not None
+    bucket = next(b for b in graphs.buckets if b >= batch)
+    replays = []
+    for _ in range(20):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        graphs.graphs[bucket].replay()
+        torch.cuda.synchronize()
+        replays.append(time.perf_counter() - t0)
+    clear(engine)
+    step_ms, replay_ms = 1000 * median(steps), 1000 * median(replays)
+    return {
+        "batch": batch,
+        "context": context,
+        "step_ms": step_ms,
+        "replay_ms": replay_ms,
+        "host_ms": step_ms - replay_ms,
+    }
+
+
+def host_profile(engine: LLMEngine, batch: int, context: int, top: int = 22) -> None:
+    """Python functions by own time over 20 graph-replayed decode steps."""
+    fill(engine, batch, context)
+    engine.step()
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(20):
+        engine.step()
+    prof.disable()
+    clear(engine)
+    print(f"\n== host functions, batch {batch}, context {context} (20 steps) ==")
+    pstats.Stats(prof).sort_stats("tottime").print_stats(top)
+
+
+def kernel_table(engine: LLMEngine, batch: int, context: int, top: int = 14) -> None:
+    """Eager steps under the profiler: kernels ranked by total CUDA time."""
+    fill(engine, batch, context)
+    graphs, engine.runner.graphs = engine.runner.graphs, None
+    engine.step()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(3):
+            engine.step()
+        torch.cuda.synchronize()
+    engine.runner.graphs = graphs
+    clear(engine)
+    print(f"\n== eager decode kernels, batch {batch}, context {context} (3 steps) ==")
+    print(
+        prof.key_averages().table(
+            sort_by="cuda_time_total", row_limit=top, max_name_column_width=60
+        )
+    )
+
+
+def serving_split(engine: LLMEngine, n: int) -> None:
+    """Time of mixed (prefill) and pure-decode steps over the serving workload."""
+    execute = engine.runner.execute
+    spent: dict[str, list[float]] = defaultdict(list)
+    sizes: dict[str, list[int]] = defaultdict(list)
+
+    def timed(step):  # type: ignore[no-untyped-def]
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        out = execute(step)
+        torch.cuda.synchronize()
+        kind = "decode" if all(s.num_tokens == 1 for s in step.seqs) else "mixed"
+        spent[kind].append(time.perf_counter() - t0)
+        sizes[kind].append(len(step.seqs))
+        return out
+
+    engine.runner.execute = timed  # type: ignore[method-assign]
+    for i, (prompt, out_len) in enumerate(serving_workload(n)):
+        params = SamplingParams(max_tokens=out_len, temperature=0, ignore_eos=True)
+        engine.add_request(GenerateRequest(f"s{i}", tuple(prompt), params))
+    start = time.perf_counter()
+    generated = 0
+    while engine.has_unfinished():
+        generated += sum(len(d.token_ids) for d in engine.step())
+    total = time.perf_counter() - start
+    engine.runner.execute = execute  # type: ignore[method-assign]
+    rows = [
+        {
+            "kind": kind,
+            "steps": len(times),
+            "seconds": sum(times),
+            "median_ms": 1000 * median(times),
+            "mean_batch": sum(sizes[kind]) / len(sizes[kind]),
+        }
+        for kind, times in spent.items()
+    ]
+    rows.append(
+        {
+            "kind": "whole run",
+            "steps": 0,
+            "seconds": total,
+            "median_ms": 0.0,
+            "mean_batch": generated / total,
+        }
+    )
+    print(f"\n== serving {n} requests: {generated / total:.0f} output tok/s ==")
+    print_table(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--serving", type=int, default=256, help="requests in the serving run")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = save_model(Path(tmp) / "llama-1b")
+        engine = engine_for(model_dir, graphs=True)
+        rows = [
+            split_row(engine, b, c)
+            for b, c in ((1, 128), (1, 1024), (64, 128), (64, 640), (256, 640))
+        ]
+        print("\n== step = host + graph replay (ms) ==")
+        print_table(rows)
+        host_profile(engine, 256, 640)
+        for batch, context in ((1, 128), (256, 640)):
+            kernel_table(engine, batch, context)
+        serving_split(engine, args.serving)
+
+
+if __name__ == "__main__":
+    main()

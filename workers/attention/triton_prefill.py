@@ -1,0 +1,159 @@
+"""Paged-attention kernel in Triton for steps with prefill chunks: every sequence's new
+queries (a whole prompt, a chunk after cached context, or a single decode token) attend
+causally to its context through the block table, all sequences in one launch.
+
+Meaning in plain torch: `ReferenceAttention` without a prefill_fn (gather each sequence's
+context, mask causally and by the sliding window, softmax, weight the values).
+
+A program takes one query head and a tile of up to BLOCK_M queries of one sequence, and
+walks its keys tile by tile with an online softmax (flash attention), stopping at the
+tile's last query (causal) and starting at the window of its first.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from workers.attention.triton_decode import dot_precision
+
+BLOCK_M = 64  # queries per program
+BLOCK_N = 64  # keys per inner iteration
+
+
+@triton.jit
+def _prefill_kernel(
+    q_ptr,
+    cache_ptr,
+    tables_ptr,
+    starts_ptr,
+    lens_ptr,
+    out_ptr,
+    scale,
+    window,
+    stride_qt,
+    stride_qh,
+    stride_kv,
+    stride_cb,
+    stride_ct,
+    stride_ch,
+    stride_tb,
+    stride_ot,
+    stride_oh,
+    BLOCK_SIZE: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    GROUP: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
+    head = tl.program_id(0)  # fastest: the query heads of a KV head share its loads in L2
+    tile = tl.program_id(1)
+    seq = tl.program_id(2)
+    kv_head = head // GROUP
+    q_start = tl.load(starts_ptr + seq)
+    num_queries = tl.load(starts_ptr + seq + 1) - q_start
+    ctx = tl.load(lens_ptr + seq)
+    rows = tile * BLOCK_M + tl.arange(0, BLOCK_M)
+    row_ok = rows < num_queries
+    q_pos = ctx - num_queries + rows
+    dims = tl.arange(0, HEAD_DIM)
+    q = tl.load(
+        q_ptr + (q_start + rows)[:, None] * stride_qt + head * stride_qh + dims[None, :],
+        mask=row_ok[:, None],
+        other=0.0,
+    )
+    first_q = ctx - num_queries + tile * BLOCK_M
+    hi = tl.minimum(first_q + BLOCK_M, ctx)  # keys past the tile's last query are masked
+    hi = tl.where(tile * BLOCK_M < num_queries, hi, 0)  # tiles past the queries do nothing
+    lo = (tl.maximum(first_q - window + 1, 0) // BLOCK_N) * BLOCK_N
+    m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_M], tl.float32)
+    acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
+    offs = tl.arange(0, BLOCK_N)
+    for start in range(lo, hi, BLOCK_N):
+        k_pos = start + offs
+        k_ok = k_pos < hi
+        page = tl.load(tables_ptr + seq * stride_tb + k_pos // BLOCK_SIZE, mask=k_ok, other=0)
+        ptrs = (
+            cache_ptr
+            + page.to(tl.int64)[:, None] * stride_cb
+            + (k_pos % BLOCK_SIZE)[:, None] * stride_ct
+            + kv_head * stride_ch
+            + dims[None, :]
+        )
+        k = tl.load(ptrs, mask=k_ok[:, None], other=0.0)
+        v = tl.load(ptrs + stride_kv, mask=k_ok[:, None], other=0.0)
+        scores = tl.dot(q, tl.trans(k), input_precision=PRECISION)  # [BLOCK_M, BLOCK_N]
+        scores = (scores * scale).to(tl.float32)  # whatever precision `scale` arrives in
+        seen = (
+            k_ok[None, :]
+            & (k_pos[None, :] <= q_pos[:, None])
+            & (k_pos[None, :] > q_pos[:, None] - window)
+        )
+        scores = tl.where(seen, scores, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(scores, axis=1))
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # rows with no key seen yet
+        p = tl.exp(scores - m_safe[:, None])
+        alpha = tl.exp(m_i - m_safe)
+        l_i = l_i * alpha + tl.sum(p, axis=1)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
+        m_i = m_new
+    out = acc / tl.maximum(l_i, 1e-20)[:, None]
+    tl.store(
+        out_ptr + (q_start + rows)[:, None] * stride_ot + head * stride_oh + dims[None, :],
+        out.to(out_ptr.dtype.element_ty),
+        mask=row_ok[:, None],
+    )
+
+
+def paged_prefill_attention(
+    q: torch.Tensor,
+    kv_cache: torch.Tensor,
+    block_tables: torch.Tensor,
+    query_starts: torch.Tensor,
+    seq_lens: torch.Tensor,
+    max_query_len: int,
+    scale: float,
+    sliding_window: int | None = None,
+) -> torch.Tensor:
+    """q [T, Hq, D] (the step's new queries, sequence by sequence); kv_cache
+    [2, num_blocks, block_size, Hkv, D] already holding the step's keys and values;
+    block_tables [S, max_blocks]; query_starts [S + 1] offsets into q; seq_lens [S] context
+    lengths after the step -> [T, Hq, D]."""
+    num_tokens, num_heads, head_dim = q.shape
+    _, _, block_size, num_kv_heads, _ = kv_cache.shape
+    num_seqs = seq_lens.shape[0]
+    q = q.contiguous()
+    out = torch.empty_like(q)
+    if num_tokens == 0:
+        return out
+    window = sliding_window if sliding_window is not None else 1 << 30
+    grid = (num_heads, triton.cdiv(max_query_len, BLOCK_M), num_seqs)
+    _prefill_kernel[grid](
+        q,
+        kv_cache,
+        block_tables,
+        query_starts,
+        seq_lens,
+        out,
+        scale,
+        window,
+        q.stride(0),
+        q.stride(1),
+        kv_cache.stride(0),
+        kv_cache.stride(1),
+        kv_cache.stride(2),
+        kv_cache.stride(3),
+        block_tables.stride(0),
+        out.stride(0),
+        out.stride(1),
+        BLOCK_SIZE=block_size,
+        HEAD_DIM=head_dim,
+        GROUP=num_heads // num_kv_heads,
+        BLOCK_M=BLOCK_M,
+        BLOCK_N=BLOCK_N,
+        PRECISION=dot_precision(q.dtype),
+    )
+    return out
