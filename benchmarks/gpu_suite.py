@@ -73,7 +73,6 @@ def engine_for(
     model_dir: Path,
     graphs: bool,
     lora: LoRAConfig | None = None,
-    compiled: bool = False,
     quantization: str | None = None,
 ) -> LLMEngine:
     return LLMEngine(
@@ -82,7 +81,6 @@ def engine_for(
             device="cuda",
             dtype="bfloat16",
             cuda_graphs=graphs,
-            compile_decode=compiled,
             quantization=quantization,
             cache=CacheConfig(block_size=16, memory_fraction=0.6),
             scheduler=SchedulerConfig(max_num_seqs=256, max_num_batched_tokens=8192),
@@ -212,7 +210,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller workload (smoke run)")
     parser.add_argument("--lora-only", action="store_true", help="just the adapters row")
-    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile row")
     parser.add_argument("--name", default=None, help="results file (default gpu_suite.json)")
     args = parser.parse_args()
     n_requests = 32 if args.quick else 256
@@ -235,12 +232,11 @@ def main() -> None:
         params = _num_params(cfg)
         weight_bytes = 2 * params
         kv_token = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim * 2
-        configs = ((True, True), (True, False), (False, False))
-        for graphs, compiled in configs[1:] if args.no_compile else configs:
+        for graphs in (False, True):
             t0 = time.perf_counter()
-            engine = engine_for(model_dir, graphs, compiled=compiled)
-            results[f"start_s_graphs_{graphs}_compiled_{compiled}"] = time.perf_counter() - t0
-            mode = "compiled+graphs" if compiled else ("graphs" if graphs else "eager")
+            engine = engine_for(model_dir, graphs)
+            results[f"start_s_graphs_{graphs}"] = time.perf_counter() - t0
+            mode = "graphs" if graphs else "eager"
             for batch in (1, 64):
                 ms = decode_step_ms(engine, batch)
                 kv_bytes = batch * 160 * kv_token
@@ -256,18 +252,15 @@ def main() -> None:
                         "ratio": ms / floor,
                     }
                 )
-            if graphs and (compiled or args.no_compile):
-                serving_engine = engine  # graphs serve the workload
-                continue
-            del engine
-            torch.cuda.empty_cache()
+            if not graphs:
+                del engine
+                torch.cuda.empty_cache()
         work = serving_workload(n_requests)
-        engine = serving_engine
         serving = run_serving(engine, work)
         del engine
         torch.cuda.empty_cache()
         hf_best = max(
-            run_hf(model_dir, work, b, 128) for b in ((8, 32) if args.quick else (32, 128))
+            run_hf(model_dir, work, b, 128) for b in ((8, 32) if args.quick else (32, 128, 256))
         )
         rows.append(
             {

@@ -88,6 +88,48 @@ def host_profile(engine: LLMEngine, batch: int, context: int, top: int = 22) -> 
     pstats.Stats(prof).sort_stats("tottime").print_stats(top)
 
 
+def phase_table(engine: LLMEngine, batch: int, context: int) -> None:
+    """Wall time of each phase of graph-replayed decode steps (device synchronized around
+    each), and the CUDA runtime calls the host waits in."""
+    fill(engine, batch, context)
+    engine.step()
+    graphs = engine.runner.graphs
+    assert graphs is not None
+    spent: dict[str, list[float]] = defaultdict(list)
+
+    def timed(name: str, fn):  # type: ignore[no-untyped-def]
+        def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            out = fn(*args, **kwargs)
+            torch.cuda.synchronize()
+            spent[name].append(1000 * (time.perf_counter() - t0))
+            return out
+
+        return wrapper
+
+    originals = (engine.scheduler.schedule, engine.runner.execute, graphs.run)
+    bucket = next(b for b in graphs.buckets if b >= batch)
+    graph = graphs.graphs[bucket]
+    engine.scheduler.schedule = timed("schedule", originals[0])  # type: ignore[method-assign]
+    engine.runner.execute = timed("execute", originals[1])  # type: ignore[method-assign]
+    graphs.run = timed("graphs.run", originals[2])  # type: ignore[method-assign]
+    graph.replay = timed("replay", graph.replay)  # type: ignore[method-assign]
+    for _ in range(20):
+        t0 = time.perf_counter()
+        engine.step()
+        spent["step"].append(1000 * (time.perf_counter() - t0))
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(5):
+            engine.step()
+    engine.scheduler.schedule, engine.runner.execute, graphs.run = originals  # type: ignore[method-assign]
+    del graph.replay
+    clear(engine)
+    print(f"\n== phases of a decode step, batch {batch}, context {context} (ms) ==")
+    print_table([{"phase": k, "median_ms": median(v)} for k, v in spent.items()])
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+
+
 def kernel_table(engine: LLMEngine, batch: int, context: int, top: int = 14) -> None:
     """Eager steps under the profiler: kernels ranked by total CUDA time."""
     fill(engine, batch, context)
@@ -169,6 +211,8 @@ def main() -> None:
         ]
         print("\n== step = host + graph replay (ms) ==")
         print_table(rows)
+        phase_table(engine, 256, 640)
+        phase_table(engine, 64, 640)
         host_profile(engine, 256, 640)
         for batch, context in ((1, 128), (256, 640)):
             kernel_table(engine, batch, context)

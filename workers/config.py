@@ -54,7 +54,6 @@ class EngineConfig:
     seed: int = 0
     cuda_graphs: bool = True  # capture decode steps as CUDA graphs (CUDA only)
     quantization: str | None = None  # "int8" or "nf4" (bitsandbytes) for the projections
-    compile_decode: bool = False  # torch.compile the captured decode step (slower start)
     cache: CacheConfig = field(default_factory=CacheConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     lora: LoRAConfig | None = None  # None: this engine serves the base model only

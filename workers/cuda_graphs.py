@@ -26,29 +26,33 @@ class DecodeGraphs:
         max_blocks_per_seq: int,
         scratch_block: int,
         block_size: int,
-        compile_model: bool = False,
         lora_slots: LoRASlots | None = None,
     ) -> None:
-        """compile_model: run the forward through torch.compile before capturing, fusing the
-        small element-wise kernels (norms, rotary, activations) between the matmuls."""
         device = kv_caches[0].device
         self.buckets = [b for b in BUCKETS if b <= max_batch] or [1]
         top = self.buckets[-1]
         self.block_size = block_size
         self.scratch_block = scratch_block
-        self.input_ids = torch.zeros(top, dtype=torch.long, device=device)
-        self.positions = torch.zeros(top, dtype=torch.long, device=device)
-        self.slots = torch.zeros(top, dtype=torch.long, device=device)
-        self.tables = torch.full(
-            (top, max_blocks_per_seq), scratch_block, dtype=torch.long, device=device
-        )
-        self.seq_lens = torch.ones(top, dtype=torch.long, device=device)
-        # Adapter slot of each row (-1: base model), read by the LoRA kernel in the graph.
-        self.token_slots = torch.full((top,), -1, dtype=torch.long, device=device)
+        # Every input the graphs read lives in one int64 buffer, filled on the host (pinned)
+        # and sent in one copy per step: ids, positions, slots, seq_lens, adapter slot of
+        # each row (-1: base model), then the block tables.
+        size = top * (5 + max_blocks_per_seq)
+        self.inputs = torch.zeros(size, dtype=torch.long, device=device)
+        self.host = torch.zeros(size, dtype=torch.long, pin_memory=True)
+        self.copied = torch.cuda.Event()
+        (
+            self.input_ids,
+            self.positions,
+            self.slots,
+            self.seq_lens,
+            self.token_slots,
+            self.tables,
+        ) = _fields(self.inputs, top, max_blocks_per_seq)
+        self.host_fields = [f.numpy() for f in _fields(self.host, top, max_blocks_per_seq)]
         self.lora_slots = lora_slots
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.logits: dict[int, torch.Tensor] = {}
-        self._capture(model, kv_caches, compile_model)
+        self._capture(model, kv_caches)
 
     @property
     def max_batch(self) -> int:
@@ -66,18 +70,23 @@ class DecodeGraphs:
         adapter_slots: each row's LoRA slot (-1 or None: base model)."""
         batch = len(input_ids)
         bucket = next(b for b in self.buckets if b >= batch)
-        self._reset_padding(batch, bucket)
-        device = self.input_ids.device
-        self.input_ids[:batch].copy_(torch.tensor(input_ids), non_blocking=True)
-        host_positions = torch.tensor(positions)
-        self.positions[:batch].copy_(host_positions, non_blocking=True)
-        self.slots[:batch].copy_(torch.tensor(slots), non_blocking=True)
-        self.seq_lens[:batch].copy_(host_positions + 1, non_blocking=True)
-        width = max(len(t) for t in tables)
-        padded = [list(t) + [self.scratch_block] * (width - len(t)) for t in tables]
-        self.tables[:batch, :width].copy_(torch.tensor(padded, device=device))
-        if self.lora_slots is not None:
-            self.token_slots[:batch].copy_(torch.tensor(adapter_slots or [-1] * batch))
+        ids, pos, slot, lens, lora, table = self.host_fields
+        self.copied.synchronize()  # the last step's copy has read the host buffer
+        ids[:batch] = input_ids
+        pos[:batch] = positions
+        slot[:batch] = slots
+        lens[:batch] = pos[:batch] + 1
+        lora[:batch] = -1 if adapter_slots is None else adapter_slots
+        for row, blocks in enumerate(tables):  # entries past a row's blocks are never read
+            table[row, : len(blocks)] = blocks
+        ids[batch:bucket] = 0  # padding rows: position 0 of the scratch block
+        pos[batch:bucket] = 0
+        slot[batch:bucket] = self.scratch_block * self.block_size
+        lens[batch:bucket] = 1
+        lora[batch:bucket] = -1
+        table[batch:bucket, 0] = self.scratch_block
+        self.inputs.copy_(self.host, non_blocking=True)
+        self.copied.record()
         self.graphs[bucket].replay()
         return self.logits[bucket][:batch]
 
@@ -101,9 +110,7 @@ class DecodeGraphs:
         )
 
     @torch.inference_mode()
-    def _capture(
-        self, model: LlamaForCausalLM, kv_caches: list[torch.Tensor], compile_model: bool
-    ) -> None:
+    def _capture(self, model: LlamaForCausalLM, kv_caches: list[torch.Tensor]) -> None:
         def forward(ids: torch.Tensor, pos: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
             b = ids.shape[0]
             lora = None
@@ -111,13 +118,12 @@ class DecodeGraphs:
                 lora = LoRABatch(self.lora_slots, self.token_slots[:b], None)
             return model.compute_logits(model(ids, pos, kv_caches, meta, lora))
 
-        run = torch.compile(forward, dynamic=True) if compile_model else forward
         pool = torch.cuda.graph_pool_handle()
         for bucket in reversed(self.buckets):  # largest first: smaller ones reuse its memory
             self._reset_padding(0, bucket)
 
             def step(b: int = bucket) -> torch.Tensor:
-                return run(self.input_ids[:b], self.positions[:b], self._meta(b))
+                return forward(self.input_ids[:b], self.positions[:b], self._meta(b))
 
             step()  # compile kernels and settle allocations outside the capture
             torch.cuda.synchronize()
@@ -126,3 +132,9 @@ class DecodeGraphs:
                 self.logits[bucket] = step()
             self.graphs[bucket] = graph
         torch.cuda.synchronize()
+
+
+def _fields(buffer: torch.Tensor, rows: int, max_blocks: int) -> list[torch.Tensor]:
+    """Views of the input buffer: five [rows] vectors, then the [rows, max_blocks] tables."""
+    vectors = list(buffer[: 5 * rows].view(5, rows).unbind())
+    return [*vectors, buffer[5 * rows :].view(rows, max_blocks)]

@@ -72,7 +72,6 @@ class LLMEngine:
             self.adapters,
             graph_batch=graph_batch,
             max_model_len=self.max_model_len,
-            compile_decode=config.compile_decode,
         )
         self.speculator = self._make_speculator(dtype)
         self._order = itertools.count()

@@ -42,7 +42,6 @@ class ModelRunner:
         adapters: LoRAManager | None = None,
         graph_batch: int = 0,
         max_model_len: int = 0,
-        compile_decode: bool = False,
     ) -> None:
         """graph_batch > 0 (CUDA only) captures decode steps of up to that many sequences as
         CUDA graphs; block `num_blocks` is then a scratch block for padding rows."""
@@ -67,7 +66,6 @@ class ModelRunner:
                 -(-max_model_len // block_size),
                 num_blocks,
                 block_size,
-                compile_decode,
                 adapters.slots if adapters is not None else None,
             )
             if use_graphs
@@ -87,8 +85,11 @@ class ModelRunner:
             # Argmax where the logits are; only token ids and their log-probs reach the host.
             best = logits.argmax(-1)
             chosen = logits.log_softmax(-1).gather(1, best[:, None])[:, 0]
-            pairs = zip(sampling, best.tolist(), chosen.tolist(), strict=True)
-            return ModelRunnerOutput({s.seq_id: (TokenLogprob(t, lp),) for s, t, lp in pairs}, {})
+            ids, values = torch.stack((best.double(), chosen.double())).tolist()  # one copy
+            pairs = zip(sampling, ids, values, strict=True)
+            return ModelRunnerOutput(
+                {s.seq_id: (TokenLogprob(int(t), lp),) for s, t, lp in pairs}, {}
+            )
         return self._pick(sampling, logits.float().cpu())
 
     @torch.inference_mode()

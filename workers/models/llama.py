@@ -6,6 +6,7 @@ Module names mirror Hugging Face checkpoints so a safetensors state dict loads a
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import ModuleType
 
 import torch
 from torch import nn
@@ -28,9 +29,26 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.is_cuda:
+            return _cuda_ops().rms_norm(x, self.weight, self.eps)[0]
         # Normalized in float32 (as transformers does), by torch's fused kernel.
         normed = nn.functional.rms_norm(x.float(), (x.shape[-1],), eps=self.eps)
         return self.weight * normed.to(x.dtype)
+
+    def add_norm(
+        self, x: torch.Tensor, residual: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(norm(x + residual), x + residual): one fused kernel on CUDA."""
+        if x.is_cuda:
+            return _cuda_ops().rms_norm(x, self.weight, self.eps, residual)
+        summed = x + residual
+        return self(summed), summed
+
+
+def _cuda_ops() -> ModuleType:
+    from workers.models import triton_ops  # needs triton: imported on CUDA only
+
+    return triton_ops
 
 
 def project(
@@ -157,13 +175,21 @@ class DecoderLayer(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
+        residual: torch.Tensor | None,
         positions: torch.Tensor,
         kv_cache: torch.Tensor,
         meta: AttentionMetadata,
         lora: LoRABatch | None,
-    ) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), positions, kv_cache, meta, lora)
-        return x + self.mlp(self.post_attention_layernorm(x), lora)
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: the previous layer's output, residual: the stream it adds to (None before the
+        first layer) -> the same pair for the next layer (adds fused into the norms)."""
+        if residual is None:
+            h, residual = self.input_layernorm(x), x
+        else:
+            h, residual = self.input_layernorm.add_norm(x, residual)
+        h = self.self_attn(h, positions, kv_cache, meta, lora)
+        h, residual = self.post_attention_layernorm.add_norm(h, residual)
+        return self.mlp(h, lora), residual
 
 
 class LlamaBackbone(nn.Module):
@@ -196,10 +222,11 @@ class LlamaForCausalLM(nn.Module):
         lora: LoRABatch | None = None,
     ) -> torch.Tensor:
         """input_ids, positions [T] -> final hidden states [T, hidden]."""
-        x = self.model.embed_tokens(input_ids)
+        x, residual = self.model.embed_tokens(input_ids), None
         for layer, kv_cache in zip(self.model.layers, kv_caches, strict=True):
-            x = layer(x, positions, kv_cache, meta, lora)
-        return self.model.norm(x)
+            x, residual = layer(x, residual, positions, kv_cache, meta, lora)
+        assert residual is not None
+        return self.model.norm.add_norm(x, residual)[0]
 
     def fuse_projections(self) -> None:
         """q/k/v and gate/up each become one matmul (fewer kernel launches per step).

@@ -49,6 +49,10 @@ class RotaryEmbedding(torch.nn.Module):
         self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """positions [T]; q [T, Hq, D]; k [T, Hkv, D] -> rotated (q, k), same shapes and dtype."""
+        if q.is_cuda and self.cos_sin is not None:  # one fused kernel each, in place
+            from workers.models.triton_ops import rotary_  # needs triton: CUDA only
+
+            return rotary_(positions, q, self.cos_sin), rotary_(positions, k, self.cos_sin)
         if self.cos_sin is not None:  # one gather instead of computing the angles each step
             table = self.cos_sin[positions]
             cos, sin = table[:, 0, None, :], table[:, 1, None, :]
