@@ -228,6 +228,7 @@ class LLMEngine:
                 self.device,
                 spec.draft_num_blocks,
                 self.config.cache.block_size,
+                graph_batch=self.runner.graphs.max_batch if self.runner.graphs else 0,
             )
             if draft.vocab_size != self.model_config.vocab_size:
                 raise ValueError(

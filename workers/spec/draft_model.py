@@ -41,11 +41,23 @@ class DraftModelProposer:
         device: torch.device,
         num_blocks: int,
         block_size: int = 16,
+        graph_batch: int = 0,
     ) -> None:
+        """graph_batch > 0 (CUDA): draft steps of one token per sequence, up to that many
+        sequences, replay CUDA graphs."""
         cfg = ModelConfig.from_dir(model_dir)
         model = load_model(model_dir, paged_attention(cfg, device), dtype, device)
+        model.fuse_projections()
         self.vocab_size = cfg.vocab_size
-        self.runner = ModelRunner(model, num_blocks, block_size, dtype, device)
+        self.runner = ModelRunner(
+            model,
+            num_blocks,
+            block_size,
+            dtype,
+            device,
+            graph_batch=graph_batch,
+            max_model_len=cfg.max_position_embeddings,
+        )
         self.kv = KVCacheManager(BlockPool(num_blocks, enable_caching=False), block_size)
         self._states: OrderedDict[str, _DraftState] = OrderedDict()
         self._next_id = 0
