@@ -21,9 +21,10 @@ import time
 from pathlib import Path
 
 import torch
+from transformers import AutoConfig, AutoModelForCausalLM
 
 from benchmarks.common import hardware, median, print_table, save_random_llama, write_json
-from benchmarks.gpu_suite import SHAPE_1B, save_model
+from benchmarks.gpu_suite import SHAPE_1B
 from workers.config import CacheConfig, EngineConfig, SchedulerConfig
 from workers.engine import LLMEngine
 from workers.protocol import GenerateRequest, SpeculationMode
@@ -42,6 +43,25 @@ DRAFT_SHAPE = dict(
     num_key_value_heads=2,
     max_position_embeddings=2048,
 )
+
+
+def save_target(path: Path) -> Path:
+    """The 1.1B shape with random weights, except that the output head copies a wide
+    embedding: the greedy next token then wins by a wide margin, so the different kernels
+    of plain and verify steps (bf16 sums in another order) never flip it, and the oracle's
+    reference stays the target's own continuation. Costs are those of any 1.1B Llama."""
+    config = AutoConfig.for_model("llama", bos_token_id=1, eos_token_id=2, **SHAPE_1B)
+    config.architectures = ["LlamaForCausalLM"]
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    with torch.no_grad():
+        model.model.embed_tokens.weight.normal_(0.0, 1.0)
+        model.lm_head.weight.copy_(model.model.embed_tokens.weight)
+    model.save_pretrained(path)
+    del model
+    torch.cuda.empty_cache()
+    return path
 
 
 class OracleProposer:
@@ -147,7 +167,7 @@ def main() -> None:
     prompts = [torch.randint(3, 32000, (128,), generator=g).tolist() for _ in range(64)]
     rows: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        target = save_model(Path(tmp) / "target-1b")
+        target = save_target(Path(tmp) / "target-1b")
         draft = save_random_llama(Path(tmp) / "draft-55m", seed=1, **DRAFT_SHAPE)
         for batch, adaptive in ((1, False), (64, True)):
             engine = build_engine(target, draft, args.k, adaptive)
