@@ -2,8 +2,10 @@
 
 A replica's `generate` yields `[]` once the engine accepted the request (so the router can
 still answer a validation error with a 400 before it commits to a 200), then lists of
-TokenDeltas, coalesced when the engine outpaces the reader. Closing the stream aborts the
-request in the engine.
+TokenDeltas, coalesced when the engine outpaces the reader and at most one batch every
+CHUNK_INTERVAL_S after the first (each message of a Serve stream costs the same whatever it
+carries; the first token is never held back). Closing the stream aborts the request in the
+engine.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Protocol
 from router.coalesce import coalesce
 from workers.protocol import GenerateRequest, TokenDelta
 
+CHUNK_INTERVAL_S = 0.02
+
 
 class DeltaSource(Protocol):
     def add_request(self, spec: GenerateRequest) -> AsyncIterator[TokenDelta]: ...
@@ -25,7 +29,7 @@ async def replica_stream(
 ) -> AsyncIterator[list[TokenDelta]]:
     deltas = engine.add_request(request)  # raises ValueError for a bad request
     yield []
-    async with aclosing(coalesce(deltas)) as batches:
+    async with aclosing(coalesce(deltas, CHUNK_INTERVAL_S)) as batches:
         async for batch in batches:
             yield batch
 

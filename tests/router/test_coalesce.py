@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from itertools import pairwise
 
 import pytest
 
@@ -36,6 +37,24 @@ def test_a_slow_consumer_gets_what_piled_up_in_one_batch() -> None:
     batches = asyncio.run(main())
     assert [i for b in batches for i in b] == list(range(50))
     assert len(batches) < 25
+
+
+def test_a_minimum_interval_groups_a_fast_producer_but_not_the_first_item() -> None:
+    async def main() -> list[tuple[float, list[int]]]:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        return [
+            (loop.time() - start, batch)
+            async for batch in coalesce(numbers(40, [], delay=0.002), min_interval_s=0.05)
+        ]
+
+    timed = asyncio.run(main())
+    assert timed[0][1] == [0] and timed[0][0] < 0.04  # the first item goes at once
+    assert [i for _, b in timed for i in b] == list(range(40))
+    assert len(timed) <= 2 + timed[-1][0] / 0.045  # batches >= 50 ms apart, however slow
+    assert len(timed) < 40
+    gaps = [b - a for (a, _), (b, _) in pairwise(timed)]
+    assert all(gap >= 0.045 for gap in gaps[:-1])
 
 
 def test_closing_early_closes_the_source() -> None:

@@ -56,6 +56,7 @@ class Speculator:
                     drafts[s.seq_id] = proposal
                     self._modes[s.seq_id] = mode
         if not drafts:
+            self._measured = None  # nothing drafted: not a sample of drafting's speed
             return step
         seqs = tuple(self._extend(scheduler.kv, s, drafts.get(s.seq_id)) for s in step.seqs)
         return replace(

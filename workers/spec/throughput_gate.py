@@ -4,7 +4,8 @@ The speedup model prices a draft step by a configured cost ratio; what a step re
 (Python overhead, verification, the batch size) is only known by measuring. Per batch-size
 bucket, the gate keeps the tokens per second of recent steps with drafts and without, and
 lets speculation run while it is not slower; the other choice is retried every
-`probe_interval` steps so the comparison stays current.
+`probe_interval` steps so the comparison stays current, less often the more it lost (a
+probe of a choice ten times slower costs ten steps: it waits 64 intervals).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 _EMA = 0.2
+_MAX_BACKOFF = 64  # probe intervals between probes of a choice that lost badly
 
 
 @dataclass
@@ -35,10 +37,12 @@ class ThroughputGate:
         step = self._steps.get(bucket, 0)
         self._steps[bucket] = step + 1
         spec, plain = self._arm(bucket, True).rate, self._arm(bucket, False).rate
-        probe = step % self.probe_interval == self.probe_interval - 1
         if spec is None or plain is None:
             return spec is None  # measure each choice once before comparing
         better = spec >= plain * (1 - self.margin)
+        loss = max(spec, plain) / max(min(spec, plain), 1e-9)
+        period = int(self.probe_interval * min(loss * loss, _MAX_BACKOFF))
+        probe = step % period == period - 1
         return not better if probe else better
 
     def record(self, batch_size: int, drafted: bool, tokens: int, seconds: float) -> None:
