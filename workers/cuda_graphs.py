@@ -1,6 +1,14 @@
-"""DecodeGraphs: the decode step (one new token per sequence, base model) captured as CUDA
-graphs for bucketed batch sizes, so a step costs one graph launch instead of hundreds of
-kernel launches from Python."""
+"""StepGraphs: steps of the base model (or with LoRA slots) captured as CUDA graphs, so a
+step costs one graph launch instead of hundreds of kernel launches from Python.
+
+Captured shapes: batch buckets of decodes (one token per sequence, through the paged decode
+kernel), and, when `max_tokens` > 1, small buckets of T = 2..max_tokens tokens per sequence
+(through the paged prefill kernel): speculative verification (the last token plus k drafts)
+and a draft model's catch-up (the tokens accepted since its last step). A sequence with
+fewer than T tokens is padded at the front: the padding rows sit at the positions just before
+its first token, read the real keys there, write their own keys to a scratch block, and their
+logits are dropped.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +18,16 @@ from adapters.ops import LoRABatch
 from adapters.slots import LoRASlots
 from workers.attention.metadata import AttentionMetadata
 from workers.models.llama import LlamaForCausalLM
+from workers.scheduler_output import ScheduledSeq
 
 BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 160, 192, 256)
+MULTI_TOKEN_MAX_BATCH = 64  # speculation steps aside for larger batches
 
 
-class DecodeGraphs:
-    """Static input buffers sized for the largest bucket; a batch of B sequences runs the
-    smallest captured bucket >= B, padding rows with a scratch block no sequence owns."""
+class StepGraphs:
+    """Static input buffers sized for the largest shape; a step of B sequences of up to T
+    tokens runs the smallest captured bucket >= B for that T, padding rows with a scratch
+    block no sequence owns."""
 
     def __init__(
         self,
@@ -27,114 +38,156 @@ class DecodeGraphs:
         scratch_block: int,
         block_size: int,
         lora_slots: LoRASlots | None = None,
+        max_tokens: int = 1,
     ) -> None:
         device = kv_caches[0].device
         self.buckets = [b for b in BUCKETS if b <= max_batch] or [1]
+        multi = [b for b in self.buckets if b <= MULTI_TOKEN_MAX_BATCH]
+        self.shapes = {1: self.buckets} | {t: multi for t in range(2, max_tokens + 1)}
         top = self.buckets[-1]
+        rows = max(b * t for t, buckets in self.shapes.items() for b in buckets)
         self.block_size = block_size
         self.scratch_block = scratch_block
         # Every input the graphs read lives in one int64 buffer, filled on the host (pinned)
-        # and sent in one copy per step: ids, positions, slots, seq_lens, adapter slot of
-        # each row (-1: base model), then the block tables.
-        size = top * (5 + max_blocks_per_seq)
-        self.inputs = torch.zeros(size, dtype=torch.long, device=device)
-        self.host = torch.zeros(size, dtype=torch.long, pin_memory=True)
+        # and sent in one copy per step: per token ids, positions, slots, adapter slot
+        # (-1: base model); per sequence context lengths and block tables.
+        self.layout = _Layout(rows, top, max_blocks_per_seq)
+        self.inputs = torch.zeros(self.layout.size, dtype=torch.long, device=device)
+        self.host = torch.zeros(self.layout.size, dtype=torch.long, pin_memory=True)
         self.copied = torch.cuda.Event()
         (
             self.input_ids,
             self.positions,
             self.slots,
-            self.seq_lens,
             self.token_slots,
+            self.seq_lens,
             self.tables,
-        ) = _fields(self.inputs, top, max_blocks_per_seq)
-        self.host_fields = [f.numpy() for f in _fields(self.host, top, max_blocks_per_seq)]
+        ) = self.layout.fields(self.inputs)
+        self.host_fields = [f.numpy() for f in self.layout.fields(self.host)]
+        self.query_starts = {
+            t: torch.arange(0, (top + 1) * t, t, device=device) for t in self.shapes
+        }
         self.lora_slots = lora_slots
-        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
-        self.logits: dict[int, torch.Tensor] = {}
+        self.graphs: dict[tuple[int, int], torch.cuda.CUDAGraph] = {}
+        self.logits: dict[tuple[int, int], torch.Tensor] = {}
         self._capture(model, kv_caches)
 
     @property
     def max_batch(self) -> int:
         return self.buckets[-1]
 
+    @property
+    def max_tokens(self) -> int:
+        return max(self.shapes)
+
+    def fits(self, seqs: tuple[ScheduledSeq, ...]) -> bool:
+        """Whether a captured shape holds the step (each sequence sampling its last rows)."""
+        tokens = max(s.num_tokens for s in seqs)
+        return (
+            tokens <= self.max_tokens
+            and len(seqs) <= self.shapes[tokens][-1]
+            and all(s.sample for s in seqs)
+        )
+
     def run(
-        self,
-        input_ids: list[int],
-        positions: list[int],
-        slots: list[int],
-        tables: list[tuple[int, ...]],
-        adapter_slots: list[int] | None = None,
+        self, seqs: tuple[ScheduledSeq, ...], adapter_slots: list[int] | None = None
     ) -> torch.Tensor:
-        """Logits [B, vocab] of one decode step for B = len(input_ids) sequences;
-        adapter_slots: each row's LoRA slot (-1 or None: base model)."""
-        batch = len(input_ids)
-        bucket = next(b for b in self.buckets if b >= batch)
-        ids, pos, slot, lens, lora, table = self.host_fields
+        """float32 logits of every sample row, sequence by sequence (as the eager forward
+        returns them); adapter_slots: each sequence's LoRA slot (-1 or None: base model)."""
+        batch = len(seqs)
+        width = max(s.num_tokens for s in seqs)
+        bucket = next(b for b in self.shapes[width] if b >= batch)
+        ids, pos, slot, lora, lens, table = self.host_fields
+        bs, scratch = self.block_size, self.scratch_block * self.block_size
         self.copied.synchronize()  # the last step's copy has read the host buffer
-        ids[:batch] = input_ids
-        pos[:batch] = positions
-        slot[:batch] = slots
-        lens[:batch] = pos[:batch] + 1
-        lora[:batch] = -1 if adapter_slots is None else adapter_slots
-        for row, blocks in enumerate(tables):  # entries past a row's blocks are never read
-            table[row, : len(blocks)] = blocks
-        ids[batch:bucket] = 0  # padding rows: position 0 of the scratch block
-        pos[batch:bucket] = 0
-        slot[batch:bucket] = self.scratch_block * self.block_size
+        keep: list[int] = []
+        for i, s in enumerate(seqs):
+            pad = width - s.num_tokens
+            rows = slice(i * width, (i + 1) * width)
+            first = s.start_pos - pad
+            positions = range(first, first + width)
+            ids[rows] = (0,) * pad + s.token_ids
+            pos[rows] = [max(p, 0) for p in positions]
+            slot[rows] = [
+                scratch if p < s.start_pos else s.block_table[p // bs] * bs + p % bs
+                for p in positions
+            ]
+            lora[rows] = -1 if adapter_slots is None else adapter_slots[i]
+            lens[i] = s.start_pos + s.num_tokens
+            table[i, : len(s.block_table)] = s.block_table  # entries past it are never read
+            keep += range(rows.stop - s.num_sample_rows, rows.stop)
+        padding = slice(batch * width, bucket * width)  # whole sequences of padding
+        ids[padding] = pos[padding] = 0
+        slot[padding] = scratch
+        lora[padding] = -1
         lens[batch:bucket] = 1
-        lora[batch:bucket] = -1
         table[batch:bucket, 0] = self.scratch_block
         self.inputs.copy_(self.host, non_blocking=True)
         self.copied.record()
-        self.graphs[bucket].replay()
-        return self.logits[bucket][:batch]
+        self.graphs[bucket, width].replay()
+        logits = self.logits[bucket, width]
+        if width == 1:
+            return logits[:batch]
+        return logits[torch.tensor(keep).to(logits.device, non_blocking=True)]
 
-    def _reset_padding(self, batch: int, bucket: int) -> None:
-        self.input_ids[batch:bucket] = 0
-        self.positions[batch:bucket] = 0
-        self.slots[batch:bucket] = self.scratch_block * self.block_size
-        self.seq_lens[batch:bucket] = 1
-        self.tables[batch:bucket, 0] = self.scratch_block
-        self.token_slots[batch:bucket] = -1
+    def _reset_padding(self, bucket: int, width: int) -> None:
+        rows = bucket * width
+        self.input_ids[:rows] = 0
+        self.positions[:rows] = 0
+        self.slots[:rows] = self.scratch_block * self.block_size
+        self.token_slots[:rows] = -1
+        self.seq_lens[:bucket] = 1
+        self.tables[:bucket, 0] = self.scratch_block
 
-    def _meta(self, bucket: int) -> AttentionMetadata:
+    def _meta(self, bucket: int, width: int) -> AttentionMetadata:
+        rows = bucket * width
         return AttentionMetadata(
-            slot_mapping=self.slots[:bucket],
+            slot_mapping=self.slots[:rows],
             block_tables=self.tables[:bucket],
-            query_start_loc=tuple(range(bucket + 1)),
+            query_start_loc=tuple(range(0, rows + 1, width)),
             seq_lens=(1,) * bucket,
             block_size=self.block_size,
             seq_lens_tensor=self.seq_lens[:bucket],
-            decode_only=True,
+            decode_only=width == 1,
+            query_start_tensor=self.query_starts[width][: bucket + 1],
         )
 
     @torch.inference_mode()
     def _capture(self, model: LlamaForCausalLM, kv_caches: list[torch.Tensor]) -> None:
-        def forward(ids: torch.Tensor, pos: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
-            b = ids.shape[0]
-            lora = None
-            if self.lora_slots is not None:
-                lora = LoRABatch(self.lora_slots, self.token_slots[:b], None)
-            return model.compute_logits(model(ids, pos, kv_caches, meta, lora))
-
         pool = torch.cuda.graph_pool_handle()
-        for bucket in reversed(self.buckets):  # largest first: smaller ones reuse its memory
-            self._reset_padding(0, bucket)
+        shapes = [(b, t) for t, buckets in self.shapes.items() for b in buckets]
+        for bucket, width in sorted(shapes, key=lambda s: -s[0] * s[1]):  # largest first
+            self._reset_padding(bucket, width)
+            rows = bucket * width
 
-            def step(b: int = bucket) -> torch.Tensor:
-                return forward(self.input_ids[:b], self.positions[:b], self._meta(b))
+            def step(b: int = bucket, w: int = width, n: int = rows) -> torch.Tensor:
+                lora = None
+                if self.lora_slots is not None:
+                    lora = LoRABatch(self.lora_slots, self.token_slots[:n], None)
+                hidden = model(
+                    self.input_ids[:n], self.positions[:n], kv_caches, self._meta(b, w), lora
+                )
+                return model.compute_logits(hidden)
 
             step()  # compile kernels and settle allocations outside the capture
             torch.cuda.synchronize()
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph, pool=pool):
-                self.logits[bucket] = step()
-            self.graphs[bucket] = graph
+                self.logits[bucket, width] = step()
+            self.graphs[bucket, width] = graph
         torch.cuda.synchronize()
 
 
-def _fields(buffer: torch.Tensor, rows: int, max_blocks: int) -> list[torch.Tensor]:
-    """Views of the input buffer: five [rows] vectors, then the [rows, max_blocks] tables."""
-    vectors = list(buffer[: 5 * rows].view(5, rows).unbind())
-    return [*vectors, buffer[5 * rows :].view(rows, max_blocks)]
+class _Layout:
+    """Where each input sits in the flat buffer: four [rows] token vectors, the [seqs]
+    context lengths, then the [seqs, max_blocks] block tables."""
+
+    def __init__(self, rows: int, seqs: int, max_blocks: int) -> None:
+        self.rows, self.seqs, self.max_blocks = rows, seqs, max_blocks
+        self.size = 4 * rows + seqs * (1 + max_blocks)
+
+    def fields(self, buffer: torch.Tensor) -> list[torch.Tensor]:
+        r, s = self.rows, self.seqs
+        tokens = list(buffer[: 4 * r].view(4, r).unbind())
+        lens = buffer[4 * r : 4 * r + s]
+        return [*tokens, lens, buffer[4 * r + s :].view(s, self.max_blocks)]

@@ -72,6 +72,7 @@ class LLMEngine:
             self.adapters,
             graph_batch=graph_batch,
             max_model_len=self.max_model_len,
+            graph_tokens=1 + config.spec.num_speculative_tokens if config.spec else 1,
         )
         self.speculator = self._make_speculator(dtype)
         self._order = itertools.count()
@@ -229,6 +230,7 @@ class LLMEngine:
                 spec.draft_num_blocks,
                 self.config.cache.block_size,
                 graph_batch=self.runner.graphs.max_batch if self.runner.graphs else 0,
+                graph_tokens=1 + spec.num_speculative_tokens,
             )
             if draft.vocab_size != self.model_config.vocab_size:
                 raise ValueError(

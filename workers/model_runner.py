@@ -10,7 +10,7 @@ import torch
 from adapters.manager import LoRAManager
 from adapters.ops import LoRABatch
 from workers.attention.metadata import AttentionMetadata
-from workers.cuda_graphs import DecodeGraphs
+from workers.cuda_graphs import StepGraphs
 from workers.models.llama import LlamaForCausalLM
 from workers.protocol import TokenLogprob
 from workers.sampler import draw, processed_logits, sampling_probs, top_logprobs
@@ -42,9 +42,11 @@ class ModelRunner:
         adapters: LoRAManager | None = None,
         graph_batch: int = 0,
         max_model_len: int = 0,
+        graph_tokens: int = 1,
     ) -> None:
         """graph_batch > 0 (CUDA only) captures decode steps of up to that many sequences as
-        CUDA graphs; block `num_blocks` is then a scratch block for padding rows."""
+        CUDA graphs, and steps of up to graph_tokens tokens per sequence for small batches
+        (speculative verification); block `num_blocks` is then a scratch block for padding."""
         cfg = model.config
         self.model = model
         self.adapters = adapters
@@ -59,7 +61,7 @@ class ModelRunner:
         # Draws of requests without a seed: reproducible for a given engine seed and load.
         self.generator = torch.Generator().manual_seed(seed)
         self.graphs = (
-            DecodeGraphs(
+            StepGraphs(
                 model,
                 self.kv_caches,
                 graph_batch,
@@ -67,6 +69,7 @@ class ModelRunner:
                 num_blocks,
                 block_size,
                 adapters.slots if adapters is not None else None,
+                graph_tokens,
             )
             if use_graphs
             else None
@@ -79,17 +82,8 @@ class ModelRunner:
             return ModelRunnerOutput({}, {})
         logits = self.forward_logits(step.seqs)
         sampling = tuple(s for s in step.seqs if s.sample)
-        if all(
-            _plain_greedy(s) and not s.sampling.logprobs and not s.spec_token_ids for s in sampling
-        ):
-            # Argmax where the logits are; only token ids and their log-probs reach the host.
-            best = logits.argmax(-1)
-            chosen = logits.log_softmax(-1).gather(1, best[:, None])[:, 0]
-            ids, values = torch.stack((best.double(), chosen.double())).tolist()  # one copy
-            pairs = zip(sampling, ids, values, strict=True)
-            return ModelRunnerOutput(
-                {s.seq_id: (TokenLogprob(int(t), lp),) for s, t, lp in pairs}, {}
-            )
+        if all(_plain_greedy(s) and not s.sampling.logprobs for s in sampling):
+            return _greedy_on_device(sampling, logits)
         return self._pick(sampling, logits.float().cpu())
 
     @torch.inference_mode()
@@ -98,14 +92,7 @@ class ModelRunner:
         device, [sum of num_sample_rows, vocab]."""
         if self._graph_ready(seqs):
             assert self.graphs is not None
-            bs = self.block_size
-            return self.graphs.run(
-                [s.token_ids[0] for s in seqs],
-                [s.start_pos for s in seqs],
-                [s.block_table[s.start_pos // bs] * bs + s.start_pos % bs for s in seqs],
-                [s.block_table for s in seqs],
-                self._adapter_slots(seqs),
-            )
+            return self.graphs.run(seqs, self._adapter_slots(seqs))
         inputs = self._prepare(seqs)
         hidden = self.model(
             inputs.input_ids, inputs.positions, self.kv_caches, inputs.meta, inputs.lora
@@ -113,11 +100,10 @@ class ModelRunner:
         return self.model.compute_logits(hidden[inputs.logits_indices])
 
     def _graph_ready(self, seqs: tuple[ScheduledSeq, ...]) -> bool:
-        """Pure decode of the base model within the captured sizes."""
+        """Sampling steps within the captured shapes (adapters only with LoRA slots)."""
         return (
             self.graphs is not None
-            and len(seqs) <= self.graphs.max_batch
-            and all(s.num_tokens == 1 and s.sample for s in seqs)
+            and self.graphs.fits(seqs)
             and (self.graphs.lora_slots is not None or all(s.adapter_key is None for s in seqs))
         )
 
@@ -230,6 +216,24 @@ class ModelRunner:
     ) -> torch.Tensor:
         stops = stop_token_ids(s.sampling, self.eos_token_ids)
         return processed_logits(row, s.sampling, s.prompt_token_ids, output_ids, stops)
+
+
+def _greedy_on_device(seqs: tuple[ScheduledSeq, ...], logits: torch.Tensor) -> ModelRunnerOutput:
+    """Argmax where the logits are (drafts verified against it); only token ids and their
+    log-probabilities reach the host, in one copy."""
+    best = logits.argmax(-1)
+    chosen = logits.log_softmax(-1).gather(1, best[:, None])[:, 0]
+    ids, values = torch.stack((best.double(), chosen.double())).tolist()
+    sampled: dict[int, tuple[TokenLogprob, ...]] = {}
+    row = 0
+    for s in seqs:
+        rows = slice(row, row + s.num_sample_rows)
+        row = rows.stop
+        tokens = accept_greedy([int(t) for t in ids[rows]], s.spec_token_ids)
+        sampled[s.seq_id] = tuple(
+            TokenLogprob(t, lp) for t, lp in zip(tokens, values[rows], strict=False)
+        )
+    return ModelRunnerOutput(sampled, {})
 
 
 def _plain_greedy(s: ScheduledSeq) -> bool:

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from tests.factories import hf_greedy, make_engine, random_prompts
-from workers.protocol import GenerateRequest
+from workers.protocol import GenerateRequest, SpeculationMode
 from workers.sampling_params import SamplingParams
+from workers.spec.config import SpecConfig
 
 pytestmark = pytest.mark.gpu
 if not torch.cuda.is_available():
@@ -68,3 +69,34 @@ def test_cuda_lora_in_graphs_equals_cpu(llama_dir: Path, adapter_root: Path) -> 
         if device == "cuda":
             assert engine.runner.graphs is not None and engine.runner.graphs.lora_slots
     assert outputs[0] == outputs[1]
+
+
+@pytest.mark.parametrize("mode", [SpeculationMode.COLOCATED, SpeculationMode.NGRAM])
+def test_cuda_speculation_in_graphs_equals_cpu(llama_dir: Path, mode: SpeculationMode) -> None:
+    """Verification steps (the last token plus drafts, padded per sequence) and the draft's
+    catch-up replay multi-token graphs; greedy output stays that of the CPU path."""
+    spec = SpecConfig(
+        draft_model=str(llama_dir), num_speculative_tokens=3, min_acceptance=0.0, max_batch_size=64
+    )
+    prompts = random_prompts([5, 9, 17, 30, 3, 12, 40, 1])
+    sampling = SamplingParams(max_tokens=24, temperature=0)
+    specs = [
+        GenerateRequest(f"r{i}", tuple(p), sampling, speculation=mode)
+        for i, p in enumerate(prompts)
+    ]
+    cuda = make_engine(llama_dir, device="cuda", dtype="float32", spec=spec)
+    assert cuda.runner.graphs is not None and cuda.runner.graphs.max_tokens == 4
+    cuda.speculator.gate.allow = lambda batch_size: True  # draft every step
+    widths: list[int] = []
+    run = cuda.runner.graphs.run
+
+    def counted(seqs, adapter_slots=None):  # type: ignore[no-untyped-def]
+        widths.append(max(s.num_tokens for s in seqs))
+        return run(seqs, adapter_slots)
+
+    cuda.runner.graphs.run = counted  # type: ignore[method-assign]
+    ours = cuda.generate(specs)
+    assert ours == make_engine(llama_dir, spec=spec).generate(specs)
+    assert cuda.speculator.policy.stats.num_drafted_tokens > 0
+    assert max(widths) > 1  # verification ran in a graph
+    assert cuda.stats().num_free_blocks == cuda.stats().num_total_blocks

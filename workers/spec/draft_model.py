@@ -42,9 +42,10 @@ class DraftModelProposer:
         num_blocks: int,
         block_size: int = 16,
         graph_batch: int = 0,
+        graph_tokens: int = 1,
     ) -> None:
-        """graph_batch > 0 (CUDA): draft steps of one token per sequence, up to that many
-        sequences, replay CUDA graphs."""
+        """graph_batch > 0 (CUDA): draft steps of up to that many sequences replay CUDA
+        graphs, catching up on up to graph_tokens accepted tokens per sequence at once."""
         cfg = ModelConfig.from_dir(model_dir)
         model = load_model(model_dir, paged_attention(cfg, device), dtype, device)
         model.fuse_projections()
@@ -57,6 +58,7 @@ class DraftModelProposer:
             device,
             graph_batch=graph_batch,
             max_model_len=cfg.max_position_embeddings,
+            graph_tokens=graph_tokens,
         )
         self.kv = KVCacheManager(BlockPool(num_blocks, enable_caching=False), block_size)
         self._states: OrderedDict[str, _DraftState] = OrderedDict()
