@@ -33,6 +33,7 @@ from workers.spec.config import SpecConfig
 from workers.spec.draft_model import DraftModelProposer
 from workers.spec.policy import SpecStats, expected_speedup
 from workers.spec.proposers import DraftQuery, Proposal
+from workers.spec.throughput_gate import ThroughputGate
 
 DRAFT_SHAPE = dict(
     vocab_size=32000,
@@ -180,15 +181,22 @@ def main() -> None:
                 engine, prompts[:batch], args.new_tokens, SpeculationMode.NONE, "r"
             )
             for a in (0.5, 0.7, 0.9):
-                oracle = OracleProposer(real_draft, a)
+                speculator = engine.speculator
+                if adaptive:  # what the gate learns at one acceptance rate stays with it
+                    speculator.gate = ThroughputGate(speculator.config.probe_interval * 2)
+                warm = OracleProposer(real_draft, a)
+                warm.reference = reference
+                speculator.proposers[SpeculationMode.COLOCATED] = warm
+                run(engine, prompts[:batch], 32, SpeculationMode.COLOCATED, "r")  # warm-up
+                oracle = OracleProposer(real_draft, a, seed=1)
                 oracle.reference = reference
-                engine.speculator.proposers[SpeculationMode.COLOCATED] = oracle
+                speculator.proposers[SpeculationMode.COLOCATED] = oracle
                 # fresh counters for this run
-                engine.speculator.policy.stats = SpecStats(accepted_per_position=[0] * args.k)
+                speculator.policy.stats = SpecStats(accepted_per_position=[0] * args.k)
                 tps, outputs = run(
                     engine, prompts[:batch], args.new_tokens, SpeculationMode.COLOCATED, "r"
                 )
-                seen = per_position_acceptance(engine.speculator.policy.stats)
+                seen = per_position_acceptance(speculator.policy.stats)
                 c = oracle.seconds / max(oracle.rounds, 1) / args.k / step_ms * 1000
                 analytic = expected_speedup(seen, args.k, c) if batch == 1 else 1.0
                 rows.append(

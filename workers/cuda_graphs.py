@@ -98,8 +98,47 @@ class StepGraphs:
         width = max(s.num_tokens for s in seqs)
         bucket = next(b for b in self.shapes[width] if b >= batch)
         ids, pos, slot, lora, lens, table = self.host_fields
-        bs, scratch = self.block_size, self.scratch_block * self.block_size
+        scratch = self.scratch_block * self.block_size
         self.copied.synchronize()  # the last step's copy has read the host buffer
+        keep: list[int] = []
+        if width == 1:
+            self._fill_decodes(seqs, adapter_slots)
+        else:
+            keep = self._fill_rows(seqs, width, adapter_slots)
+        padding = slice(batch * width, bucket * width)  # whole sequences of padding
+        ids[padding] = pos[padding] = 0
+        slot[padding] = scratch
+        lora[padding] = -1
+        lens[batch:bucket] = 1
+        table[batch:bucket, 0] = self.scratch_block
+        self.inputs.copy_(self.host, non_blocking=True)
+        self.copied.record()
+        self.graphs[bucket, width].replay()
+        logits = self.logits[bucket, width]
+        if width == 1:
+            return logits[:batch]
+        return logits[torch.tensor(keep).to(logits.device, non_blocking=True)]
+
+    def _fill_decodes(
+        self, seqs: tuple[ScheduledSeq, ...], adapter_slots: list[int] | None
+    ) -> None:
+        """One token per sequence: whole columns at once."""
+        ids, pos, slot, lora, lens, table = self.host_fields
+        batch, bs = len(seqs), self.block_size
+        ids[:batch] = [s.token_ids[0] for s in seqs]
+        pos[:batch] = [s.start_pos for s in seqs]
+        slot[:batch] = [s.block_table[s.start_pos // bs] * bs + s.start_pos % bs for s in seqs]
+        lens[:batch] = pos[:batch] + 1
+        lora[:batch] = -1 if adapter_slots is None else adapter_slots
+        for row, s in enumerate(seqs):  # entries past a row's blocks are never read
+            table[row, : len(s.block_table)] = s.block_table
+
+    def _fill_rows(
+        self, seqs: tuple[ScheduledSeq, ...], width: int, adapter_slots: list[int] | None
+    ) -> list[int]:
+        """`width` rows per sequence, padded at the front; returns the rows to sample."""
+        ids, pos, slot, lora, lens, table = self.host_fields
+        bs, scratch = self.block_size, self.scratch_block * self.block_size
         keep: list[int] = []
         for i, s in enumerate(seqs):
             pad = width - s.num_tokens
@@ -116,19 +155,7 @@ class StepGraphs:
             lens[i] = s.start_pos + s.num_tokens
             table[i, : len(s.block_table)] = s.block_table  # entries past it are never read
             keep += range(rows.stop - s.num_sample_rows, rows.stop)
-        padding = slice(batch * width, bucket * width)  # whole sequences of padding
-        ids[padding] = pos[padding] = 0
-        slot[padding] = scratch
-        lora[padding] = -1
-        lens[batch:bucket] = 1
-        table[batch:bucket, 0] = self.scratch_block
-        self.inputs.copy_(self.host, non_blocking=True)
-        self.copied.record()
-        self.graphs[bucket, width].replay()
-        logits = self.logits[bucket, width]
-        if width == 1:
-            return logits[:batch]
-        return logits[torch.tensor(keep).to(logits.device, non_blocking=True)]
+        return keep
 
     def _reset_padding(self, bucket: int, width: int) -> None:
         rows = bucket * width

@@ -80,13 +80,18 @@ class DraftModelProposer:
             if not batch:
                 break
             seqs = tuple(self._scheduled(q, f) for q, f in batch)
-            logits = self.runner.forward_logits(seqs).float().cpu()
-            for (q, feed), row in zip(batch, logits, strict=True):
+            logits = self.runner.forward_logits(seqs)
+            greedy = [q.sampling.greedy and not q.sampling.has_penalties for q, _ in batch]
+            # Greedy rows need only their argmax: taken on the device, ids alone cross over.
+            best = logits.argmax(-1).tolist()
+            rows = logits.float().cpu() if not all(greedy) else [None] * len(batch)
+            for (q, feed), row, token, plain in zip(batch, rows, best, greedy, strict=True):
                 state = self._states[q.key]
                 state.tokens += feed
-                if q.sampling.greedy and not q.sampling.has_penalties:
-                    drafted[q.key].append(int(row.argmax()))  # no distribution needed
+                if plain:
+                    drafted[q.key].append(token)  # no distribution needed
                     continue
+                assert row is not None
                 history = state.tokens[q.num_prompt_tokens :]
                 processed = processed_logits(
                     row, q.sampling, q.token_ids[: q.num_prompt_tokens], history, q.stop_ids
