@@ -18,6 +18,7 @@ import argparse
 import random
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -122,10 +123,16 @@ def build_engine(target: Path, draft: Path, k: int, adaptive: bool) -> LLMEngine
     )
 
 
+@dataclass(frozen=True)
+class Run:
+    tokens_per_s: float  # output tokens of the whole batch per second
+    step_ms: float  # mean engine step
+    outputs: dict[str, list[int]]  # each request's output ids
+
+
 def run(
     engine: LLMEngine, prompts: list[list[int]], new_tokens: int, mode: SpeculationMode, tag: str
-) -> tuple[float, dict[str, list[int]]]:
-    """Output tokens/s of the whole batch, and each request's output ids."""
+) -> Run:
     params = SamplingParams(max_tokens=new_tokens, temperature=0, ignore_eos=True)
     specs = [
         GenerateRequest(f"{tag}{i}", tuple(p), params, speculation=mode)
@@ -133,9 +140,20 @@ def run(
     ]
     torch.cuda.synchronize()
     start = time.perf_counter()
+    step = engine.step
+    steps = 0
+
+    def counted():  # type: ignore[no-untyped-def]
+        nonlocal steps
+        steps += 1
+        return step()
+
+    engine.step = counted  # type: ignore[method-assign]
     out = engine.generate(specs)
+    del engine.step
     elapsed = time.perf_counter() - start
-    return len(prompts) * new_tokens / elapsed, {rid: o[0] for rid, o in out.items()}
+    outputs = {rid: o[0] for rid, o in out.items()}
+    return Run(len(prompts) * new_tokens / elapsed, 1000 * elapsed / max(steps, 1), outputs)
 
 
 def per_position_acceptance(stats: SpecStats) -> float:
@@ -177,23 +195,21 @@ def main() -> None:
             if not adaptive:  # k fixed: draft every step, whatever the measured throughput
                 engine.speculator.gate.allow = lambda batch_size: True  # type: ignore[method-assign]
             run(engine, prompts[:batch], 16, SpeculationMode.NONE, "warm")
-            plain, reference = run(
-                engine, prompts[:batch], args.new_tokens, SpeculationMode.NONE, "r"
-            )
+            base = run(engine, prompts[:batch], args.new_tokens, SpeculationMode.NONE, "r")
             for a in (0.5, 0.7, 0.9):
                 speculator = engine.speculator
                 if adaptive:  # what the gate learns at one acceptance rate stays with it
                     speculator.gate = ThroughputGate(speculator.config.probe_interval * 2)
                 warm = OracleProposer(real_draft, a)
-                warm.reference = reference
+                warm.reference = base.outputs
                 speculator.proposers[SpeculationMode.COLOCATED] = warm
                 run(engine, prompts[:batch], 32, SpeculationMode.COLOCATED, "r")  # warm-up
                 oracle = OracleProposer(real_draft, a, seed=1)
-                oracle.reference = reference
+                oracle.reference = base.outputs
                 speculator.proposers[SpeculationMode.COLOCATED] = oracle
                 # fresh counters for this run
                 speculator.policy.stats = SpecStats(accepted_per_position=[0] * args.k)
-                tps, outputs = run(
+                measured = run(
                     engine, prompts[:batch], args.new_tokens, SpeculationMode.COLOCATED, "r"
                 )
                 seen = per_position_acceptance(speculator.policy.stats)
@@ -206,12 +222,14 @@ def main() -> None:
                         "a_seen": seen,
                         "k": args.k if batch == 1 else "adaptive",
                         "c": c,
-                        "tok_s_plain": plain,
-                        "tok_s_spec": tps,
-                        "speedup": tps / plain,
+                        "step_ms": measured.step_ms,
+                        "draft_ms": 1000 * oracle.seconds / max(oracle.rounds, 1),
+                        "tok_s_plain": base.tokens_per_s,
+                        "tok_s_spec": measured.tokens_per_s,
+                        "speedup": measured.tokens_per_s / base.tokens_per_s,
                         "analytic": analytic,
-                        "vs_analytic": tps / plain / analytic,
-                        "same_output": outputs == reference,
+                        "vs_analytic": measured.tokens_per_s / base.tokens_per_s / analytic,
+                        "same_output": measured.outputs == base.outputs,
                     }
                 )
                 print(rows[-1], flush=True)

@@ -30,23 +30,29 @@ class Speculator:
 
     def attach_drafts(self, scheduler: Scheduler, step: SchedulerOutput) -> SchedulerOutput:
         owners = {seq.seq_id: (req, seq) for req in scheduler.running for seq in req.seqs}
-        budget = scheduler.config.max_num_batched_tokens - step.num_tokens
-        queries: dict[SpeculationMode, list[tuple[ScheduledSeq, DraftQuery]]] = {}
-        batch = scheduler.num_running_seqs
-        for s in step.seqs:
-            req, seq = owners[s.seq_id]
-            k = self._num_drafts(req, seq, s, batch)
-            if k > 0 and budget >= k:
-                budget -= k
-                queries.setdefault(req.spec.speculation, []).append((s, _query(req, seq, k)))
-        # Only steps of decodes alone compare fairly (a prefill chunk changes the cost).
-        decode_only = all(s.num_tokens == 1 for s in step.seqs) and bool(step.seqs)
+        candidates = [
+            (s, *owners[s.seq_id])
+            for s in step.seqs
+            if owners[s.seq_id][0].spec.speculation in self.proposers
+        ]
         self._measured = None
-        if queries and decode_only:
+        if not candidates:
+            return step
+        batch = scheduler.num_running_seqs
+        # Only steps of decodes alone compare fairly (a prefill chunk changes the cost). The
+        # gate decides first: a step that will not draft does no per-request work.
+        if all(s.num_tokens == 1 for s in step.seqs):
             drafting = self.gate.allow(batch)
             self._measured = (batch, drafting)
             if not drafting:
                 return step
+        budget = scheduler.config.max_num_batched_tokens - step.num_tokens
+        queries: dict[SpeculationMode, list[tuple[ScheduledSeq, DraftQuery]]] = {}
+        for s, req, seq in candidates:
+            k = self._num_drafts(req, seq, s, batch)
+            if k > 0 and budget >= k:
+                budget -= k
+                queries.setdefault(req.spec.speculation, []).append((s, _query(req, seq, k)))
         drafts: dict[int, Proposal] = {}
         self._modes = {}
         for mode, items in queries.items():
