@@ -62,8 +62,21 @@ class LLMServer:
 
     async def generate(self, request: GenerateRequest) -> AsyncIterator[list[TokenDelta]]:
         completed = False
+        import time as _t
+
+        t0 = _t.time()
+        n = 0
         try:
             async for batch in replica_stream(self.engine, request):
+                n += 1
+                if n <= 2:
+                    logger.warning(
+                        "TIMING replica %s batch %d at %.2f ms since generate; %.3f",
+                        request.request_id[-6:],
+                        n,
+                        1000 * (_t.time() - t0),
+                        t0,
+                    )
                 yield batch
             completed = True
         finally:

@@ -112,6 +112,16 @@ class Generation:
                         logprobs = self._builder.logprobs(update, offsets[update.index])
                         offsets[update.index] += len(update.text)
                         yield event(self._builder.chunk(update, logprobs))
+                        from router.service import _T
+
+                        if "ev" not in _T:
+                            import time as _t
+
+                            _T["ev"] = _t.time()
+                            b = _T["in"]
+                            logger.warning(
+                                "TIMING %.3f %s", b, {k: round(1000 * (v - b), 2) for k, v in _T.items()}
+                            )
             if self.prepared.output.include_usage:
                 yield event(self._builder.usage_chunk(self.usage))
             yield DONE
@@ -148,6 +158,12 @@ class Generation:
         try:
             async with aclosing(coalesce(self._deltas)) as batches:
                 async for batch in batches:
+                    from router.service import _T
+
+                    if "first" not in _T:
+                        import time as _t
+
+                        _T["first"] = _t.time()
                     updates = self._consume([d for deltas in batch for d in deltas])
                     if updates:
                         yield updates

@@ -118,11 +118,13 @@ class DraftModelProposer:
             self._next_id += 1
             self._states[q.key] = state
         self._states.move_to_end(q.key)
-        common = 0
-        for a, b in zip(state.tokens, q.token_ids, strict=False):
-            if a != b:
-                break
-            common += 1
+        known = min(len(state.tokens), len(q.token_ids))
+        if state.tokens[:known] == list(q.token_ids[:known]):  # the usual case, compared in C
+            common = known
+        else:
+            common = next(
+                i for i, (a, b) in enumerate(zip(state.tokens, q.token_ids, strict=False)) if a != b
+            )
         # The last known token is always fed again: its logits give the first draft.
         state.tokens = state.tokens[: min(common, len(q.token_ids) - 1)]
         if state.seq_id in self.kv.block_tables:
@@ -131,7 +133,8 @@ class DraftModelProposer:
 
     def _unfed(self, q: DraftQuery, drafted: list[int]) -> list[int]:
         """Tokens of the query and of this round's drafts that the cache does not hold."""
-        return (list(q.token_ids) + drafted)[len(self._states[q.key].tokens) :]
+        known = len(self._states[q.key].tokens)
+        return list(q.token_ids[known:]) + drafted[max(known - len(q.token_ids), 0) :]
 
     def _scheduled(self, q: DraftQuery, feed: list[int]) -> ScheduledSeq:
         state = self._states[q.key]
