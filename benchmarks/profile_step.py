@@ -22,18 +22,24 @@ from torch.profiler import ProfilerActivity, profile
 
 from benchmarks.common import median, print_table
 from benchmarks.gpu_suite import engine_for, save_model, serving_workload
+from benchmarks.lora_throughput import write_adapter
+from workers.config import LoRAConfig
 from workers.engine import LLMEngine
+from workers.models.model_config import ModelConfig
 from workers.protocol import GenerateRequest
 from workers.sampling_params import SamplingParams
 
 
-def fill(engine: LLMEngine, batch: int, context: int) -> None:
-    """batch requests with `context`-token prompts, prefilled, ready to decode."""
+def fill(engine: LLMEngine, batch: int, context: int, adapters: int = 0) -> None:
+    """batch requests with `context`-token prompts, prefilled, ready to decode; with
+    adapters, request i uses adapter a{i % adapters}."""
     params = SamplingParams(max_tokens=1000, temperature=0, ignore_eos=True)
     g = torch.Generator().manual_seed(batch)
     for i in range(batch):
         prompt = torch.randint(3, 32000, (context,), generator=g).tolist()
-        engine.add_request(GenerateRequest(f"p{batch}-{context}-{i}", tuple(prompt), params))
+        adapter = f"a{i % adapters}" if adapters else None
+        rid = f"p{batch}-{context}-{i}"
+        engine.add_request(GenerateRequest(rid, tuple(prompt), params, adapter=adapter))
     while engine.scheduler.waiting or any(
         s.num_computed_tokens < s.num_tokens - 1 for r in engine.scheduler.running for s in r.seqs
     ):
@@ -130,9 +136,11 @@ def phase_table(engine: LLMEngine, batch: int, context: int) -> None:
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
 
 
-def kernel_table(engine: LLMEngine, batch: int, context: int, top: int = 14) -> None:
+def kernel_table(
+    engine: LLMEngine, batch: int, context: int, top: int = 14, adapters: int = 0
+) -> None:
     """Eager steps under the profiler: kernels ranked by total CUDA time."""
-    fill(engine, batch, context)
+    fill(engine, batch, context, adapters)
     graphs, engine.runner.graphs = engine.runner.graphs, None
     engine.step()
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
@@ -149,7 +157,7 @@ def kernel_table(engine: LLMEngine, batch: int, context: int, top: int = 14) -> 
     )
 
 
-def serving_split(engine: LLMEngine, n: int) -> None:
+def serving_split(engine: LLMEngine, work: list[tuple[list[int], int]], adapters: int = 0) -> None:
     """Time of mixed (prefill) and pure-decode steps over the serving workload."""
     execute = engine.runner.execute
     spent: dict[str, list[float]] = defaultdict(list)
@@ -166,9 +174,10 @@ def serving_split(engine: LLMEngine, n: int) -> None:
         return out
 
     engine.runner.execute = timed  # type: ignore[method-assign]
-    for i, (prompt, out_len) in enumerate(serving_workload(n)):
+    for i, (prompt, out_len) in enumerate(work):
         params = SamplingParams(max_tokens=out_len, temperature=0, ignore_eos=True)
-        engine.add_request(GenerateRequest(f"s{i}", tuple(prompt), params))
+        adapter = f"a{i % adapters}" if adapters else None
+        engine.add_request(GenerateRequest(f"s{i}", tuple(prompt), params, adapter=adapter))
     start = time.perf_counter()
     generated = 0
     while engine.has_unfinished():
@@ -194,16 +203,22 @@ def serving_split(engine: LLMEngine, n: int) -> None:
             "mean_batch": generated / total,
         }
     )
-    print(f"\n== serving {n} requests: {generated / total:.0f} output tok/s ==")
+    print(
+        f"\n== serving {len(work)} requests, {adapters} adapters: {generated / total:.0f} tok/s =="
+    )
     print_table(rows)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--serving", type=int, default=256, help="requests in the serving run")
+    parser.add_argument("--lora", action="store_true", help="64 rank-16 adapters vs base")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = save_model(Path(tmp) / "llama-1b")
+        if args.lora:
+            lora_profile(model_dir)
+            return
         engine = engine_for(model_dir, graphs=True)
         rows = [
             split_row(engine, b, c)
@@ -216,7 +231,23 @@ def main() -> None:
         host_profile(engine, 256, 640)
         for batch, context in ((1, 128), (256, 640)):
             kernel_table(engine, batch, context)
-        serving_split(engine, args.serving)
+        serving_split(engine, serving_workload(args.serving))
+
+
+def lora_profile(model_dir: Path) -> None:
+    """gpu_suite's adapter workload: where mixed-adapter steps spend their time."""
+    root = model_dir.parent / "adapters"
+    cfg = ModelConfig.from_dir(model_dir)
+    for i in range(64):
+        write_adapter(root / f"a{i}", cfg, rank=16, seed=i)
+    lora = LoRAConfig(max_loras=64, max_cpu_loras=64, max_lora_rank=16, adapter_roots=(str(root),))
+    engine = engine_for(model_dir, True, lora)
+    for i in range(64):
+        engine.load_adapter(f"a{i}", f"a{i}")
+    short = [(p[:256], 128) for p, _ in serving_workload(128)]
+    serving_split(engine, short)
+    serving_split(engine, short, adapters=64)
+    kernel_table(engine, 128, 300, adapters=64)
 
 
 if __name__ == "__main__":
