@@ -66,7 +66,7 @@ class LoRABatch:
         """y (the base projection of x) plus each token's adapter update."""
         a_stack, b_stack = self.slots.stacks(layer, module)
         if self.groups is None:
-            from adapters.triton_lora import lora_delta_gathered  # needs triton (CUDA)
+            from adapters.triton_lora import lora_add_gathered  # needs triton (CUDA)
 
-            return y + lora_delta_gathered(x, a_stack, b_stack, self.token_slots).to(y.dtype)
+            return lora_add_gathered(x, a_stack, b_stack, self.token_slots, y)  # y in place
         return y + lora_delta_segmented(x, a_stack, b_stack, self.groups).to(y.dtype)
