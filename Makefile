@@ -23,6 +23,8 @@ test: $(STAMP)
 	$(PY) -m ruff check .
 	# pytest exits 5 when it collects nothing; make fails on any non-zero status.
 	$(PY) -m pytest -q -p no:cacheprovider --timeout=900
+	# The Triton kernels against their torch references, in the interpreter (no GPU here).
+	TRITON_INTERPRET=1 $(PY) -m pytest -q -p no:cacheprovider --timeout=900 tests/kernels
 
 lint: $(STAMP)
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .
