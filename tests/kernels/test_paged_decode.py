@@ -38,7 +38,9 @@ def test_paged_decode_matches_reference(
     seq_lens = torch.tensor([1, 17, 64, 5, 190], device=DEVICE)
     perm = torch.randperm(num_blocks, generator=g).tolist()
     tables = torch.tensor([perm[i * 12 : i * 12 + 12] for i in range(5)], device=DEVICE)
-    q = torch.randn(5, heads, head_dim, generator=g).to(DEVICE, dtype)
+    # q as the model passes it: a strided view into a wider fused projection
+    fused = torch.randn(5, (heads + 2) * head_dim, generator=g).to(DEVICE, dtype)
+    q = fused[:, : heads * head_dim].reshape(5, heads, head_dim)
     scale = head_dim**-0.5
     ours = paged_decode_attention(q, cache, tables, seq_lens, scale, window, num_splits)
     ref = decode_attention_reference(q.float(), cache.float(), tables, seq_lens, scale, window)

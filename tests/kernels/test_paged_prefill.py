@@ -63,7 +63,8 @@ def test_paged_prefill_matches_reference(
     meta = mixed_step(query_lens, context_lens, block_size, num_blocks)
     g = torch.Generator().manual_seed(0)
     tokens = sum(query_lens)
-    q = torch.randn(tokens, heads, head_dim, generator=g).to(DEVICE, dtype)
+    fused = torch.randn(tokens, (heads + 1) * head_dim, generator=g).to(DEVICE, dtype)
+    q = fused[:, : heads * head_dim].reshape(tokens, heads, head_dim)  # strided, as in the model
     k = torch.randn(tokens, kv_heads, head_dim, generator=g).to(DEVICE, dtype)
     v = torch.randn(tokens, kv_heads, head_dim, generator=g).to(DEVICE, dtype)
     cache = torch.randn(2, num_blocks, block_size, kv_heads, head_dim, generator=g).to(

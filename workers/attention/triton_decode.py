@@ -148,8 +148,9 @@ def paged_decode_attention(
     batch, num_heads, head_dim = q.shape
     _, _, block_size, num_kv_heads, _ = kv_cache.shape
     group = num_heads // num_kv_heads
-    q = q.contiguous()
-    out = torch.empty_like(q)
+    if q.stride(-1) != 1:
+        q = q.contiguous()  # heads and tokens may be strided (views of a fused projection)
+    out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     max_len = block_tables.shape[1] * block_size
     if num_splits is None:
         num_splits = _default_splits(q.device, batch * num_kv_heads, max_len)

@@ -125,8 +125,9 @@ def paged_prefill_attention(
     num_tokens, num_heads, head_dim = q.shape
     _, _, block_size, num_kv_heads, _ = kv_cache.shape
     num_seqs = seq_lens.shape[0]
-    q = q.contiguous()
-    out = torch.empty_like(q)
+    if q.stride(-1) != 1:
+        q = q.contiguous()  # heads and tokens may be strided (views of a fused projection)
+    out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     if num_tokens == 0:
         return out
     window = sliding_window if sliding_window is not None else 1 << 30
