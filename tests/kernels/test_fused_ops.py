@@ -16,7 +16,7 @@ INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"  # set before triton is im
 pytestmark = pytest.mark.gpu
 if not (torch.cuda.is_available() or INTERPRET):
     pytest.skip("needs CUDA (or TRITON_INTERPRET=1)", allow_module_level=True)
-from workers.models.triton_ops import rms_norm, rotary_  # noqa: E402
+from workers.models.triton_ops import rms_norm, rotary_, silu_mul  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 DTYPES = [torch.float32, torch.bfloat16] if DEVICE == "cuda" else [torch.float32]
@@ -66,3 +66,14 @@ def test_rotary_matches_module(dtype: torch.dtype) -> None:
     torch.testing.assert_close(dk.cpu(), expected_k, atol=tol, rtol=tol)
     v = on_device[:, (heads + kv_heads) * head_dim :]
     torch.testing.assert_close(v.cpu(), fused[:, (heads + kv_heads) * head_dim :])  # untouched
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_silu_mul_matches_torch(dtype: torch.dtype) -> None:
+    """On the two halves of a fused gate/up projection (strided rows)."""
+    g = torch.Generator().manual_seed(0)
+    fused = (3 * torch.randn(5, 2 * 1500, generator=g)).to(dtype)
+    gate, up = fused.to(DEVICE).split(1500, dim=-1)
+    expected = torch.nn.functional.silu(fused[:, :1500]) * fused[:, 1500:]
+    tol = 1e-5 if dtype == torch.float32 else 1e-2
+    torch.testing.assert_close(silu_mul(gate, up).cpu(), expected, atol=tol, rtol=tol)

@@ -16,6 +16,7 @@ INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"  # set before triton is im
 pytestmark = pytest.mark.gpu
 if not (torch.cuda.is_available() or INTERPRET):
     pytest.skip("needs CUDA (or TRITON_INTERPRET=1)", allow_module_level=True)
+from workers.attention.triton_kv import write_kv_paged  # noqa: E402
 from workers.attention.triton_prefill import paged_prefill_attention  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -65,14 +66,16 @@ def test_paged_prefill_matches_reference(
     tokens = sum(query_lens)
     fused = torch.randn(tokens, (heads + 1) * head_dim, generator=g).to(DEVICE, dtype)
     q = fused[:, : heads * head_dim].reshape(tokens, heads, head_dim)  # strided, as in the model
-    k = torch.randn(tokens, kv_heads, head_dim, generator=g).to(DEVICE, dtype)
-    v = torch.randn(tokens, kv_heads, head_dim, generator=g).to(DEVICE, dtype)
+    kv = torch.randn(tokens, 2 * kv_heads + 1, head_dim, generator=g).to(DEVICE, dtype)
+    k, v = kv[:, :kv_heads], kv[:, kv_heads : 2 * kv_heads]  # strided, as in the model
     cache = torch.randn(2, num_blocks, block_size, kv_heads, head_dim, generator=g).to(
         DEVICE, dtype
     )
     scale = head_dim**-0.5
     reference = ReferenceAttention(scale, window)
-    kernel = ReferenceAttention(scale, window, prefill_fn=paged_prefill_attention)
+    kernel = ReferenceAttention(
+        scale, window, prefill_fn=paged_prefill_attention, write_fn=write_kv_paged
+    )
     ref_cache, our_cache = cache.float(), cache.clone()
     ref = reference(q.float(), k.float(), v.float(), ref_cache, meta)
     ours = kernel(q, k, v, our_cache, meta)

@@ -12,6 +12,8 @@ from workers.attention.metadata import AttentionMetadata
 DecodeFn = Callable[
     [torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float, int | None], torch.Tensor
 ]
+# (k, v, kv_cache, slot_mapping): the step's keys and values into their cache slots
+WriteFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], None]
 # (q, kv_cache, block_tables, query_starts, seq_lens, max_query_len, scale, window) -> out
 PrefillFn = Callable[
     [
@@ -44,8 +46,10 @@ class ReferenceAttention:
         sliding_window: int | None = None,
         decode_fn: DecodeFn | None = None,
         prefill_fn: PrefillFn | None = None,
+        write_fn: WriteFn | None = None,
     ) -> None:
         self.scale = scale
+        self.write_fn = write_fn or write_kv
         self.sliding_window = sliding_window
         self.decode_fn = decode_fn or decode_attention_reference
         self.prefill_fn = prefill_fn
@@ -59,7 +63,7 @@ class ReferenceAttention:
         meta: AttentionMetadata,
     ) -> torch.Tensor:
         """q [T, Hq, D]; k, v [T, Hkv, D] -> output [T, Hq, D]."""
-        write_kv(k, v, kv_cache, meta.slot_mapping)
+        self.write_fn(k, v, kv_cache, meta.slot_mapping)
         if meta.decode_only:
             assert meta.seq_lens_tensor is not None
             return self.decode_fn(

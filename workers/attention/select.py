@@ -14,8 +14,9 @@ def paged_attention(cfg: ModelConfig, device: torch.device) -> ReferenceAttentio
     if device.type != "cuda":
         return ReferenceAttention(scale, cfg.sliding_window)
     from workers.attention.triton_decode import paged_decode_attention  # needs triton
+    from workers.attention.triton_kv import write_kv_paged
     from workers.attention.triton_prefill import paged_prefill_attention
 
     return ReferenceAttention(
-        scale, cfg.sliding_window, paged_decode_attention, paged_prefill_attention
+        scale, cfg.sliding_window, paged_decode_attention, paged_prefill_attention, write_kv_paged
     )

@@ -120,3 +120,30 @@ def rotary_(positions: torch.Tensor, x: torch.Tensor, table: torch.Tensor) -> to
             HALF=head_dim // 2,
         )
     return x
+
+
+@triton.jit
+def _silu_mul_kernel(
+    gate_ptr, up_ptr, out_ptr, width, stride_g, stride_u, stride_o, BLOCK: tl.constexpr
+):
+    row = tl.program_id(0)
+    cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    ok = cols < width
+    dtype = out_ptr.dtype.element_ty
+    g = tl.load(gate_ptr + row * stride_g + cols, mask=ok, other=0.0).to(tl.float32)
+    u = tl.load(up_ptr + row * stride_u + cols, mask=ok, other=0.0).to(tl.float32)
+    act = (g * tl.sigmoid(g)).to(dtype).to(tl.float32)  # rounded, as the unfused silu is
+    tl.store(out_ptr + row * stride_o + cols, (act * u).to(dtype), mask=ok)
+
+
+def silu_mul(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    """silu(gate) * up for [T, I] inputs (rows may be strided: halves of a fused projection)."""
+    tokens, width = gate.shape
+    assert gate.stride(1) == 1 and up.stride(1) == 1
+    out = torch.empty(tokens, width, dtype=gate.dtype, device=gate.device)
+    block = 1024
+    if tokens:
+        _silu_mul_kernel[(tokens, triton.cdiv(width, block))](
+            gate, up, out, width, gate.stride(0), up.stride(0), out.stride(0), BLOCK=block
+        )
+    return out
