@@ -24,6 +24,7 @@ SUITE_RUNS = {
     "v3": "gpu_suite_v3.json",
     "v4": "gpu_suite_v4.json",
     "v5": "gpu_suite_v5.json",
+    "v6": "gpu_suite_v6.json",
 }
 WIDTH, HEIGHT = 640, 360
 FONT = "font-family='Helvetica, Arial, sans-serif'"
