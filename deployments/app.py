@@ -24,6 +24,14 @@ REQUEST_ROUTER = "router.request_router:TandemRequestRouter"
 ROUTER_SHUTDOWN_S = 5.0
 QUIET = {"enable_access_log": False}  # internal calls (stats every second, proposals per step)
 CONTROL_HEADROOM = 64  # adapter long polls, /health, /v1/models beside the admitted requests
+# Serve runs a replica's user code on a loop of its own thread beside the replica's control
+# loop (and a handle's routing on a third), so every request and streamed message crosses
+# threads, each crossing waiting for the GIL. Our replicas never block their loop (the engine
+# steps on its own thread; tokenizing a prompt is short), so user code runs on the control
+# loop. The Router's handle routes there too; LLMServer's keeps its own loop, since its engine
+# thread calls the DraftServer handle synchronously.
+ONE_LOOP = {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}
+ROUTER_ONE_LOOP = {**ONE_LOOP, "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0"}
 
 
 class RoutingArgs(BaseModel):
@@ -115,7 +123,7 @@ def build_app(args: AppArgs) -> Application:
     llm = LLMServer.options(
         num_replicas=args.llm.num_replicas,
         max_ongoing_requests=args.llm.max_ongoing_requests,
-        ray_actor_options=args.llm.ray_actor_options,
+        ray_actor_options=with_env(args.llm.ray_actor_options, ONE_LOOP),
         logging_config=QUIET,
         request_router_config=RequestRouterConfig(
             request_router_class=REQUEST_ROUTER,
@@ -136,7 +144,7 @@ def build_app(args: AppArgs) -> Application:
         proposers=_proposers(engine, draft is not None),
     )
     return Router.options(
-        ray_actor_options=args.router.ray_actor_options,
+        ray_actor_options=with_env(args.router.ray_actor_options, ROUTER_ONE_LOOP),
         # admission is the Router's own (429 with Retry-After); Serve must not queue first
         max_ongoing_requests=settings.max_running + settings.max_waiting + CONTROL_HEADROOM,
         graceful_shutdown_timeout_s=ROUTER_SHUTDOWN_S,
@@ -151,6 +159,14 @@ def _draft(args: DraftArgs) -> Application | None:
         ray_actor_options=args.ray_actor_options,
         logging_config=QUIET,
     ).bind(_model_dir(args.model), args.engine.model_dump())
+
+
+def with_env(actor_options: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    """`actor_options` with `env` added to its runtime_env (read when the replica's process
+    starts); variables the config sets itself win."""
+    runtime_env = dict(actor_options.get("runtime_env") or {})
+    runtime_env["env_vars"] = {**env, **(runtime_env.get("env_vars") or {})}
+    return {**actor_options, "runtime_env": runtime_env}
 
 
 def _proposers(engine: EngineSettings, has_draft_server: bool) -> list[SpeculationMode]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -28,6 +29,11 @@ from workers.protocol import AdapterInfo, GenerateRequest, ReplicaStats, TokenDe
 logger = logging.getLogger(__name__)
 
 STATS_PERIOD_S = 1.0
+# The engine thread holds the GIL for a step's Python work; the replica's loop needs it back
+# after every call into Ray's core (each streamed message makes several). Python makes a
+# thread that wants the GIL wait up to the switch interval (default 5 ms) before the holder
+# must yield it, so streams queue behind engine steps. 1 ms bounds that wait.
+GIL_SWITCH_INTERVAL_S = 0.001
 
 
 @serve.deployment(name="LLMServer")
@@ -44,6 +50,7 @@ class LLMServer:
         """`control_plane`: the Router deployment's name, whose desired adapter set this
         replica follows (None: no runtime adapters). `draft`: a DraftServer handle that
         serves SpeculationMode.REMOTE requests (needs `engine.spec`)."""
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)  # this process is the replica's own
         settings = EngineSettings.model_validate(engine)
         config = settings.engine_config(model_dir, tuple(adapter_roots or ()))
         llm_engine = LLMEngine(config)
@@ -62,21 +69,8 @@ class LLMServer:
 
     async def generate(self, request: GenerateRequest) -> AsyncIterator[list[TokenDelta]]:
         completed = False
-        import time as _t
-
-        t0 = _t.time()
-        n = 0
         try:
             async for batch in replica_stream(self.engine, request):
-                n += 1
-                if n <= 2:
-                    logger.warning(
-                        "TIMING replica %s batch %d at %.2f ms since generate; %.3f",
-                        request.request_id[-6:],
-                        n,
-                        1000 * (_t.time() - t0),
-                        t0,
-                    )
                 yield batch
             completed = True
         finally:

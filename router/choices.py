@@ -2,13 +2,14 @@
 
 Applies incremental detokenization and stop strings; once a stop string matched, the
 choice is finished and later deltas for it are ignored (the caller aborts the request when
-every choice is done).
+every choice is done). Deltas that arrived together are detokenized together (one decode
+per batch, not per token) unless stop strings must see them one by one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from router.detokenizer import IncrementalDetokenizer
 from router.errors import APIError
@@ -59,6 +60,7 @@ class ChoiceState:
             tokenizer, prompt_token_ids, options.skip_special_tokens
         )
         self._stop = StopStringMatcher(options.stop, options.include_stop_str)
+        self._joinable = not options.stop  # tokens after a stop string must not count
         self.num_tokens = 0
         self.num_drafted_tokens = 0
         self.num_accepted_tokens = 0
@@ -67,6 +69,13 @@ class ChoiceState:
     @property
     def finished(self) -> bool:
         return self.finish_reason is not None
+
+    def consume_all(self, deltas: Sequence[TokenDelta]) -> list[ChoiceUpdate]:
+        """The updates of this choice's deltas from one batch, in order."""
+        if self._joinable and len(deltas) > 1 and not any(d.finished for d in deltas[:-1]):
+            deltas = [join_deltas(deltas)]
+        updates = [self.consume(delta) for delta in deltas]
+        return [u for u in updates if u is not None]
 
     def consume(self, delta: TokenDelta) -> ChoiceUpdate | None:
         """The update this delta makes visible, or None when the choice already ended."""
@@ -95,6 +104,21 @@ class ChoiceState:
             text += self._stop.flush()
             self.finish_reason = delta.finish_reason.value
         return ChoiceUpdate(self.index, text, delta.token_ids, delta.logprobs, self.finish_reason)
+
+
+def join_deltas(deltas: Sequence[TokenDelta]) -> TokenDelta:
+    """One delta with the tokens (and logprobs) of consecutive deltas of one choice; its
+    counters and finish reason are the last delta's."""
+    last = deltas[-1]
+    logprobs = None
+    if any(d.logprobs is not None for d in deltas):
+        logprobs = tuple(entry for d in deltas for entry in d.logprobs or ())
+    return replace(
+        last,
+        token_ids=tuple(t for d in deltas for t in d.token_ids),
+        logprobs=logprobs,
+        num_cached_tokens=max(d.num_cached_tokens for d in deltas),
+    )
 
 
 def merge_updates(updates: Sequence[ChoiceUpdate]) -> list[ChoiceUpdate]:

@@ -112,16 +112,6 @@ class Generation:
                         logprobs = self._builder.logprobs(update, offsets[update.index])
                         offsets[update.index] += len(update.text)
                         yield event(self._builder.chunk(update, logprobs))
-                        from router.service import _T
-
-                        if "ev" not in _T:
-                            import time as _t
-
-                            _T["ev"] = _t.time()
-                            b = _T["in"]
-                            logger.warning(
-                                "TIMING %.3f %s", b, {k: round(1000 * (v - b), 2) for k, v in _T.items()}
-                            )
             if self.prepared.output.include_usage:
                 yield event(self._builder.usage_chunk(self.usage))
             yield DONE
@@ -158,12 +148,6 @@ class Generation:
         try:
             async with aclosing(coalesce(self._deltas)) as batches:
                 async for batch in batches:
-                    from router.service import _T
-
-                    if "first" not in _T:
-                        import time as _t
-
-                        _T["first"] = _t.time()
                     updates = self._consume([d for deltas in batch for d in deltas])
                     if updates:
                         yield updates
@@ -175,12 +159,15 @@ class Generation:
             await self.close()
 
     def _consume(self, deltas: list[TokenDelta]) -> list[ChoiceUpdate]:
-        updates = []
+        by_choice: dict[int, list[TokenDelta]] = {}
         for delta in deltas:
             self._num_cached = max(self._num_cached, delta.num_cached_tokens)
-            update = self.choices[delta.index].consume(delta)
-            if update is not None:
-                updates.append(update)
+            by_choice.setdefault(delta.index, []).append(delta)
+        updates = [
+            update
+            for index, group in by_choice.items()
+            for update in self.choices[index].consume_all(group)
+        ]
         self._timer.on_tokens(sum(len(u.token_ids) for u in updates))
         return [u for u in merge_updates(updates) if not u.is_empty]
 

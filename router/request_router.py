@@ -51,9 +51,6 @@ class TandemRequestRouter(FIFOMixin, RequestRouter):
         pending_request: PendingRequest | None = None,
     ) -> list[list[RunningReplica]]:
         self._ensure_state()
-        import time as _t
-        from router.service import _T
-        _T["choose"] = _t.time()
         if not candidate_replicas:
             return []
         by_id = {r.replica_id.unique_id: r for r in candidate_replicas}
@@ -76,9 +73,6 @@ class TandemRequestRouter(FIFOMixin, RequestRouter):
         self, pending_request: PendingRequest, replica_id: ReplicaID, result: ReplicaResult
     ) -> None:
         self._ensure_state()
-        import time as _t
-        from router.service import _T
-        _T["routed"] = _t.time()
         rid = replica_id.unique_id
         self._in_flight[rid] += 1
         keys = self._prefix_keys.pop(pending_request.metadata.internal_request_id, None)

@@ -40,7 +40,6 @@ from workers.errors import AdapterNotFoundError, EngineDeadError
 from workers.protocol import GenerateRequest, SpeculationMode
 
 Result = dict[str, Any] | AsyncIterator[str]
-_T: dict = {}
 
 
 @dataclass(frozen=True)
@@ -68,14 +67,9 @@ class OpenAIService:
     # -- endpoints ------------------------------------------------------------------------------
 
     async def completions(self, body: CompletionRequest) -> Result:
-        import time as _t
-
-        _T.clear()
-        _T["in"] = _t.time()
         check_supported(body)
         adapter = self._adapter(body.model)
         prompt = self.tokenizer.encode_prompt(body.prompt)
-        _T["tok"] = _t.time()
         return await self.run(self._prepare(Endpoint.COMPLETIONS, body, adapter, prompt))
 
     async def chat(self, body: ChatCompletionRequest) -> Result:
@@ -120,10 +114,8 @@ class OpenAIService:
         finally:
             self._record_queue(prepared)
         self._on_dispatch(prepared, +1)
-        _T["adm"] = time.time()
         try:
             stream = await self._submit(prepared.engine_request)
-            _T["sub"] = time.time()
         except BaseException:
             slot.release()
             self._on_dispatch(prepared, -1)

@@ -10,12 +10,15 @@ from collections.abc import AsyncIterator
 from router.generation import Generation
 from router.metrics import NullMetrics, RecordingMetrics
 from router.prepared import Endpoint, OutputOptions, PreparedRequest
-from workers.protocol import FinishReason, GenerateRequest, TokenDelta
+from workers.protocol import FinishReason, GenerateRequest, TokenDelta, TokenLogprob
 from workers.sampling_params import SamplingParams
 
 
-def prepared(stream: bool = True, n: int = 1, stop: tuple[str, ...] = ()) -> PreparedRequest:
-    request = GenerateRequest("cmpl-1", (1, 5), SamplingParams(max_tokens=50, n=n))
+def prepared(
+    stream: bool = True, n: int = 1, stop: tuple[str, ...] = (), logprobs: int | None = None
+) -> PreparedRequest:
+    sampling = SamplingParams(max_tokens=50, n=n, logprobs=logprobs)
+    request = GenerateRequest("cmpl-1", (1, 5), sampling)
     return PreparedRequest(
         Endpoint.COMPLETIONS, "m", request, OutputOptions(stop=stop, stream=stream)
     )
@@ -102,3 +105,35 @@ def test_stop_strings_on_every_choice_close_the_stream_and_release_once(prompt_t
     assert [c["finish_reason"] for c in body["choices"]] == ["stop", "stop"]
     assert [c["text"] for c in body["choices"]] == ["", ""]
     assert closed == [True] and released == [generation]
+
+
+def test_a_batch_is_detokenized_at_once_with_every_logprob(prompt_tokenizer):
+    ids = ascii_ids(prompt_tokenizer, "abcd")
+
+    def with_logprob(token: int, finish: FinishReason | None = None) -> TokenDelta:
+        return TokenDelta("cmpl-1", 0, (token,), (TokenLogprob(token, -0.5),), finish)
+
+    async def burst() -> AsyncIterator[list[TokenDelta]]:
+        yield [with_logprob(t) for t in ids[:-1]] + [with_logprob(ids[-1], FinishReason.LENGTH)]
+
+    request = prepared(stream=False, logprobs=0)
+    generation = Generation(request, prompt_tokenizer, burst(), NullMetrics(), "m")
+    (choice,) = asyncio.run(generation.response())["choices"]
+    assert choice["text"] == prompt_tokenizer.decode(ids)
+    assert choice["logprobs"]["tokens"] == [prompt_tokenizer.token_text(t) for t in ids]
+    assert generation.usage.completion_tokens == len(ids)
+
+
+def test_tokens_after_a_stop_string_in_the_same_batch_are_not_counted(prompt_tokenizer):
+    stop, rest = ascii_ids(prompt_tokenizer, "x"), ascii_ids(prompt_tokenizer, "yz")
+
+    async def burst() -> AsyncIterator[list[TokenDelta]]:
+        yield [delta(stop), delta(rest), delta(rest, FinishReason.LENGTH)]
+
+    text = prompt_tokenizer.decode(stop)
+    generation = Generation(
+        prepared(stream=False, stop=(text,)), prompt_tokenizer, burst(), NullMetrics(), "m"
+    )
+    (choice,) = asyncio.run(generation.response())["choices"]
+    assert choice["finish_reason"] == "stop" and choice["text"] == ""
+    assert generation.usage.completion_tokens == len(stop)
