@@ -183,15 +183,24 @@ def run_hf(
     return batch * new_tokens / elapsed
 
 
-def lora_row(model_dir: Path, cfg: ModelConfig, work: list[tuple[list[int], int]]) -> dict:
-    """64 distinct rank-16 adapters mixed in the batch against the base model, same load."""
+def adapter_engine(model_dir: Path, count: int = 64) -> LLMEngine:
+    """A graphs engine with `count` random rank-16 adapters a0, a1, ... loaded."""
     root = model_dir.parent / "adapters"
-    for i in range(64):
+    cfg = ModelConfig.from_dir(model_dir)
+    for i in range(count):
         write_adapter(root / f"a{i}", cfg, rank=16, seed=i)
-    lora = LoRAConfig(max_loras=64, max_cpu_loras=64, max_lora_rank=16, adapter_roots=(str(root),))
+    lora = LoRAConfig(
+        max_loras=count, max_cpu_loras=count, max_lora_rank=16, adapter_roots=(str(root),)
+    )
     engine = engine_for(model_dir, True, lora)
-    for i in range(64):
+    for i in range(count):
         engine.load_adapter(f"a{i}", f"a{i}")
+    return engine
+
+
+def lora_row(model_dir: Path, work: list[tuple[list[int], int]]) -> dict:
+    """64 distinct rank-16 adapters mixed in the batch against the base model, same load."""
+    engine = adapter_engine(model_dir)
     short = [(p[:256], 128) for p, _ in work[:128]]
     for adapters in (0, 64):  # warm-up: kernels compiled, adapters on the device
         run_serving(engine, [(p, 8) for p, _ in short[:64]], adapters)
@@ -227,7 +236,7 @@ def main() -> None:
         model_dir = save_model(Path(tmp) / "llama-1b")
         cfg = ModelConfig.from_dir(model_dir)
         if args.lora_only:
-            row = lora_row(model_dir, cfg, serving_workload(128))
+            row = lora_row(model_dir, serving_workload(128))
             write_json("gpu_suite_lora.json", {"hardware": hardware(), "rows": [row]})
             print_table([row])
             return
@@ -292,7 +301,7 @@ def main() -> None:
                 "ratio": 0.0,
             }
         )
-        rows.append(lora_row(model_dir, cfg, work))
+        rows.append(lora_row(model_dir, work))
     results["rows"] = rows
     name = args.name or ("gpu_suite_quick.json" if args.quick else "gpu_suite.json")
     write_json(name, results)

@@ -21,11 +21,8 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from benchmarks.common import median, print_table
-from benchmarks.gpu_suite import engine_for, save_model, serving_workload
-from benchmarks.lora_throughput import write_adapter
-from workers.config import LoRAConfig
+from benchmarks.gpu_suite import adapter_engine, engine_for, save_model, serving_workload
 from workers.engine import LLMEngine
-from workers.models.model_config import ModelConfig
 from workers.protocol import GenerateRequest
 from workers.sampling_params import SamplingParams
 
@@ -236,14 +233,7 @@ def main() -> None:
 
 def lora_profile(model_dir: Path) -> None:
     """gpu_suite's adapter workload: where mixed-adapter steps spend their time."""
-    root = model_dir.parent / "adapters"
-    cfg = ModelConfig.from_dir(model_dir)
-    for i in range(64):
-        write_adapter(root / f"a{i}", cfg, rank=16, seed=i)
-    lora = LoRAConfig(max_loras=64, max_cpu_loras=64, max_lora_rank=16, adapter_roots=(str(root),))
-    engine = engine_for(model_dir, True, lora)
-    for i in range(64):
-        engine.load_adapter(f"a{i}", f"a{i}")
+    engine = adapter_engine(model_dir)
     short = [(p[:256], 128) for p, _ in serving_workload(128)]
     serving_split(engine, short)
     serving_split(engine, short, adapters=64)
