@@ -111,11 +111,12 @@ def phase_table(engine: LLMEngine, batch: int, context: int) -> None:
 
         return wrapper
 
-    originals = (engine.scheduler.schedule, engine.runner.execute, graphs.run)
+    # The timers synchronize, so steps do not overlap here (async scheduling is off in effect).
+    originals = (engine.scheduler.schedule, engine.runner.launch, graphs.run)
     bucket = next(b for b in graphs.buckets if b >= batch)
     graph = graphs.graphs[bucket]
     engine.scheduler.schedule = timed("schedule", originals[0])  # type: ignore[method-assign]
-    engine.runner.execute = timed("execute", originals[1])  # type: ignore[method-assign]
+    engine.runner.launch = timed("launch", originals[1])  # type: ignore[method-assign]
     graphs.run = timed("graphs.run", originals[2])  # type: ignore[method-assign]
     graph.replay = timed("replay", graph.replay)  # type: ignore[method-assign]
     for _ in range(20):
@@ -125,7 +126,7 @@ def phase_table(engine: LLMEngine, batch: int, context: int) -> None:
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(5):
             engine.step()
-    engine.scheduler.schedule, engine.runner.execute, graphs.run = originals  # type: ignore[method-assign]
+    engine.scheduler.schedule, engine.runner.launch, graphs.run = originals  # type: ignore[method-assign]
     del graph.replay
     clear(engine)
     print(f"\n== phases of a decode step, batch {batch}, context {context} (ms) ==")
@@ -155,22 +156,23 @@ def kernel_table(
 
 
 def serving_split(engine: LLMEngine, work: list[tuple[list[int], int]], adapters: int = 0) -> None:
-    """Time of mixed (prefill) and pure-decode steps over the serving workload."""
-    execute = engine.runner.execute
+    """Time of mixed (prefill) and pure-decode steps over the serving workload (each
+    launch waited for, so steps do not overlap)."""
+    launch = engine.runner.launch
     spent: dict[str, list[float]] = defaultdict(list)
     sizes: dict[str, list[int]] = defaultdict(list)
 
     def timed(step):  # type: ignore[no-untyped-def]
         torch.cuda.synchronize()
         t0 = time.perf_counter()
-        out = execute(step)
+        out = launch(step)
         torch.cuda.synchronize()
         kind = "decode" if all(s.num_tokens == 1 for s in step.seqs) else "mixed"
         spent[kind].append(time.perf_counter() - t0)
         sizes[kind].append(len(step.seqs))
         return out
 
-    engine.runner.execute = timed  # type: ignore[method-assign]
+    engine.runner.launch = timed  # type: ignore[method-assign]
     for i, (prompt, out_len) in enumerate(work):
         params = SamplingParams(max_tokens=out_len, temperature=0, ignore_eos=True)
         adapter = f"a{i % adapters}" if adapters else None
@@ -180,7 +182,7 @@ def serving_split(engine: LLMEngine, work: list[tuple[list[int], int]], adapters
     while engine.has_unfinished():
         generated += sum(len(d.token_ids) for d in engine.step())
     total = time.perf_counter() - start
-    engine.runner.execute = execute  # type: ignore[method-assign]
+    engine.runner.launch = launch  # type: ignore[method-assign]
     rows = [
         {
             "kind": kind,

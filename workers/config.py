@@ -53,6 +53,8 @@ class EngineConfig:
     max_model_len: int | None = None
     seed: int = 0
     cuda_graphs: bool = True  # capture decode steps as CUDA graphs (CUDA only)
+    # Schedule step N+1 while step N runs on the device (greedy steps; None: on CUDA only).
+    async_scheduling: bool | None = None
     quantization: str | None = None  # "int8" or "nf4" (bitsandbytes) for the projections
     cache: CacheConfig = field(default_factory=CacheConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)

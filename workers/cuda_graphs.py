@@ -90,10 +90,15 @@ class StepGraphs:
         )
 
     def run(
-        self, seqs: tuple[ScheduledSeq, ...], adapter_slots: list[int] | None = None
+        self,
+        seqs: tuple[ScheduledSeq, ...],
+        adapter_slots: list[int] | None = None,
+        fill: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """float32 logits of every sample row, sequence by sequence (as the eager forward
-        returns them); adapter_slots: each sequence's LoRA slot (-1 or None: base model)."""
+        returns them); adapter_slots: each sequence's LoRA slot (-1 or None: base model);
+        fill: (sequence index, token id) tensors on the device, last tokens to replace
+        (placeholders for tokens the previous step samples)."""
         batch = len(seqs)
         width = max(s.num_tokens for s in seqs)
         bucket = next(b for b in self.shapes[width] if b >= batch)
@@ -113,6 +118,9 @@ class StepGraphs:
         table[batch:bucket, 0] = self.scratch_block
         self.inputs.copy_(self.host, non_blocking=True)
         self.copied.record()
+        if fill is not None:
+            index, ids = fill
+            self.input_ids.index_copy_(0, index * width + width - 1, ids)
         self.graphs[bucket, width].replay()
         logits = self.logits[bucket, width]
         if width == 1:

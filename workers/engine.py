@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -14,7 +15,7 @@ from workers.config import EngineConfig
 from workers.errors import AdapterNotFoundError
 from workers.kv_cache.block_pool import BlockPool
 from workers.kv_cache.manager import KVCacheManager
-from workers.model_runner import ModelRunner
+from workers.model_runner import ModelRunner, PendingOutput, plain_greedy
 from workers.models.loader import load_model, resolve_dtype
 from workers.models.model_config import ModelConfig
 from workers.models.quantize import quantize_projections
@@ -27,11 +28,12 @@ from workers.protocol import (
     TokenDelta,
 )
 from workers.scheduler import Scheduler
+from workers.scheduler_output import SchedulerOutput
 from workers.sequence import Request
 from workers.spec.draft_model import DraftModelProposer
 from workers.spec.proposers import NgramProposer, Proposer, RemoteClient, RemoteProposer
 from workers.spec.speculator import Speculator
-from workers.step_results import apply_step, delta_of, fork_samples
+from workers.step_results import advance_in_flight, apply_step, delta_of, fork_samples
 from workers.stop_checker import stop_token_ids
 
 
@@ -75,6 +77,9 @@ class LLMEngine:
             graph_tokens=1 + config.spec.num_speculative_tokens if config.spec else 1,
         )
         self.speculator = self._make_speculator(dtype)
+        overlap = config.async_scheduling
+        self.async_scheduling = self.device.type == "cuda" if overlap is None else overlap
+        self._in_flight: LaunchedStep | None = None
         self._order = itertools.count()
         self._request_ids: set[str] = set()
 
@@ -161,13 +166,33 @@ class LLMEngine:
     def has_unfinished(self) -> bool:
         return self.scheduler.has_work()
 
+    @property
+    def step_in_flight(self) -> bool:
+        """Whether the next step is already queued on the device (async scheduling)."""
+        return self._in_flight is not None
+
     def step(self) -> list[TokenDelta]:
+        """Run one step and return its deltas. With async scheduling, the step after it is
+        scheduled and queued on the device before this one's tokens reach the host (and
+        runs while the host applies them): each step() returns one step's deltas, one step
+        is in flight between calls."""
         start = time.perf_counter()
-        step = self.scheduler.schedule()
-        if self.speculator is not None:
-            step = self.speculator.attach_drafts(self.scheduler, step)
-        result = self.runner.execute(step)
-        deltas = apply_step(self.scheduler, step, result, self.max_model_len)
+        current, self._in_flight = self._in_flight, None
+        if current is None:
+            step = self.scheduler.schedule()
+            if self.speculator is not None:
+                step = self.speculator.attach_drafts(self.scheduler, step)
+            current = LaunchedStep(step, self.runner.launch(step))
+        step = current.step
+        # Speculation needs every token on the host before it drafts: no overlap with it.
+        overlap = self.async_scheduling and self.speculator is None and _overlaps(step)
+        if overlap:
+            advance_in_flight(self.scheduler, step)
+            ahead = self.scheduler.schedule(preempt=False)
+            if not ahead.empty:
+                self._in_flight = LaunchedStep(ahead, self.runner.launch(ahead))
+        result = current.output.result()
+        deltas = apply_step(self.scheduler, step, result, self.max_model_len, in_flight=overlap)
         if self.speculator is not None:
             self.speculator.observe(self.scheduler, step, result, time.perf_counter() - start)
         if any(delta.finished for delta in deltas):
@@ -264,6 +289,24 @@ class LLMEngine:
                 f"sequence needs {per_seq}; lower max_model_len or raise memory_fraction"
             )
         return num_blocks
+
+
+@dataclass(frozen=True)
+class LaunchedStep:
+    step: SchedulerOutput
+    output: PendingOutput
+
+
+def _overlaps(step: SchedulerOutput) -> bool:
+    """Whether the next step can be scheduled before this one's tokens are known: every
+    sequence samples at most one token, greedily on the device, and nothing forks."""
+    for s in step.seqs:
+        params = s.sampling
+        if params.n > 1 or params.use_beam_search or s.spec_token_ids:
+            return False
+        if s.sample and not (plain_greedy(s) and not params.logprobs):
+            return False
+    return not step.empty
 
 
 def _free_memory(device: torch.device) -> int:

@@ -3,6 +3,7 @@ picks the next token of every sequence that samples."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -15,6 +16,7 @@ from workers.models.llama import LlamaForCausalLM
 from workers.protocol import TokenLogprob
 from workers.sampler import draw, processed_logits, sampling_probs, top_logprobs
 from workers.scheduler_output import ModelRunnerOutput, ScheduledSeq, SchedulerOutput
+from workers.sequence import PLACEHOLDER
 from workers.spec.verify import accept_greedy, verify_drafts
 from workers.stop_checker import stop_token_ids
 
@@ -74,17 +76,27 @@ class ModelRunner:
             if use_graphs
             else None
         )
+        # The last greedy step's ids on the device and each sequence's row in them.
+        self._sampled: tuple[torch.Tensor, dict[int, int]] | None = None
+
+    def execute(self, step: SchedulerOutput) -> ModelRunnerOutput:
+        return self.launch(step).result()
 
     @torch.inference_mode()
-    def execute(self, step: SchedulerOutput) -> ModelRunnerOutput:
+    def launch(self, step: SchedulerOutput) -> PendingOutput:
+        """Queue the step on the device. Greedy steps pick their tokens there and return
+        before the device is done (result() waits), so the host can prepare the next step;
+        a sequence of that next step may then hold a PLACEHOLDER for the token this step
+        samples, which the device fills in."""
         self._copy_blocks(step.block_copies)
         if step.empty:
-            return ModelRunnerOutput({}, {})
+            return PendingOutput(ready=ModelRunnerOutput({}, {}))
         logits = self.forward_logits(step.seqs)
         sampling = tuple(s for s in step.seqs if s.sample)
-        if all(_plain_greedy(s) and not s.sampling.logprobs for s in sampling):
-            return _greedy_on_device(sampling, logits)
-        return self._pick(sampling, logits.float().cpu())
+        if all(plain_greedy(s) and not s.sampling.logprobs for s in sampling):
+            return self._greedy_on_device(sampling, logits)
+        self._sampled = None
+        return PendingOutput(ready=self._pick(sampling, logits.float().cpu()))
 
     @torch.inference_mode()
     def forward_logits(self, seqs: tuple[ScheduledSeq, ...]) -> torch.Tensor:
@@ -92,12 +104,31 @@ class ModelRunner:
         device, [sum of num_sample_rows, vocab]."""
         if self._graph_ready(seqs):
             assert self.graphs is not None
-            return self.graphs.run(seqs, self._adapter_slots(seqs))
+            fill = self._placeholders(seqs, range(len(seqs)))
+            return self.graphs.run(seqs, self._adapter_slots(seqs), fill)
         inputs = self._prepare(seqs)
+        fill = self._placeholders(seqs, [end - 1 for end in inputs.meta.query_start_loc[1:]])
+        if fill is not None:
+            inputs.input_ids.index_copy_(0, *fill)
         hidden = self.model(
             inputs.input_ids, inputs.positions, self.kv_caches, inputs.meta, inputs.lora
         )
         return self.model.compute_logits(hidden[inputs.logits_indices])
+
+    def _placeholders(
+        self, seqs: tuple[ScheduledSeq, ...], last_rows: Sequence[int]
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(index, token ids) on the device for sequences whose last token is still being
+        sampled by the previous step: index is the sequence's row in last_rows."""
+        pending = [(i, s.seq_id) for i, s in enumerate(seqs) if s.token_ids[-1] == PLACEHOLDER]
+        if not pending:
+            return None
+        assert self._sampled is not None, "a placeholder without a greedy step before it"
+        ids, row_of = self._sampled
+        index = torch.tensor(
+            [[last_rows[i] for i, _ in pending], [row_of[seq_id] for _, seq_id in pending]]
+        ).to(self.device, non_blocking=True)
+        return index[0], ids[index[1]]
 
     def _graph_ready(self, seqs: tuple[ScheduledSeq, ...]) -> bool:
         """Sampling steps within the captured shapes (adapters only with LoRA slots)."""
@@ -199,7 +230,7 @@ class ModelRunner:
         params = s.sampling
         generator = s.generator or self.generator
         drafts = s.spec_token_ids
-        if _plain_greedy(s):  # the common case, without building distributions
+        if plain_greedy(s):  # the common case, without building distributions
             return accept_greedy(rows.argmax(-1).tolist(), drafts)
         probs = torch.stack(
             [
@@ -217,13 +248,46 @@ class ModelRunner:
         stops = stop_token_ids(s.sampling, self.eos_token_ids)
         return processed_logits(row, s.sampling, s.prompt_token_ids, output_ids, stops)
 
+    def _greedy_on_device(
+        self, seqs: tuple[ScheduledSeq, ...], logits: torch.Tensor
+    ) -> PendingOutput:
+        """Argmax where the logits are (drafts verified against it); only token ids and
+        their log-probabilities go to the host, in one copy that result() waits for. The
+        ids stay on the device for the next step's placeholders."""
+        best = logits.argmax(-1)
+        chosen = logits.log_softmax(-1).gather(1, best[:, None])[:, 0]
+        packed = torch.stack((best.double(), chosen.double()))
+        one_row = all(s.num_sample_rows == 1 for s in seqs)
+        self._sampled = (best, {s.seq_id: i for i, s in enumerate(seqs)}) if one_row else None
+        if not packed.is_cuda:
+            return PendingOutput(seqs, packed)
+        done = torch.cuda.Event()
+        host = packed.to("cpu", non_blocking=True)
+        done.record()
+        return PendingOutput(seqs, host, done)
 
-def _greedy_on_device(seqs: tuple[ScheduledSeq, ...], logits: torch.Tensor) -> ModelRunnerOutput:
-    """Argmax where the logits are (drafts verified against it); only token ids and their
-    log-probabilities reach the host, in one copy."""
-    best = logits.argmax(-1)
-    chosen = logits.log_softmax(-1).gather(1, best[:, None])[:, 0]
-    ids, values = torch.stack((best.double(), chosen.double())).tolist()
+
+@dataclass(frozen=True)
+class PendingOutput:
+    """A launched step's output: `ready`, or greedy ids and log-probabilities ([2, rows],
+    float64) on their way to the host until `done`."""
+
+    seqs: tuple[ScheduledSeq, ...] = ()
+    host: torch.Tensor | None = None
+    done: torch.cuda.Event | None = None
+    ready: ModelRunnerOutput | None = None
+
+    def result(self) -> ModelRunnerOutput:
+        if self.ready is not None:
+            return self.ready
+        assert self.host is not None
+        if self.done is not None:
+            self.done.synchronize()
+        return _greedy_output(self.seqs, self.host)
+
+
+def _greedy_output(seqs: tuple[ScheduledSeq, ...], packed: torch.Tensor) -> ModelRunnerOutput:
+    ids, values = packed.tolist()
     sampled: dict[int, tuple[TokenLogprob, ...]] = {}
     row = 0
     for s in seqs:
@@ -236,7 +300,7 @@ def _greedy_on_device(seqs: tuple[ScheduledSeq, ...], logits: torch.Tensor) -> M
     return ModelRunnerOutput(sampled, {})
 
 
-def _plain_greedy(s: ScheduledSeq) -> bool:
+def plain_greedy(s: ScheduledSeq) -> bool:
     """Greedy with nothing that changes the argmax (penalties, held-back stop tokens)."""
     params = s.sampling
     return (

@@ -72,20 +72,27 @@ class Scheduler:
 
     # -- one step ---------------------------------------------------------------------------
 
-    def schedule(self) -> SchedulerOutput:
+    def schedule(self, preempt: bool = True) -> SchedulerOutput:
+        """The next step. preempt=False (scheduling ahead of a step in flight, whose
+        sequences hold tokens not known yet) never preempts: where blocks run out, the step
+        ends there and admits nothing."""
         budget = self.config.max_num_batched_tokens
         scheduled: list[ScheduledSeq] = []
         preempted_before = self.num_preemptions
+        out_of_blocks = False
         i = 0
         while i < len(self.running) and budget > 0:
             req = self.running[i]
-            planned = self._schedule_running(req, budget)
-            if planned is None:  # req preempted itself: it is no longer in running
-                continue
+            planned = self._schedule_running(req, budget, preempt)
+            if planned is None:
+                out_of_blocks = not preempt
+                if out_of_blocks:
+                    break
+                continue  # req preempted itself: it is no longer in running
             scheduled += planned
             budget -= sum(s.num_tokens for s in planned)
             i += 1
-        if self.num_preemptions == preempted_before:
+        if self.num_preemptions == preempted_before and not out_of_blocks:
             scheduled += self._admit_waiting(budget)
         return SchedulerOutput(
             seqs=tuple(scheduled),
@@ -93,11 +100,15 @@ class Scheduler:
             num_preempted=self.num_preemptions - preempted_before,
         )
 
-    def _schedule_running(self, req: Request, budget: int) -> list[ScheduledSeq] | None:
+    def _schedule_running(
+        self, req: Request, budget: int, preempt: bool
+    ) -> list[ScheduledSeq] | None:
         plan = self._plan(req, budget)
         planned: list[ScheduledSeq] = []
         for seq, num_new in plan:
             while self.kv.allocate_slots(seq.seq_id, seq.num_computed_tokens, num_new) is None:
+                if not preempt:
+                    return None
                 victim = self.running[-1]
                 self._preempt(victim)
                 if victim is req:

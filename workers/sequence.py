@@ -13,6 +13,10 @@ from workers.sampling_params import SamplingParams
 
 _seq_ids = itertools.count()
 
+# Stands in token_ids for a token an in-flight step is still sampling (its id is on the
+# device); never a valid token id.
+PLACEHOLDER = -1
+
 
 @dataclass(eq=False)
 class Sequence:
@@ -31,19 +35,34 @@ class Sequence:
     num_drafted_tokens: int = 0
     num_accepted_tokens: int = 0
     finish_reason: FinishReason | None = None
+    num_pending: int = 0  # trailing PLACEHOLDERs: tokens of steps still in flight
 
     @property
     def num_tokens(self) -> int:
+        """Tokens the scheduler plans with, those still being sampled included."""
         return len(self.token_ids)
 
     @property
+    def num_known_tokens(self) -> int:
+        return len(self.token_ids) - self.num_pending
+
+    @property
     def output_token_ids(self) -> list[int]:
-        return self.token_ids[self.num_prompt_tokens :]
+        return self.token_ids[self.num_prompt_tokens : self.num_known_tokens]
 
     @property
     def num_output_tokens(self) -> int:
-        return len(self.token_ids) - self.num_prompt_tokens
+        return self.num_known_tokens - self.num_prompt_tokens
 
+    def add_pending(self) -> None:
+        """A step that samples this sequence is in flight; its token comes later."""
+        self.token_ids.append(PLACEHOLDER)
+        self.num_pending += 1
+
+    def resolve_pending(self, token_id: int) -> None:
+        """The oldest in-flight token is known."""
+        self.token_ids[self.num_known_tokens] = token_id
+        self.num_pending -= 1
     @property
     def finished(self) -> bool:
         return self.finish_reason is not None

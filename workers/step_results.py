@@ -5,16 +5,36 @@ from __future__ import annotations
 
 from workers.beam_search import beam_step
 from workers.kv_cache.manager import KVCacheManager
-from workers.protocol import FinishReason, TokenDelta
+from workers.protocol import FinishReason, TokenDelta, TokenLogprob
 from workers.scheduler import Scheduler
 from workers.scheduler_output import ModelRunnerOutput, ScheduledSeq, SchedulerOutput
 from workers.sequence import Request, Sequence, make_generator
 from workers.stop_checker import finish_reason
 
 
+def advance_in_flight(scheduler: Scheduler, step: SchedulerOutput) -> None:
+    """Account for a launched step before its result is known, so the next one can be
+    scheduled: its tokens count as computed, and each sampling sequence holds a PLACEHOLDER
+    for its next token. Only for steps without drafts, forks or beams (one token per
+    sampling sequence, whatever it turns out to be)."""
+    by_id = {s.seq_id: s for s in step.seqs}
+    for req in scheduler.running:
+        for seq in req.seqs:
+            scheduled = by_id.get(seq.seq_id)
+            if scheduled is not None:
+                seq.num_computed_tokens += scheduled.num_tokens
+                if scheduled.sample:
+                    seq.add_pending()
+
+
 def apply_step(
-    scheduler: Scheduler, step: SchedulerOutput, result: ModelRunnerOutput, max_model_len: int
+    scheduler: Scheduler,
+    step: SchedulerOutput,
+    result: ModelRunnerOutput,
+    max_model_len: int,
+    in_flight: bool = False,
 ) -> list[TokenDelta]:
+    """in_flight: the step went through advance_in_flight; its tokens replace placeholders."""
     by_id = {s.seq_id: s for s in step.seqs}
     kv = scheduler.kv
     deltas: list[TokenDelta] = []
@@ -23,7 +43,10 @@ def apply_step(
         if not progressed:
             continue
         for seq, scheduled in progressed:
-            _advance(kv, req, seq, scheduled, result, max_model_len)
+            if in_flight:
+                _resolve(kv, req, seq, result, max_model_len)
+            else:
+                _advance(kv, req, seq, scheduled, result, max_model_len)
         if req.beam is not None and all(s.seq_id in result.beam_topk for s in req.seqs):
             deltas += _advance_beams(kv, req, result, max_model_len)
         if req.needs_fork and req.seqs[0].num_computed_tokens >= req.prefill_target(req.seqs[0]):
@@ -59,24 +82,44 @@ def _advance(
     seq.num_computed_tokens += scheduled.num_tokens - rejected
     for token in tokens:
         seq.token_ids.append(token.token_id)
-        if req.sampling.logprobs is not None:
-            seq.logprobs.append(token)
-        seq.finish_reason = finish_reason(
-            token.token_id,
-            seq.num_output_tokens,
-            seq.num_tokens,
-            req.sampling,
-            req.stop_ids,
-            max_model_len,
-        )
-        if seq.finished:  # a stop inside the accepted drafts drops the rest
-            seq.num_computed_tokens = min(seq.num_computed_tokens, seq.num_tokens - 1)
+        if _append(req, seq, token, max_model_len):  # a stop inside accepted drafts
             break
     if scheduled.spec_token_ids:
         kv.trim(seq.seq_id, seq.num_computed_tokens)
         seq.num_drafted_tokens += len(scheduled.spec_token_ids)
         seq.num_accepted_tokens += num_accepted
     kv.cache_full_blocks(seq.seq_id, seq.token_ids, seq.num_computed_tokens, req.cache_key)
+
+
+def _resolve(
+    kv: KVCacheManager, req: Request, seq: Sequence, result: ModelRunnerOutput, max_model_len: int
+) -> None:
+    """An in-flight step's token replaces the sequence's oldest placeholder (progress was
+    counted at launch). A sequence that ends here is dropped with what later steps add."""
+    for token in result.sampled.get(seq.seq_id, ()):
+        seq.resolve_pending(token.token_id)
+        _append(req, seq, token, max_model_len)
+    # Blocks full of known tokens; the last one's keys may still be being written by a step
+    # in flight, which runs before any step that could read them from the prefix cache.
+    computed = min(seq.num_computed_tokens, seq.num_known_tokens)
+    kv.cache_full_blocks(seq.seq_id, seq.token_ids, computed, req.cache_key)
+
+
+def _append(req: Request, seq: Sequence, token: TokenLogprob, max_model_len: int) -> bool:
+    """Record the token's logprob and whether it ends the sequence (then True)."""
+    if req.sampling.logprobs is not None:
+        seq.logprobs.append(token)
+    seq.finish_reason = finish_reason(
+        token.token_id,
+        seq.num_output_tokens,
+        seq.num_known_tokens,
+        req.sampling,
+        req.stop_ids,
+        max_model_len,
+    )
+    if seq.finished:
+        seq.num_computed_tokens = min(seq.num_computed_tokens, seq.num_known_tokens - 1)
+    return seq.finished
 
 
 def _advance_beams(

@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from tests.factories import hf_greedy, make_engine, random_prompts
+from tests.workers.test_async_scheduling import mixed_workload
+from tests.workers.test_async_scheduling import run as run_all
 from workers.protocol import GenerateRequest, SpeculationMode
 from workers.sampling_params import SamplingParams
 from workers.spec.config import SpecConfig
@@ -90,13 +92,38 @@ def test_cuda_speculation_in_graphs_equals_cpu(llama_dir: Path, mode: Speculatio
     widths: list[int] = []
     run = cuda.runner.graphs.run
 
-    def counted(seqs, adapter_slots=None):  # type: ignore[no-untyped-def]
+    def counted(seqs, adapter_slots=None, fill=None):  # type: ignore[no-untyped-def]
         widths.append(max(s.num_tokens for s in seqs))
-        return run(seqs, adapter_slots)
+        return run(seqs, adapter_slots, fill)
 
     cuda.runner.graphs.run = counted  # type: ignore[method-assign]
     ours = cuda.generate(specs)
     assert ours == make_engine(llama_dir, spec=spec).generate(specs)
     assert cuda.speculator.policy.stats.num_drafted_tokens > 0
     assert max(widths) > 1  # verification ran in a graph
+    assert cuda.stats().num_free_blocks == cuda.stats().num_total_blocks
+
+
+def test_cuda_async_scheduling_equals_cpu(llama_dir: Path) -> None:
+    """Steps overlap on the GPU (greedy ones) and the tokens, logprobs and finish reasons
+    equal the CPU engine's without overlap, for a workload mixing every kind of request."""
+    cuda = make_engine(llama_dir, device="cuda", dtype="float32", max_num_batched_tokens=24)
+    assert cuda.async_scheduling
+    overlapped = 0
+    step = cuda.step
+
+    def counted():  # type: ignore[no-untyped-def]
+        nonlocal overlapped
+        deltas = step()
+        overlapped += cuda.step_in_flight
+        return deltas
+
+    cuda.step = counted  # type: ignore[method-assign]
+    cpu = make_engine(llama_dir, max_num_batched_tokens=24, async_scheduling=False)
+
+    def tokens(seen: dict) -> dict:  # logprobs differ in the last digits across devices
+        return {key: [(c[0], c[2], c[3]) for c in chunks] for key, chunks in seen.items()}
+
+    assert tokens(run_all(cuda, mixed_workload())) == tokens(run_all(cpu, mixed_workload()))
+    assert overlapped > 10
     assert cuda.stats().num_free_blocks == cuda.stats().num_total_blocks

@@ -14,10 +14,18 @@ from workers.protocol import FinishReason, GenerateRequest
 from workers.sampling_params import SamplingParams
 
 
-def test_no_block_leak_after_1000_random_requests_with_aborts(llama_dir: Path) -> None:
+@pytest.mark.parametrize("overlap", [False, True], ids=["sync", "async"])
+def test_no_block_leak_after_1000_random_requests_with_aborts(
+    llama_dir: Path, overlap: bool
+) -> None:
     rng = random.Random(0)
     engine = make_engine(
-        llama_dir, num_blocks=20, block_size=4, max_num_seqs=12, max_num_batched_tokens=64
+        llama_dir,
+        num_blocks=20,
+        block_size=4,
+        max_num_seqs=12,
+        max_num_batched_tokens=64,
+        async_scheduling=overlap,
     )
     live: set[str] = set()
     submitted = 0
@@ -106,9 +114,10 @@ def test_bad_requests_are_refused_and_the_engine_keeps_serving(llama_dir: Path, 
     assert out == hf_greedy(llama_hf, prompt, 8)
 
 
-def test_generation_stops_at_the_context_length(tmp_path: Path) -> None:
+@pytest.mark.parametrize("overlap", [False, True], ids=["sync", "async"])
+def test_generation_stops_at_the_context_length(tmp_path: Path, overlap: bool) -> None:
     model_dir = make_tiny_model(tmp_path / "short", max_position_embeddings=24)
-    engine = make_engine(model_dir)
+    engine = make_engine(model_dir, async_scheduling=overlap)
     out = engine.generate(
         [GenerateRequest("c", tuple(range(3, 23)), SamplingParams(max_tokens=50, ignore_eos=True))]
     )

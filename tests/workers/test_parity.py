@@ -33,10 +33,13 @@ def expected(hf_model, prompts: list[list[int]]) -> list[list[int]]:
     return [hf_greedy(hf_model, p, GREEDY.max_tokens) for p in prompts]
 
 
+@pytest.mark.parametrize("overlap", [False, True], ids=["sync", "async"])
 @pytest.mark.parametrize("arch", ARCHS)
-def test_greedy_batch_equals_transformers(model_dirs: dict[str, Path], arch: str) -> None:
+def test_greedy_batch_equals_transformers(
+    model_dirs: dict[str, Path], arch: str, overlap: bool
+) -> None:
     prompts = random_prompts(PROMPT_LENGTHS)
-    engine = make_engine(model_dirs[arch])
+    engine = make_engine(model_dirs[arch], async_scheduling=overlap)
     assert greedy_outputs(engine, prompts) == expected(load_hf(model_dirs[arch]), prompts)
     assert engine.stats().num_free_blocks == engine.stats().num_total_blocks
 
@@ -58,15 +61,17 @@ def test_logits_of_one_forward_match(model_dirs: dict[str, Path], arch: str, dty
     torch.testing.assert_close(ours, theirs, atol=tol, rtol=tol)
 
 
-def test_chunked_prefill_keeps_output(llama_dir: Path, llama_hf) -> None:
+@pytest.mark.parametrize("overlap", [False, True], ids=["sync", "async"])
+def test_chunked_prefill_keeps_output(llama_dir: Path, llama_hf, overlap: bool) -> None:
     prompts = random_prompts(PROMPT_LENGTHS)
-    engine = make_engine(llama_dir, max_num_batched_tokens=7)
+    engine = make_engine(llama_dir, max_num_batched_tokens=7, async_scheduling=overlap)
     assert greedy_outputs(engine, prompts) == expected(llama_hf, prompts)
 
 
-def test_prefix_cache_hit_keeps_output(llama_dir: Path, llama_hf) -> None:
+@pytest.mark.parametrize("overlap", [False, True], ids=["sync", "async"])
+def test_prefix_cache_hit_keeps_output(llama_dir: Path, llama_hf, overlap: bool) -> None:
     prompt = random_prompts([30])[0]
-    engine = make_engine(llama_dir, block_size=4)
+    engine = make_engine(llama_dir, block_size=4, async_scheduling=overlap)
     first = greedy_outputs(engine, [prompt])
     hits_before = engine.kv.prefix_hit_tokens
     specs = [GenerateRequest("again", tuple(prompt), GREEDY)]
@@ -75,15 +80,17 @@ def test_prefix_cache_hit_keeps_output(llama_dir: Path, llama_hf) -> None:
     assert first == second == expected(llama_hf, [prompt])
 
 
-def test_preemption_by_recompute_keeps_output(llama_dir: Path, llama_hf) -> None:
+@pytest.mark.parametrize("overlap", [False, True], ids=["sync", "async"])
+def test_preemption_by_recompute_keeps_output(llama_dir: Path, llama_hf, overlap: bool) -> None:
     prompts = random_prompts(PROMPT_LENGTHS)
-    engine = make_engine(llama_dir, num_blocks=14, block_size=4)
+    engine = make_engine(llama_dir, num_blocks=14, block_size=4, async_scheduling=overlap)
     assert greedy_outputs(engine, prompts) == expected(llama_hf, prompts)
     assert engine.scheduler.num_preemptions > 0
     assert engine.stats().num_free_blocks == 14
 
 
-def test_preemption_without_prefix_cache(llama_dir: Path, llama_hf) -> None:
+@pytest.mark.parametrize("overlap", [False, True], ids=["sync", "async"])
+def test_preemption_without_prefix_cache(llama_dir: Path, llama_hf, overlap: bool) -> None:
     prompts = random_prompts(PROMPT_LENGTHS)
     engine = make_engine(
         llama_dir,
@@ -91,6 +98,7 @@ def test_preemption_without_prefix_cache(llama_dir: Path, llama_hf) -> None:
         block_size=4,
         enable_prefix_caching=False,
         max_num_batched_tokens=9,
+        async_scheduling=overlap,
     )
     assert greedy_outputs(engine, prompts) == expected(llama_hf, prompts)
     assert engine.scheduler.num_preemptions > 0
