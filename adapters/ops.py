@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from adapters.slots import LoRASlots
+from workers.host_copy import to_device
 
 
 def lora_delta_reference(
@@ -56,7 +57,7 @@ class LoRABatch:
         used = sorted({s for s in token_slots if s >= 0})
         if not used:
             return None
-        slot_tensor = torch.tensor(token_slots, device=slots.device)
+        slot_tensor = to_device(token_slots, slots.device)
         if slots.device.type == "cuda":
             return cls(slots, slot_tensor, None)
         groups = tuple((s, torch.nonzero(slot_tensor == s).flatten()) for s in used)

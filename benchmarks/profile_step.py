@@ -228,7 +228,7 @@ def main() -> None:
         phase_table(engine, 256, 640)
         phase_table(engine, 64, 640)
         host_profile(engine, 256, 640)
-        for batch, context in ((1, 128), (256, 640)):
+        for batch, context in ((1, 128), (64, 128), (256, 640)):
             kernel_table(engine, batch, context)
         serving_split(engine, serving_workload(args.serving))
 

@@ -17,6 +17,7 @@ import torch
 from adapters.ops import LoRABatch
 from adapters.slots import LoRASlots
 from workers.attention.metadata import AttentionMetadata
+from workers.host_copy import to_device
 from workers.models.llama import LlamaForCausalLM
 from workers.scheduler_output import ScheduledSeq
 
@@ -125,7 +126,7 @@ class StepGraphs:
         logits = self.logits[bucket, width]
         if width == 1:
             return logits[:batch]
-        return logits[torch.tensor(keep).to(logits.device, non_blocking=True)]
+        return logits[to_device(keep, logits.device)]
 
     def _fill_decodes(
         self, seqs: tuple[ScheduledSeq, ...], adapter_slots: list[int] | None

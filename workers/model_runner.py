@@ -12,6 +12,7 @@ from adapters.manager import LoRAManager
 from adapters.ops import LoRABatch
 from workers.attention.metadata import AttentionMetadata
 from workers.cuda_graphs import StepGraphs
+from workers.host_copy import to_device
 from workers.models.llama import LlamaForCausalLM
 from workers.protocol import TokenLogprob
 from workers.sampler import draw, processed_logits, sampling_probs, top_logprobs
@@ -125,9 +126,10 @@ class ModelRunner:
             return None
         assert self._sampled is not None, "a placeholder without a greedy step before it"
         ids, row_of = self._sampled
-        index = torch.tensor(
-            [[last_rows[i] for i, _ in pending], [row_of[seq_id] for _, seq_id in pending]]
-        ).to(self.device, non_blocking=True)
+        index = to_device(
+            [[last_rows[i] for i, _ in pending], [row_of[seq_id] for _, seq_id in pending]],
+            self.device,
+        )
         return index[0], ids[index[1]]
 
     def _graph_ready(self, seqs: tuple[ScheduledSeq, ...]) -> bool:
@@ -150,8 +152,8 @@ class ModelRunner:
     def _copy_blocks(self, copies: tuple[tuple[int, int], ...]) -> None:
         if not copies:
             return
-        src = torch.tensor([c[0] for c in copies], device=self.device)
-        dst = torch.tensor([c[1] for c in copies], device=self.device)
+        src = to_device([c[0] for c in copies], self.device)
+        dst = to_device([c[1] for c in copies], self.device)
         for cache in self.kv_caches:
             cache[:, dst] = cache[:, src]
 
@@ -175,7 +177,7 @@ class ModelRunner:
         tables = [list(s.block_table) + [0] * (width - len(s.block_table)) for s in seqs]
 
         def tensor(values: list[int] | list[list[int]]) -> torch.Tensor:
-            return torch.tensor(values, dtype=torch.long, device=self.device)
+            return to_device(values, self.device)
 
         meta = AttentionMetadata(
             slot_mapping=tensor(slots),

@@ -66,10 +66,13 @@ class KVCacheManager:
         """
         table = self.block_tables.get(seq_id, [])
         needed = self.num_blocks_for(num_computed_tokens + num_new_tokens)
-        fresh = max(0, needed - len(table) - len(cached_blocks))
-        reused_free = sum(1 for b in cached_blocks if self.pool.blocks[b].ref_cnt == 0)
-        first_written = num_computed_tokens // self.block_size
         blocks = self.pool.blocks
+        first_written = num_computed_tokens // self.block_size
+        room_left = table and not cached_blocks and needed <= len(table)
+        if room_left and all(blocks[b].ref_cnt == 1 for b in table[first_written:]):
+            return []  # the common decode step: nothing to allocate or copy
+        fresh = max(0, needed - len(table) - len(cached_blocks))
+        reused_free = sum(1 for b in cached_blocks if blocks[b].ref_cnt == 0)
         shared = [i for i in range(first_written, len(table)) if blocks[table[i]].ref_cnt > 1]
         if fresh + len(shared) + reused_free > self.pool.num_free_blocks:
             return None
