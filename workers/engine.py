@@ -166,6 +166,14 @@ class LLMEngine:
     def has_unfinished(self) -> bool:
         return self.scheduler.has_work()
 
+    def _may_speculate(self) -> bool:
+        """Whether a running request asks for drafts: drafting needs every token on the
+        host, so such steps do not overlap."""
+        if self.speculator is None:
+            return False
+        modes = self.speculator.proposers
+        return any(req.spec.speculation in modes for req in self.scheduler.running)
+
     @property
     def step_in_flight(self) -> bool:
         """Whether the next step is already queued on the device (async scheduling)."""
@@ -184,13 +192,14 @@ class LLMEngine:
                 step = self.speculator.attach_drafts(self.scheduler, step)
             current = LaunchedStep(step, self.runner.launch(step))
         step = current.step
-        # Speculation needs every token on the host before it drafts: no overlap with it.
-        overlap = self.async_scheduling and self.speculator is None and _overlaps(step)
+        overlap = self.async_scheduling and _overlaps(step) and not self._may_speculate()
         if overlap:
             advance_in_flight(self.scheduler, step)
             ahead = self.scheduler.schedule(preempt=False)
             if not ahead.empty:
                 self._in_flight = LaunchedStep(ahead, self.runner.launch(ahead))
+            if self.speculator is not None:
+                self.speculator.skip()
         result = current.output.result()
         deltas = apply_step(self.scheduler, step, result, self.max_model_len, in_flight=overlap)
         if self.speculator is not None:

@@ -106,3 +106,31 @@ def test_lora_requests_speculate_with_a_base_draft(llama_dir: Path, adapter_root
             assert out[f"{a}-{i}"][0] == expected
     per_adapter = engine.speculator.policy.stats.per_adapter
     assert {k.split("@")[0] for k in per_adapter} == {"a1", "a2", "base"}
+
+
+def test_speculating_requests_join_overlapping_plain_ones(llama_dir: Path, reference) -> None:
+    """Plain requests overlap steps (async scheduling); once a request that drafts runs,
+    steps wait for their tokens again, and every output stays the reference."""
+    engine = make_engine(
+        llama_dir, spec=SpecConfig(draft_model=str(llama_dir), **SPEC), async_scheduling=True
+    )
+    prompts = random_prompts(PROMPTS)
+    for i in range(3):
+        engine.add_request(GenerateRequest(f"r{i}", tuple(prompts[i]), GREEDY))
+    out: dict[str, list[int]] = {}
+
+    def step() -> None:
+        for d in engine.step():
+            out.setdefault(d.request_id, []).extend(d.token_ids)
+
+    for _ in range(4):
+        step()
+    assert engine.step_in_flight
+    for i in range(3, len(prompts)):
+        mode = SpeculationMode.COLOCATED
+        engine.add_request(GenerateRequest(f"r{i}", tuple(prompts[i]), GREEDY, speculation=mode))
+    while engine.has_unfinished():
+        step()
+    assert [out[f"r{i}"] for i in range(len(prompts))] == reference
+    assert engine.speculator.policy.stats.num_drafted_tokens > 0
+    assert engine.stats().num_free_blocks == engine.stats().num_total_blocks

@@ -69,6 +69,11 @@ class Speculator:
             step, seqs=seqs, block_copies=step.block_copies + scheduler.kv.take_pending_copies()
         )
 
+    def skip(self) -> None:
+        """The next step to be observed was scheduled without asking for drafts (ahead of
+        the one before it): not a sample of either choice's speed."""
+        self._measured = None
+
     def observe(
         self,
         scheduler: Scheduler,
