@@ -2,9 +2,13 @@
 
 A consumer that keeps up gets every item as soon as it exists (a batch of one); a slow
 consumer (a client reading slowly, a busy event loop) gets everything that piled up since
-its last read in one batch. With `min_interval_s`, batches after the first are at least that
+its last read in one batch. With `min_interval_s`, a fast producer's batches settle to that
 far apart: for a hop where each message has a fixed cost whoever reads it (a Ray Serve
-stream), so a fast producer sends a few batches a second instead of one message per item.
+stream), so it sends a few batches a second instead of one message per item. The spacing
+ramps up to it rather than starting there: a batch waits at most as long as the stream has
+been sending (the first two go at once, then gaps of 1, 2, 4 ... items' time), so a reader
+that needs a few items before it has something to show (a character split over tokens, text
+held back by a stop string) is not kept waiting a whole interval at the start.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ async def coalesce(source: AsyncIterator[T], min_interval_s: float = 0.0) -> Asy
     cancelling its consumer) cancels the reader, which closes `source`."""
     queue: asyncio.Queue[T | _End] = asyncio.Queue()
     loop = asyncio.get_running_loop()
-    last = -float("inf")
+    first: float | None = None  # when the first batch went out
+    last = 0.0  # and the latest
 
     async def read() -> None:
         try:
@@ -41,9 +46,10 @@ async def coalesce(source: AsyncIterator[T], min_interval_s: float = 0.0) -> Asy
     try:
         while True:
             items = [await queue.get()]
-            wait = last + min_interval_s - loop.time()
-            if wait > 0 and not isinstance(items[0], _End):
-                await asyncio.sleep(wait)  # let the batch fill
+            if first is not None and not isinstance(items[0], _End):
+                wait = last + min(min_interval_s, last - first) - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)  # let the batch fill
             while not queue.empty():
                 items.append(queue.get_nowait())
             end = next((i for i in items if isinstance(i, _End)), None)
@@ -51,6 +57,7 @@ async def coalesce(source: AsyncIterator[T], min_interval_s: float = 0.0) -> Asy
             if batch:
                 yield batch
                 last = loop.time()
+                first = last if first is None else first
             if end is not None:
                 if end.error is not None:
                     raise end.error

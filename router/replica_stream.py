@@ -2,10 +2,11 @@
 
 A replica's `generate` yields `[]` once the engine accepted the request (so the router can
 still answer a validation error with a 400 before it commits to a 200), then lists of
-TokenDeltas, coalesced when the engine outpaces the reader and at most one batch every
-CHUNK_INTERVAL_S after the first (each message of a Serve stream costs the same whatever it
-carries; the first token is never held back). Closing the stream aborts the request in the
-engine.
+TokenDeltas, coalesced when the engine outpaces the reader and settling to one batch every
+CHUNK_INTERVAL_S (each message of a Serve stream costs the same whatever it carries). The
+first tokens are never held back: the spacing ramps up from none (router/coalesce.py), so
+text that needs a few tokens to show does not wait an interval. Closing the stream aborts
+the request in the engine.
 """
 
 from __future__ import annotations

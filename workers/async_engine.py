@@ -7,7 +7,7 @@ import asyncio
 import logging
 import queue
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -26,6 +26,11 @@ def _settle(future: asyncio.Future[T], result: T | None, error: Exception | None
         future.set_exception(error)
     else:
         future.set_result(result)  # type: ignore[arg-type]
+
+
+def _put_all(items: list[tuple[asyncio.Queue, TokenDelta]]) -> None:
+    for target, item in items:
+        target.put_nowait(item)
 
 
 @dataclass
@@ -156,8 +161,7 @@ class AsyncEngine:
                     self._wakeup.wait(timeout=0.5)
                     self._wakeup.clear()
                     continue
-                for delta in self.engine.step():
-                    self._deliver(delta.request_id, delta)
+                self._deliver_step(self.engine.step())
                 self._stats = self.engine.stats()
         except BaseException as e:  # the loop must report any failure to every waiter
             logger.exception("engine loop died")
@@ -178,3 +182,15 @@ class AsyncEngine:
         if stream is None:
             return
         stream.loop.call_soon_threadsafe(stream.queue.put_nowait, item)
+
+    def _deliver_step(self, deltas: Iterable[TokenDelta]) -> None:
+        """A step's deltas, one wakeup per event loop: each call_soon_threadsafe writes to the
+        loop's self-pipe and needs the GIL on both sides, so one call per delta would cost a
+        busy replica a loop wakeup per running request per step."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Queue, TokenDelta]]] = {}
+        for delta in deltas:
+            stream = self._streams.get(delta.request_id)
+            if stream is not None:
+                by_loop.setdefault(stream.loop, []).append((stream.queue, delta))
+        for loop, items in by_loop.items():
+            loop.call_soon_threadsafe(_put_all, items)
