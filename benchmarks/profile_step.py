@@ -63,7 +63,7 @@ def split_row(engine: LLMEngine, batch: int, context: int) -> dict[str, object]:
     for _ in range(20):
         torch.cuda.synchronize()
         t0 = time.perf_counter()
-        graphs.graphs[bucket].replay()
+        graphs.graphs[bucket, 1].replay()
         torch.cuda.synchronize()
         replays.append(time.perf_counter() - t0)
     clear(engine)
@@ -114,7 +114,7 @@ def phase_table(engine: LLMEngine, batch: int, context: int) -> None:
     # The timers synchronize, so steps do not overlap here (async scheduling is off in effect).
     originals = (engine.scheduler.schedule, engine.runner.launch, graphs.run)
     bucket = next(b for b in graphs.buckets if b >= batch)
-    graph = graphs.graphs[bucket]
+    graph = graphs.graphs[bucket, 1]
     engine.scheduler.schedule = timed("schedule", originals[0])  # type: ignore[method-assign]
     engine.runner.launch = timed("launch", originals[1])  # type: ignore[method-assign]
     graphs.run = timed("graphs.run", originals[2])  # type: ignore[method-assign]

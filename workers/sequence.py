@@ -63,6 +63,7 @@ class Sequence:
         """The oldest in-flight token is known."""
         self.token_ids[self.num_known_tokens] = token_id
         self.num_pending -= 1
+
     @property
     def finished(self) -> bool:
         return self.finish_reason is not None
