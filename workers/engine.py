@@ -166,13 +166,10 @@ class LLMEngine:
     def has_unfinished(self) -> bool:
         return self.scheduler.has_work()
 
-    def _may_speculate(self) -> bool:
-        """Whether a running request asks for drafts: drafting needs every token on the
-        host, so such steps do not overlap."""
-        if self.speculator is None:
-            return False
-        modes = self.speculator.proposers
-        return any(req.spec.speculation in modes for req in self.scheduler.running)
+    def _may_skip_drafts(self) -> bool:
+        """Drafting needs every token on the host: a step overlaps the one before it only
+        when it will not draft."""
+        return self.speculator is None or self.speculator.may_skip_drafts(self.scheduler)
 
     @property
     def step_in_flight(self) -> bool:
@@ -192,14 +189,14 @@ class LLMEngine:
                 step = self.speculator.attach_drafts(self.scheduler, step)
             current = LaunchedStep(step, self.runner.launch(step))
         step = current.step
-        overlap = self.async_scheduling and _overlaps(step) and not self._may_speculate()
+        overlap = self.async_scheduling and _overlaps(step) and self._may_skip_drafts()
         if overlap:
             advance_in_flight(self.scheduler, step)
             ahead = self.scheduler.schedule(preempt=False)
             if not ahead.empty:
+                if self.speculator is not None:
+                    self.speculator.scheduled_without_drafts(self.scheduler, ahead)
                 self._in_flight = LaunchedStep(ahead, self.runner.launch(ahead))
-            if self.speculator is not None:
-                self.speculator.skip()
         result = current.output.result()
         deltas = apply_step(self.scheduler, step, result, self.max_model_len, in_flight=overlap)
         if self.speculator is not None:

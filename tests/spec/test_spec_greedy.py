@@ -134,3 +134,29 @@ def test_speculating_requests_join_overlapping_plain_ones(llama_dir: Path, refer
     assert [out[f"r{i}"] for i in range(len(prompts))] == reference
     assert engine.speculator.policy.stats.num_drafted_tokens > 0
     assert engine.stats().num_free_blocks == engine.stats().num_total_blocks
+
+
+@pytest.mark.parametrize("pays", [False, True])
+def test_steps_overlap_while_the_gate_keeps_drafting_off(
+    llama_dir: Path, reference, pays: bool
+) -> None:
+    """Requests that ask for drafts: where the throughput gate says drafting does not pay,
+    their steps overlap like plain ones; where it pays, each step waits for its tokens."""
+    engine = make_engine(
+        llama_dir, spec=SpecConfig(draft_model=str(llama_dir), **SPEC), async_scheduling=True
+    )
+    engine.speculator.gate.allow = lambda batch_size: pays  # type: ignore[method-assign]
+    mode = SpeculationMode.COLOCATED
+    prompts = random_prompts(PROMPTS)
+    for i, p in enumerate(prompts):
+        engine.add_request(GenerateRequest(f"r{i}", tuple(p), GREEDY, speculation=mode))
+    out: dict[str, list[int]] = {}
+    overlapped = 0
+    while engine.has_unfinished():
+        for d in engine.step():
+            out.setdefault(d.request_id, []).extend(d.token_ids)
+        overlapped += engine.step_in_flight
+    assert [out[f"r{i}"] for i in range(len(prompts))] == reference
+    drafted = engine.speculator.policy.stats.num_drafted_tokens
+    assert (overlapped > 0, drafted > 0) == (not pays, pays)
+    assert engine.stats().num_free_blocks == engine.stats().num_total_blocks

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import replace
 
 from workers.kv_cache.manager import KVCacheManager
@@ -26,24 +27,45 @@ class Speculator:
         self.max_model_len = max_model_len
         self._modes: dict[int, SpeculationMode] = {}  # proposer of each drafted sequence
         self.gate = ThroughputGate(config.probe_interval * 2)
-        self._measured: tuple[int, bool] | None = None  # (batch, drafted) of the last step
+        # (batch, drafted) of each launched step not yet observed, in launch order; None: a
+        # step that is no sample of either choice's speed.
+        self._measures: deque[tuple[int, bool] | None] = deque()
+        self._decided: bool | None = None  # the gate's answer for the next step, asked early
+
+    def may_skip_drafts(self, scheduler: Scheduler) -> bool:
+        """Whether the next step can go without drafts, so that it can be scheduled before
+        the current one's tokens are known (async scheduling): no running request asks for
+        them, or the gate says drafting does not pay at this batch size now."""
+        if not any(req.spec.speculation in self.proposers for req in scheduler.running):
+            return True
+        self._decided = self.gate.allow(scheduler.num_running_seqs)
+        return not self._decided
+
+    def scheduled_without_drafts(self, scheduler: Scheduler, step: SchedulerOutput) -> None:
+        """A step was launched without asking for drafts (after may_skip_drafts)."""
+        plain = self._decided is False and all(s.num_tokens == 1 for s in step.seqs)
+        self._measures.append((scheduler.num_running_seqs, False) if plain else None)
+        self._decided = None
 
     def attach_drafts(self, scheduler: Scheduler, step: SchedulerOutput) -> SchedulerOutput:
+        """The step with drafts for the decodes that ask for them, where they pay; every
+        step it returns must then be launched and observed."""
+        decided, self._decided = self._decided, None
+        self._measures.append(None)
         owners = {seq.seq_id: (req, seq) for req in scheduler.running for seq in req.seqs}
         candidates = [
             (s, *owners[s.seq_id])
             for s in step.seqs
             if owners[s.seq_id][0].spec.speculation in self.proposers
         ]
-        self._measured = None
         if not candidates:
             return step
         batch = scheduler.num_running_seqs
         # Only steps of decodes alone compare fairly (a prefill chunk changes the cost). The
         # gate decides first: a step that will not draft does no per-request work.
         if all(s.num_tokens == 1 for s in step.seqs):
-            drafting = self.gate.allow(batch)
-            self._measured = (batch, drafting)
+            drafting = self.gate.allow(batch) if decided is None else decided
+            self._measures[-1] = (batch, drafting)
             if not drafting:
                 return step
         budget = scheduler.config.max_num_batched_tokens - step.num_tokens
@@ -62,17 +84,12 @@ class Speculator:
                     drafts[s.seq_id] = proposal
                     self._modes[s.seq_id] = mode
         if not drafts:
-            self._measured = None  # nothing drafted: not a sample of drafting's speed
+            self._measures[-1] = None  # nothing drafted: not a sample of drafting's speed
             return step
         seqs = tuple(self._extend(scheduler.kv, s, drafts.get(s.seq_id)) for s in step.seqs)
         return replace(
             step, seqs=seqs, block_copies=step.block_copies + scheduler.kv.take_pending_copies()
         )
-
-    def skip(self) -> None:
-        """The next step to be observed was scheduled without asking for drafts (ahead of
-        the one before it): not a sample of either choice's speed."""
-        self._measured = None
 
     def observe(
         self,
@@ -83,8 +100,9 @@ class Speculator:
     ) -> None:
         """Update acceptance estimates and the measured throughput with and without drafts
         (`seconds`: the whole step, drafting included); release state of finished requests."""
-        if self._measured is not None:
-            batch, drafted = self._measured
+        measured = self._measures.popleft() if self._measures else None
+        if measured is not None:
+            batch, drafted = measured
             tokens = sum(len(tokens) for tokens in result.sampled.values())
             self.gate.record(batch, drafted, tokens, seconds)
         live = {req.request_id for req in scheduler.running}
