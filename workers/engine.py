@@ -80,6 +80,8 @@ class LLMEngine:
         overlap = config.async_scheduling
         self.async_scheduling = self.device.type == "cuda" if overlap is None else overlap
         self._in_flight: LaunchedStep | None = None
+        if self.speculator is not None:
+            self.speculator.overlaps = self.async_scheduling
         self._order = itertools.count()
         self._request_ids: set[str] = set()
 
@@ -200,7 +202,9 @@ class LLMEngine:
         result = current.output.result()
         deltas = apply_step(self.scheduler, step, result, self.max_model_len, in_flight=overlap)
         if self.speculator is not None:
-            self.speculator.observe(self.scheduler, step, result, time.perf_counter() - start)
+            produced = sum(len(delta.token_ids) for delta in deltas)
+            seconds = time.perf_counter() - start
+            self.speculator.observe(self.scheduler, step, result, seconds, produced)
         if any(delta.finished for delta in deltas):
             self._request_ids &= self._live_request_ids()
         return deltas

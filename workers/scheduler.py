@@ -169,6 +169,11 @@ class Scheduler:
         """(sequence, new tokens) for a running request; beams move together or not at all."""
         plan = []
         for seq in req.seqs:
+            if (
+                seq.num_pending
+                and seq.num_output_tokens + seq.num_pending >= req.sampling.max_tokens
+            ):
+                continue  # its token in flight is its last
             num_new = min(req.prefill_target(seq) - seq.num_computed_tokens, budget)
             if num_new > 0:
                 plan.append((seq, num_new))

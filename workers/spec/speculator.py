@@ -31,6 +31,7 @@ class Speculator:
         # step that is no sample of either choice's speed.
         self._measures: deque[tuple[int, bool] | None] = deque()
         self._decided: bool | None = None  # the gate's answer for the next step, asked early
+        self.overlaps = False  # whether the engine overlaps steps that do not draft
 
     def may_skip_drafts(self, scheduler: Scheduler) -> bool:
         """Whether the next step can go without drafts, so that it can be scheduled before
@@ -38,7 +39,10 @@ class Speculator:
         them, or the gate says drafting does not pay at this batch size now."""
         if not any(req.spec.speculation in self.proposers for req in scheduler.running):
             return True
-        self._decided = self.gate.allow(scheduler.num_running_seqs)
+        batch = scheduler.num_running_seqs
+        if batch > self.config.max_batch_size:
+            return True  # the policy drafts nothing at this batch size
+        self._decided = self.gate.allow(batch)
         return not self._decided
 
     def scheduled_without_drafts(self, scheduler: Scheduler, step: SchedulerOutput) -> None:
@@ -84,7 +88,11 @@ class Speculator:
                     drafts[s.seq_id] = proposal
                     self._modes[s.seq_id] = mode
         if not drafts:
-            self._measures[-1] = None  # nothing drafted: not a sample of drafting's speed
+            # Allowed, but the policy drafted nothing. With async scheduling the step waited
+            # for its tokens for nothing, which counts against allowing drafts (that choice
+            # would otherwise never be measured); without, it is a plain step like any other.
+            if not self.overlaps:
+                self._measures[-1] = None
             return step
         seqs = tuple(self._extend(scheduler.kv, s, drafts.get(s.seq_id)) for s in step.seqs)
         return replace(
@@ -97,13 +105,14 @@ class Speculator:
         step: SchedulerOutput,
         result: ModelRunnerOutput,
         seconds: float = 0.0,
+        tokens: int = 0,
     ) -> None:
         """Update acceptance estimates and the measured throughput with and without drafts
-        (`seconds`: the whole step, drafting included); release state of finished requests."""
+        (`tokens` the step gave requests in `seconds`, drafting included); release state of
+        finished requests."""
         measured = self._measures.popleft() if self._measures else None
         if measured is not None:
             batch, drafted = measured
-            tokens = sum(len(tokens) for tokens in result.sampled.values())
             self.gate.record(batch, drafted, tokens, seconds)
         live = {req.request_id for req in scheduler.running}
         for s in step.seqs:
