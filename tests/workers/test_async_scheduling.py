@@ -132,3 +132,17 @@ def test_out_of_blocks_ahead_waits_for_the_step_and_preempts_then(
 
 def _greedy(max_tokens: int) -> SamplingParams:
     return SamplingParams(max_tokens=max_tokens, temperature=0)
+
+
+def test_no_step_is_queued_past_the_last_token(llama_dir: Path) -> None:
+    """A sequence whose token in flight is its max_tokens-th is not scheduled again: when
+    every request ends on length, nothing is left running on the device."""
+    engine = make_engine(llama_dir, async_scheduling=True)
+    for i, p in enumerate(random_prompts([6, 8, 12])):
+        engine.add_request(GenerateRequest(f"r{i}", tuple(p), _greedy(7)))
+    steps = 0
+    while engine.has_unfinished():
+        engine.step()
+        steps += 1
+    assert not engine.step_in_flight
+    assert steps == 7  # one prefill step (that samples the first token), then 6 decodes
