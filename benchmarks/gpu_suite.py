@@ -1,13 +1,16 @@
 """GPU benchmark suite: one command on the GPU machine, every figure side by side, a table
-printed last and JSON written to benchmarks/results/gpu_suite.json.
+printed last and JSON written to benchmarks/results/.
 
-    python -m benchmarks.gpu_suite [--quick]
+    python -m benchmarks.gpu_suite [--quick] [--shape 1b|8b] [--name FILE]
 
-Random-weight Llama of TinyLlama's 1.1B shape in bf16. Measures: copy bandwidth; decode step
-time at batch 1 and 64 (CUDA graphs on and off) against the memory / compute floors; a
+Random-weight Llama in bf16: TinyLlama's 1.1B shape (default) or Llama-3-8B's shape. Measures:
+copy bandwidth; decode step time at batch 1 and 64 (eager, CUDA graphs with the host waiting
+for each step, CUDA graphs with async scheduling) against the memory / compute floors; a
 serving workload (prompts 128-1024, outputs 128-512, 256 requests at once) against
 transformers `generate` at its best static batch; KV slot efficiency during that run; 64
-mixed rank-16 LoRA adapters against the base model; cost per million output tokens.
+mixed rank-16 LoRA adapters against the base model; cost per million output tokens. The 8B
+shape runs the graphs rows and the serving rows only (its eager and adapter rows would say
+nothing the 1.1B rows do not).
 """
 
 from __future__ import annotations
@@ -37,8 +40,20 @@ SHAPE_1B = dict(
     num_key_value_heads=4,
     max_position_embeddings=2048,
 )
-GPU_HOUR_USD = 2.50  # stated price of one H100-hour for the cost figure
-BF16_TFLOPS = 800.0  # dense bf16 matmul rate measured on this H100 (../shared/gpu/README.md)
+SHAPE_8B = dict(
+    vocab_size=128256,
+    hidden_size=4096,
+    intermediate_size=14336,
+    num_hidden_layers=32,
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    max_position_embeddings=2048,
+    rope_theta=500000.0,
+)
+SHAPES = {"1b": SHAPE_1B, "8b": SHAPE_8B}
+# Stated prices of one GPU-hour for the cost figure (on-demand cloud list prices, rounded).
+GPU_HOUR_USD = {"H100": 2.50, "H200": 3.50}
+BF16_TFLOPS = 800.0  # dense bf16 matmul rate measured on the H100/H200 (../shared/gpu/README.md)
 
 
 def copy_bandwidth() -> float:
@@ -57,8 +72,13 @@ def copy_bandwidth() -> float:
     return 2 * src.numel() / median(times)
 
 
-def save_model(path: Path) -> Path:
-    config = AutoConfig.for_model("llama", bos_token_id=1, eos_token_id=2, **SHAPE_1B)
+def gpu_hour_usd() -> float:
+    name = hardware()
+    return next((usd for gpu, usd in GPU_HOUR_USD.items() if gpu in name), GPU_HOUR_USD["H100"])
+
+
+def save_model(path: Path, shape: dict | None = None) -> Path:
+    config = AutoConfig.for_model("llama", bos_token_id=1, eos_token_id=2, **(shape or SHAPE_1B))
     config.architectures = ["LlamaForCausalLM"]
     torch.manual_seed(0)
     with torch.device("cuda"):
@@ -215,123 +235,111 @@ def lora_row(model_dir: Path, work: list[tuple[list[int], int]]) -> dict:
     base, mixed = median(runs[0]), median(runs[64])
     del engine
     torch.cuda.empty_cache()
+    return row("64 rank-16 adapters vs base (tok/s)", mixed, "tok/s", base)
+
+
+def row(measure: str, value: float, unit: str, floor: float = 0.0) -> dict[str, object]:
     return {
-        "measure": "64 rank-16 adapters vs base (tok/s)",
-        "value": mixed,
-        "unit": "tok/s",
-        "floor": base,
-        "ratio": mixed / base,
+        "measure": measure,
+        "value": value,
+        "unit": unit,
+        "floor": floor,
+        "ratio": value / floor if floor else 0.0,
     }
+
+
+def decode_rows(engine: LLMEngine, mode: str, cfg: ModelConfig, bandwidth: float) -> list[dict]:
+    """Decode step at batch 1 and 64 against max(memory floor, compute floor)."""
+    params = _num_params(cfg)
+    kv_token = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim * 2
+    rows = []
+    for batch in (1, 64):
+        ms = decode_step_ms(engine, batch)
+        kv_bytes = batch * 160 * kv_token  # 128-token prompts, ~30 decoded
+        memory_floor = 1000 * (2 * params + kv_bytes) / bandwidth
+        compute_floor = 1000 * 2 * params * batch / (BF16_TFLOPS * 1e12)
+        floor = max(memory_floor, compute_floor)
+        rows.append(row(f"decode step, batch {batch}, {mode}", ms, "ms", floor))
+    return rows
+
+
+def serving_rows(
+    serving: dict[str, float], hf_best: float, usd_per_hour: float
+) -> list[dict[str, object]]:
+    cost = usd_per_hour / (serving["tokens_per_s"] * 3600) * 1e6
+    return [
+        row("serving output tokens/s (tandem)", serving["tokens_per_s"], "tok/s", hf_best),
+        row("KV slots holding live tokens", serving["kv_efficiency"], "fraction", 0.95),
+        row(f"cost per 1M output tokens at ${usd_per_hour}/h", cost, "USD"),
+    ]
+
+
+def engine_rows(
+    model_dir: Path, modes: tuple[str, ...], bandwidth: float, work: list
+) -> tuple[list[dict], dict[str, float]]:
+    """Side by side: eager steps, CUDA graphs with the host waiting for each step, and graphs
+    with async scheduling (the engine's default on CUDA). The serving run uses the last."""
+    settings = {"eager": (False, False), "graphs, sync": (True, False), "graphs": (True, True)}
+    cfg = ModelConfig.from_dir(model_dir)
+    rows: list[dict] = []
+    serving: dict[str, float] = {}
+    for mode in modes:
+        graphs, overlap = settings[mode]
+        engine = engine_for(model_dir, graphs, overlap=overlap)
+        rows += decode_rows(engine, mode, cfg, bandwidth)
+        if mode == "graphs, sync":
+            sync = run_serving(engine, work)["tokens_per_s"]
+            rows.append(row("serving output tokens/s (tandem, sync)", sync, "tok/s"))
+        if mode == "graphs":
+            serving = run_serving(engine, work)
+        del engine
+        torch.cuda.empty_cache()
+    return rows, serving
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller workload (smoke run)")
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="1b", help="model shape")
     parser.add_argument("--lora-only", action="store_true", help="just the adapters row")
     parser.add_argument("--name", default=None, help="results file (default gpu_suite.json)")
     args = parser.parse_args()
-    n_requests = 32 if args.quick else 256
+    shape = SHAPES[args.shape]
+    usd_per_hour = gpu_hour_usd()
     results: dict[str, object] = {
         "hardware": hardware(),
-        "shape": SHAPE_1B,
-        "gpu_hour_usd": GPU_HOUR_USD,
+        "shape": shape,
+        "gpu_hour_usd": usd_per_hour,
     }
-    rows: list[dict[str, object]] = []
     bandwidth = copy_bandwidth()
     results["copy_bandwidth_TBps"] = bandwidth / 1e12
-    with tempfile.TemporaryDirectory() as tmp:
-        model_dir = save_model(Path(tmp) / "llama-1b")
-        cfg = ModelConfig.from_dir(model_dir)
+    # /dev/shm: the 8B checkpoint (16 GB) is written and read back at memory speed.
+    shm = Path("/dev/shm")
+    with tempfile.TemporaryDirectory(dir=shm if shm.is_dir() else None) as tmp:
+        model_dir = save_model(Path(tmp) / f"llama-{args.shape}", shape)
         if args.lora_only:
-            row = lora_row(model_dir, serving_workload(128))
-            write_json("gpu_suite_lora.json", {"hardware": hardware(), "rows": [row]})
-            print_table([row])
+            lora = lora_row(model_dir, serving_workload(128))
+            write_json("gpu_suite_lora.json", {"hardware": hardware(), "rows": [lora]})
+            print_table([lora])
             return
-        params = _num_params(cfg)
-        weight_bytes = 2 * params
-        kv_token = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim * 2
-        work = serving_workload(n_requests)
-        # Side by side: eager steps, CUDA graphs with the host waiting for each step, and
-        # graphs with async scheduling (the engine's default on CUDA).
-        for mode, graphs, overlap in (
-            ("eager", False, False),
-            ("graphs, sync", True, False),
-            ("graphs", True, True),
-        ):
-            t0 = time.perf_counter()
-            engine = engine_for(model_dir, graphs, overlap=overlap)
-            results[f"start_s_{mode}"] = time.perf_counter() - t0
-            for batch in (1, 64):
-                ms = decode_step_ms(engine, batch)
-                kv_bytes = batch * 160 * kv_token
-                memory_floor = 1000 * (weight_bytes + kv_bytes) / bandwidth
-                compute_floor = 1000 * 2 * params * batch / (BF16_TFLOPS * 1e12)
-                floor = max(memory_floor, compute_floor)
-                rows.append(
-                    {
-                        "measure": f"decode step, batch {batch}, {mode}",
-                        "value": ms,
-                        "unit": "ms",
-                        "floor": floor,
-                        "ratio": ms / floor,
-                    }
-                )
-            if mode == "graphs, sync":
-                sync = run_serving(engine, work)
-                rows.append(
-                    {
-                        "measure": "serving output tokens/s (tandem, sync)",
-                        "value": sync["tokens_per_s"],
-                        "unit": "tok/s",
-                        "floor": 0.0,
-                        "ratio": 0.0,
-                    }
-                )
-            if mode != "graphs":
-                del engine
-                torch.cuda.empty_cache()
-        serving = run_serving(engine, work)
-        del engine
-        torch.cuda.empty_cache()
-        hf_best = max(
-            run_hf(model_dir, work, b, 128) for b in ((8, 32) if args.quick else (32, 128, 256))
-        )
-        rows.append(
-            {
-                "measure": "serving output tokens/s (tandem)",
-                "value": serving["tokens_per_s"],
-                "unit": "tok/s",
-                "floor": hf_best,
-                "ratio": serving["tokens_per_s"] / hf_best,
-            }
-        )
-        rows.append(
-            {
-                "measure": "KV slots holding live tokens",
-                "value": serving["kv_efficiency"],
-                "unit": "fraction",
-                "floor": 0.95,
-                "ratio": serving["kv_efficiency"] / 0.95,
-            }
-        )
-        cost = GPU_HOUR_USD / (serving["tokens_per_s"] * 3600) * 1e6
-        rows.append(
-            {
-                "measure": f"cost per 1M output tokens at ${GPU_HOUR_USD}/h",
-                "value": cost,
-                "unit": "USD",
-                "floor": 0.0,
-                "ratio": 0.0,
-            }
-        )
-        rows.append(lora_row(model_dir, work))
+        work = serving_workload(32 if args.quick else 256)
+        small = args.shape == "1b"
+        modes = ("eager", "graphs, sync", "graphs") if small else ("graphs",)
+        rows, serving = engine_rows(model_dir, modes, bandwidth, work)
+        batches = (8, 32) if args.quick else (32, 128, 256) if small else (64, 256)
+        hf_best = max(run_hf(model_dir, work, b, 128) for b in batches)
+        rows += serving_rows(serving, hf_best, usd_per_hour)
+        if small:
+            rows.append(lora_row(model_dir, work))
     results["rows"] = rows
-    name = args.name or ("gpu_suite_quick.json" if args.quick else "gpu_suite.json")
-    write_json(name, results)
+    default = "gpu_suite_quick.json" if args.quick else "gpu_suite.json"
+    if args.shape != "1b":
+        default = default.replace(".json", f"_{args.shape}.json")
+    write_json(args.name or default, results)
     print(
-        f"\n{hardware()}; copy bandwidth {bandwidth / 1e12:.2f} TB/s; 1.1B Llama bf16; "
-        "floor = max(weights+KV over copy bandwidth, FLOPs at 800 TFLOP/s); for serving "
-        "the floor column is transformers generate at its best static batch"
+        f"\n{hardware()}; copy bandwidth {bandwidth / 1e12:.2f} TB/s; {args.shape} Llama bf16; "
+        f"floor = max(weights+KV over copy bandwidth, FLOPs at {BF16_TFLOPS:.0f} TFLOP/s); for "
+        "serving the floor column is transformers generate at its best static batch"
     )
     print_table(rows)
 
