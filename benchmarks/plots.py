@@ -25,6 +25,8 @@ SUITE_RUNS = {
     "v4": "gpu_suite_v4.json",
     "v5": "gpu_suite_v5.json",
     "v6": "gpu_suite_v6.json",
+    "v7 (H200)": "gpu_suite_v7.json",
+    "8B (H200)": "gpu_suite_8b.json",
 }
 WIDTH, HEIGHT = 640, 360
 FONT = "font-family='Helvetica, Arial, sans-serif'"
@@ -200,7 +202,7 @@ def decode_step() -> Path:
     ]
     chart = Chart(
         "Decode step time, CUDA graphs",
-        "1.1B Llama shape, bf16, one H100; lower is better",
+        "1.1B Llama shape, bf16; v1-v6 one H100, v7 and 8B one H200; lower is better",
         "ms per step",
         list(runs),
         series,
@@ -221,7 +223,7 @@ def serving() -> Path:
     hf = Series("transformers, best static batch", [r["floor"] for r in rows], GREY)
     chart = Chart(
         "Serving throughput",
-        "256 requests, prompts 128-1024, outputs 128-512; one H100; higher is better",
+        "256 requests, prompts 128-1024, outputs 128-512; H100 to v6, then H200; higher is better",
         "output tokens/s",
         list(runs),
         [tandem, hf],
@@ -235,7 +237,7 @@ def spec_oracle() -> Path:
     rows = [r for r in data["rows"] if r["batch"] == 1]
     chart = Chart(
         "Speculative decoding speedup, batch 1",
-        f"oracle draft at acceptance a, k = {data['k']}; 1.1B target, one H100",
+        f"oracle draft at acceptance a, k = {data['k']}; 1.1B target, {data['hardware']}",
         "speedup (x)",
         [f"a = {r['a']}" for r in rows],
         [
