@@ -216,7 +216,7 @@ class ModelRunner:
             row = rows.stop
             if s.beam_topk:
                 # As transformers does for beams: processors act on log-probabilities.
-                processed = self._processed(s, logprobs[rows.start], s.output_token_ids)
+                processed = self._processed(s, logprobs[rows.start])
                 beams[s.seq_id] = top_logprobs(processed, s.beam_topk)
                 continue
             tokens = self._next_tokens(s, logits[rows])
@@ -236,7 +236,7 @@ class ModelRunner:
             return accept_greedy(rows.argmax(-1).tolist(), drafts)
         probs = torch.stack(
             [
-                sampling_probs(self._processed(s, rows[j], s.output_token_ids + drafts[:j]), params)
+                sampling_probs(self._processed(s, rows[j], drafts[:j]), params)
                 for j in range(len(drafts) + 1)
             ]
         )
@@ -245,10 +245,13 @@ class ModelRunner:
         return verify_drafts(probs, list(drafts), s.spec_probs, params, generator)
 
     def _processed(
-        self, s: ScheduledSeq, row: torch.Tensor, output_ids: tuple[int, ...]
+        self, s: ScheduledSeq, row: torch.Tensor, drafted: tuple[int, ...] = ()
     ) -> torch.Tensor:
+        """The row after penalties and min_tokens, as if `drafted` followed the outputs."""
         stops = stop_token_ids(s.sampling, self.eos_token_ids)
-        return processed_logits(row, s.sampling, s.prompt_token_ids, output_ids, stops)
+        outputs = s.output_token_ids + drafted
+        num_outputs = s.num_output_tokens + len(drafted)
+        return processed_logits(row, s.sampling, s.prompt_token_ids, outputs, stops, num_outputs)
 
     def _greedy_on_device(
         self, seqs: tuple[ScheduledSeq, ...], logits: torch.Tensor
@@ -308,6 +311,6 @@ def plain_greedy(s: ScheduledSeq) -> bool:
     return (
         params.greedy
         and not params.has_penalties
-        and len(s.output_token_ids) >= params.min_tokens
+        and s.num_output_tokens >= params.min_tokens
         and not s.beam_topk
     )

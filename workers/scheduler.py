@@ -198,7 +198,8 @@ class Scheduler:
             sampling=params,
             generator=seq.generator,
             prompt_token_ids=tuple(seq.token_ids[: seq.num_prompt_tokens]) if with_history else (),
-            output_token_ids=tuple(seq.output_token_ids) if sample else (),
+            output_token_ids=tuple(seq.output_token_ids) if with_history else (),
+            num_output_tokens=seq.num_output_tokens,
             beam_topk=req.beam_topk if params.use_beam_search else 0,
             adapter_key=req.adapter_key,
         )

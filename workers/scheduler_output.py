@@ -24,8 +24,11 @@ class ScheduledSeq:
     sample: bool
     sampling: SamplingParams
     generator: torch.Generator | None = None
+    # The token history penalties need (only for requests with penalties), and the number
+    # of outputs known before this step (min_tokens holds stop tokens back until then).
     prompt_token_ids: tuple[int, ...] = ()
     output_token_ids: tuple[int, ...] = ()
+    num_output_tokens: int = 0
     beam_topk: int = 0
     adapter_key: str | None = None
     spec_token_ids: tuple[int, ...] = ()

@@ -54,6 +54,10 @@ class Sequence:
     def num_output_tokens(self) -> int:
         return self.num_known_tokens - self.num_prompt_tokens
 
+    def outputs_from(self, start: int) -> tuple[int, ...]:
+        """Known output tokens from the start-th on (without copying the ones before)."""
+        return tuple(self.token_ids[self.num_prompt_tokens + start : self.num_known_tokens])
+
     def add_pending(self) -> None:
         """A step that samples this sequence is in flight; its token comes later."""
         self.token_ids.append(PLACEHOLDER)

@@ -197,7 +197,7 @@ def delta_of(req: Request, seq: Sequence, reason: FinishReason | None) -> TokenD
     return TokenDelta(
         request_id=req.request_id,
         index=seq.index,
-        token_ids=tuple(seq.output_token_ids[sent:]),
+        token_ids=seq.outputs_from(sent),
         logprobs=tuple(seq.logprobs[sent:]) if req.sampling.logprobs is not None else None,
         finish_reason=reason,
         num_prompt_tokens=seq.num_prompt_tokens,
