@@ -160,3 +160,26 @@ def test_steps_overlap_while_the_gate_keeps_drafting_off(
     drafted = engine.speculator.policy.stats.num_drafted_tokens
     assert (overlapped > 0, drafted > 0) == (not pays, pays)
     assert engine.stats().num_free_blocks == engine.stats().num_total_blocks
+
+
+@pytest.mark.parametrize("min_tokens", [5, 6, 7, 8])
+def test_min_tokens_holds_stop_tokens_back_in_drafted_positions(
+    llama_dir: Path, min_tokens: int
+) -> None:
+    """A stop token the model wants early comes the moment min_tokens allows it, also when
+    that position is a verified draft (the self-draft proposes it there)."""
+    prompt = tuple(random_prompts([6])[0])
+    plain_engine = make_engine(llama_dir)
+    free = plain_engine.generate([GenerateRequest("f", prompt, GREEDY)])["f"][0]
+    held = SamplingParams(
+        max_tokens=20, temperature=0, min_tokens=min_tokens, stop_token_ids=(free[3],)
+    )
+    expected = plain_engine.generate([GenerateRequest("p", prompt, held)])["p"][0]
+    # the case this test is about: the stop token ends the output at the first chance
+    assert len(expected) == min_tokens + 1 and expected[-1] == free[3], expected
+    engine = make_engine(llama_dir, spec=SpecConfig(draft_model=str(llama_dir), **SPEC))
+    request = GenerateRequest("s", prompt, held, speculation=SpeculationMode.COLOCATED)
+    assert engine.generate([request])["s"][0] == expected
+    stats = engine.speculator.policy.stats
+    # the self-draft holds the stop token back too, so the target accepts what it drafts
+    assert stats.num_drafted_tokens > 0 and stats.acceptance_rate > 0.9

@@ -81,7 +81,7 @@ class DraftModelProposer:
                 break
             seqs = tuple(self._scheduled(q, f) for q, f in batch)
             logits = self.runner.forward_logits(seqs)
-            greedy = [q.sampling.greedy and not q.sampling.has_penalties for q, _ in batch]
+            greedy = [_plain_greedy(q, len(q.token_ids) + step) for q, _ in batch]
             # Greedy rows need only their argmax: taken on the device, ids alone cross over.
             best = logits.argmax(-1).tolist()
             rows = logits.float().cpu() if not all(greedy) else [None] * len(batch)
@@ -167,3 +167,11 @@ class DraftModelProposer:
             return None
         # Greedy drafts are deterministic: no distributions (one-hot at each token).
         return Proposal(tuple(tokens), torch.stack(probs) if probs else None)
+
+
+def _plain_greedy(q: DraftQuery, num_tokens: int) -> bool:
+    """Whether the token after `num_tokens` tokens is the bare argmax: greedy, no penalties,
+    and min_tokens reached (else stop tokens are masked, as the target's verification will)."""
+    params = q.sampling
+    outputs = num_tokens - q.num_prompt_tokens
+    return params.greedy and not params.has_penalties and outputs >= params.min_tokens
