@@ -195,7 +195,13 @@ class LLMEngine:
         if overlap:
             advance_in_flight(self.scheduler, step)
             ahead = self.scheduler.schedule(preempt=False)
-            if not ahead.empty:
+            if ahead.empty:
+                # It may still have planned copy-on-write block copies (a sample that got
+                # its block before the blocks ran out): queued now, after the current step.
+                self.runner.launch(ahead)
+                if self.speculator is not None:
+                    self.speculator.forget_decision()
+            else:
                 if self.speculator is not None:
                     self.speculator.scheduled_without_drafts(self.scheduler, ahead)
                 self._in_flight = LaunchedStep(ahead, self.runner.launch(ahead))

@@ -146,3 +146,30 @@ def test_no_step_is_queued_past_the_last_token(llama_dir: Path) -> None:
         steps += 1
     assert not engine.step_in_flight
     assert steps == 7  # one prefill step (that samples the first token), then 6 decodes
+
+
+def test_block_copies_of_a_step_ahead_that_schedules_nothing_still_happen(
+    llama_dir: Path,
+) -> None:
+    """A step scheduled ahead can give a sample a copy-on-write block and then stop (out of
+    blocks) before it schedules anything: the copy must still happen, or that sample reads
+    an uninitialised block. Same tokens and log-probabilities as without async scheduling."""
+    forked, short = random_prompts([22, 27], seed=7)
+
+    def outputs(async_scheduling: bool) -> dict:
+        engine = make_engine(
+            llama_dir,
+            num_blocks=14,
+            block_size=4,
+            max_num_batched_tokens=16,
+            async_scheduling=async_scheduling,
+        )
+        samples = SamplingParams(n=3, temperature=0, max_tokens=6, logprobs=0)
+        engine.add_request(GenerateRequest("n3", tuple(forked), samples, priority=1))
+        engine.step()
+        first = GenerateRequest("one", tuple(short), _greedy(1), priority=0)
+        seen = run(engine, [first])
+        assert engine.stats().num_free_blocks == engine.stats().num_total_blocks
+        return seen
+
+    assert outputs(True) == outputs(False)

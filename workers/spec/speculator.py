@@ -51,6 +51,11 @@ class Speculator:
         self._measures.append((scheduler.num_running_seqs, False) if plain else None)
         self._decided = None
 
+    def forget_decision(self) -> None:
+        """The step ahead that may_skip_drafts answered for scheduled nothing: the answer
+        does not carry over to the next step, which may hold another batch."""
+        self._decided = None
+
     def attach_drafts(self, scheduler: Scheduler, step: SchedulerOutput) -> SchedulerOutput:
         """The step with drafts for the decodes that ask for them, where they pay; every
         step it returns must then be launched and observed."""
