@@ -45,6 +45,41 @@ def test_concurrent_streams_equal_transformers(async_engine: AsyncEngine, llama_
         assert result == {0: hf_greedy(llama_hf, prompt, 10)}
 
 
+def test_aborts_while_a_step_is_in_flight_lose_nothing(llama_dir: Path, llama_hf) -> None:
+    """Async scheduling on the engine thread: requests aborted between steps (one step
+    queued ahead) end with ABORT, the others still equal transformers, and every block
+    comes back."""
+    engine = AsyncEngine(make_engine(llama_dir, block_size=4, async_scheduling=True))
+    prompts = random_prompts([5, 9, 17, 12, 7, 21])
+    greedy = SamplingParams(max_tokens=24, temperature=0)
+
+    async def stream(i: int, prompt: list[int]) -> tuple[list[int], FinishReason | None]:
+        tokens: list[int] = []
+        reason = None
+        async for delta in engine.add_request(GenerateRequest(f"r{i}", tuple(prompt), greedy)):
+            tokens += delta.token_ids
+            reason = delta.finish_reason
+            if i % 2 and len(tokens) >= 3 and reason is None:
+                engine.abort(f"r{i}")
+        return tokens, reason
+
+    async def main() -> list[tuple[list[int], FinishReason | None]]:
+        return await asyncio.gather(*(stream(i, p) for i, p in enumerate(prompts)))
+
+    try:
+        results = asyncio.run(main())
+        for i, (prompt, (tokens, reason)) in enumerate(zip(prompts, results, strict=True)):
+            reference = hf_greedy(llama_hf, prompt, 24)
+            if i % 2:
+                assert reason == FinishReason.ABORT and tokens == reference[: len(tokens)]
+            else:
+                assert reason in (FinishReason.LENGTH, FinishReason.STOP) and tokens == reference
+        stats = engine.stats()
+        assert stats.num_running == 0 and stats.num_free_blocks == stats.num_total_blocks
+    finally:
+        engine.shutdown()
+
+
 def test_n_samples_stream_until_all_finish(async_engine: AsyncEngine) -> None:
     spec = GenerateRequest(
         "n", (5, 6, 7), SamplingParams(max_tokens=6, n=3, seed=1, ignore_eos=True)
