@@ -293,6 +293,14 @@ class PendingOutput:
 
 def _greedy_output(seqs: tuple[ScheduledSeq, ...], packed: torch.Tensor) -> ModelRunnerOutput:
     ids, values = packed.tolist()
+    if len(ids) == len(seqs):  # one row per sequence: no drafts to verify
+        return ModelRunnerOutput(
+            {
+                s.seq_id: (TokenLogprob(int(t), lp),)
+                for s, t, lp in zip(seqs, ids, values, strict=True)
+            },
+            {},
+        )
     sampled: dict[int, tuple[TokenLogprob, ...]] = {}
     row = 0
     for s in seqs:

@@ -168,11 +168,9 @@ class Scheduler:
     def _plan(self, req: Request, budget: int) -> list[tuple[Sequence, int]]:
         """(sequence, new tokens) for a running request; beams move together or not at all."""
         plan = []
+        max_tokens = req.sampling.max_tokens
         for seq in req.seqs:
-            if (
-                seq.num_pending
-                and seq.num_output_tokens + seq.num_pending >= req.sampling.max_tokens
-            ):
+            if seq.num_pending and seq.num_tokens - seq.num_prompt_tokens >= max_tokens:
                 continue  # its token in flight is its last
             num_new = min(req.prefill_target(seq) - seq.num_computed_tokens, budget)
             if num_new > 0:

@@ -110,7 +110,9 @@ class Request:
     def __post_init__(self) -> None:
         if not self.seqs:
             self.seqs = [self.new_root()]
-        if self.sampling.use_beam_search:
+        params = self.sampling
+        self._fans_out = params.n > 1 and not params.use_beam_search  # n samples, not beams
+        if params.use_beam_search:
             self.beam = BeamState(self.sampling.beam_width, self.sampling.length_penalty)
 
     def reset_beams(self) -> None:
@@ -158,4 +160,4 @@ class Request:
 
     @property
     def needs_fork(self) -> bool:
-        return not self.forked and self.sampling.n > 1 and not self.sampling.use_beam_search
+        return self._fans_out and not self.forked
