@@ -27,6 +27,7 @@ from benchmarks.common import hardware, median, print_table, write_json
 from benchmarks.lora_throughput import write_adapter
 from workers.config import CacheConfig, EngineConfig, LoRAConfig, SchedulerConfig
 from workers.engine import LLMEngine
+from workers.gc_freeze import long_lived_objects_frozen
 from workers.models.model_config import ModelConfig
 from workers.protocol import GenerateRequest
 from workers.sampling_params import SamplingParams
@@ -127,10 +128,11 @@ def decode_step_ms(engine: LLMEngine, batch: int, steps: int = 30) -> float:
     ):
         engine.step()  # prefill
     times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        engine.step()
-        times.append(time.perf_counter() - t0)
+    with long_lived_objects_frozen():
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            engine.step()
+            times.append(time.perf_counter() - t0)
     for r in list(engine.scheduler.running):
         engine.abort(r.request_id)
     return 1000 * median(times)
@@ -155,13 +157,15 @@ def run_serving(
         engine.add_request(GenerateRequest(f"s{i}", tuple(prompt), params, adapter=adapter))
     live_tokens = allocated = generated = 0
     bs = engine.kv.block_size
-    start = time.perf_counter()
-    while engine.has_unfinished():
-        generated += sum(len(d.token_ids) for d in engine.step())
-        stats = engine.stats()
-        live_tokens += sum(s.num_computed_tokens for r in engine.scheduler.running for s in r.seqs)
-        allocated += (stats.num_total_blocks - stats.num_free_blocks) * bs
-    elapsed = time.perf_counter() - start
+    with long_lived_objects_frozen():  # as the replica's engine loop runs
+        start = time.perf_counter()
+        while engine.has_unfinished():
+            generated += sum(len(d.token_ids) for d in engine.step())
+            stats = engine.stats()
+            running = engine.scheduler.running
+            live_tokens += sum(s.num_computed_tokens for r in running for s in r.seqs)
+            allocated += (stats.num_total_blocks - stats.num_free_blocks) * bs
+        elapsed = time.perf_counter() - start
     return {
         "tokens_per_s": generated / elapsed,
         "seconds": elapsed,

@@ -29,6 +29,7 @@ from benchmarks.common import hardware, median, print_table, save_random_llama, 
 from benchmarks.gpu_suite import SHAPE_1B
 from workers.config import CacheConfig, EngineConfig, SchedulerConfig
 from workers.engine import LLMEngine
+from workers.gc_freeze import long_lived_objects_frozen
 from workers.protocol import GenerateRequest, SpeculationMode
 from workers.sampling_params import SamplingParams
 from workers.spec.config import SpecConfig
@@ -139,8 +140,6 @@ def run(
         GenerateRequest(f"{tag}{i}", tuple(p), params, speculation=mode)
         for i, p in enumerate(prompts)
     ]
-    torch.cuda.synchronize()
-    start = time.perf_counter()
     step = engine.step
     steps = 0
 
@@ -150,9 +149,12 @@ def run(
         return step()
 
     engine.step = counted  # type: ignore[method-assign]
-    out = engine.generate(specs)
+    with long_lived_objects_frozen():  # as the replica's engine loop runs
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        out = engine.generate(specs)
+        elapsed = time.perf_counter() - start
     del engine.step
-    elapsed = time.perf_counter() - start
     outputs = {rid: o[0] for rid, o in out.items()}
     return Run(len(prompts) * new_tokens / elapsed, 1000 * elapsed / max(steps, 1), outputs)
 

@@ -13,6 +13,7 @@ from typing import TypeVar
 
 from workers.engine import LLMEngine
 from workers.errors import EngineDeadError
+from workers.gc_freeze import long_lived_objects_frozen
 from workers.protocol import AdapterInfo, GenerateRequest, ReplicaStats, TokenDelta
 
 logger = logging.getLogger(__name__)
@@ -154,20 +155,24 @@ class AsyncEngine:
 
     def _run(self) -> None:
         try:
-            while not self._stopped:
-                self._drain_commands()
-                if not self.engine.has_unfinished():
-                    self._stats = self.engine.stats()
-                    self._wakeup.wait(timeout=0.5)
-                    self._wakeup.clear()
-                    continue
-                self._deliver_step(self.engine.step())
-                self._stats = self.engine.stats()
+            with long_lived_objects_frozen():
+                self._loop()
         except BaseException as e:  # the loop must report any failure to every waiter
             logger.exception("engine loop died")
             self._error = e
             for request_id in list(self._streams):
                 self._deliver(request_id, EngineDeadError(f"engine loop died: {e!r}"))
+
+    def _loop(self) -> None:
+        while not self._stopped:
+            self._drain_commands()
+            if not self.engine.has_unfinished():
+                self._stats = self.engine.stats()
+                self._wakeup.wait(timeout=0.5)
+                self._wakeup.clear()
+                continue
+            self._deliver_step(self.engine.step())
+            self._stats = self.engine.stats()
 
     def _drain_commands(self) -> None:
         while True:
