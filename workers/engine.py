@@ -60,7 +60,7 @@ class LLMEngine:
         self.adapters = (
             LoRAManager(config.lora, cfg, dtype, self.device) if config.lora is not None else None
         )
-        self.scheduler = Scheduler(config.scheduler, self.kv, self.adapters)
+        self.scheduler = Scheduler(config.scheduler, self.kv, self.adapters, self.max_model_len)
         # bitsandbytes layers synchronize with the host: no graph capture with them.
         graphs = config.cuda_graphs and config.quantization is None
         graph_batch = min(config.scheduler.max_num_seqs, 256) if graphs else 0

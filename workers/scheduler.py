@@ -9,6 +9,7 @@ is preempted: its blocks are freed and it is recomputed later.
 from __future__ import annotations
 
 import heapq
+import sys
 
 from adapters.admission import AdapterGate
 from adapters.manager import LoRAManager
@@ -20,9 +21,15 @@ from workers.sequence import Request, Sequence
 
 class Scheduler:
     def __init__(
-        self, config: SchedulerConfig, kv: KVCacheManager, adapters: LoRAManager | None = None
+        self,
+        config: SchedulerConfig,
+        kv: KVCacheManager,
+        adapters: LoRAManager | None = None,
+        max_model_len: int | None = None,
     ) -> None:
         self.config = config
+        # a sequence of this many tokens is done
+        self.max_model_len = sys.maxsize if max_model_len is None else max_model_len
         self.kv = kv
         self.adapters = adapters
         self.waiting: list[tuple[tuple[int, float, int], Request]] = []
@@ -169,8 +176,12 @@ class Scheduler:
         """(sequence, new tokens) for a running request; beams move together or not at all."""
         plan = []
         max_tokens = req.sampling.max_tokens
+        max_len = self.max_model_len
         for seq in req.seqs:
-            if seq.num_pending and seq.num_tokens - seq.num_prompt_tokens >= max_tokens:
+            num_tokens = seq.num_tokens
+            if seq.num_pending and (
+                num_tokens - seq.num_prompt_tokens >= max_tokens or num_tokens >= max_len
+            ):
                 continue  # its token in flight is its last
             num_new = min(req.prefill_target(seq) - seq.num_computed_tokens, budget)
             if num_new > 0:

@@ -148,6 +148,22 @@ def test_no_step_is_queued_past_the_last_token(llama_dir: Path) -> None:
     assert steps == 7  # one prefill step (that samples the first token), then 6 decodes
 
 
+def test_no_step_is_queued_past_the_context(llama_dir: Path) -> None:
+    """Likewise for a token in flight that fills the model's context (max_model_len)."""
+    engine = make_engine(llama_dir, async_scheduling=True, max_model_len=16)
+    engine.add_request(GenerateRequest("r", tuple(random_prompts([9])[0]), _greedy(100)))
+    steps, tokens = 0, []
+    while engine.has_unfinished():
+        for d in engine.step():
+            tokens += d.token_ids
+            reason = d.finish_reason
+        steps += 1
+    assert not engine.step_in_flight
+    assert len(tokens) == 7 and reason == FinishReason.LENGTH  # 9 + 7 = 16 tokens
+    assert steps == 7
+    assert engine.stats().num_free_blocks == engine.stats().num_total_blocks
+
+
 def test_block_copies_of_a_step_ahead_that_schedules_nothing_still_happen(
     llama_dir: Path,
 ) -> None:
