@@ -1,7 +1,7 @@
 """LLMServer: one AsyncEngine per replica, streaming TokenDeltas to the Router.
 
-Methods the Router calls through its handle: `generate` (a stream, see
-router/replica_stream.py), `stats`, and the adapter methods. Serve calls
+Methods the Router calls through its handle: `generate_packed` (`generate`'s stream with each
+batch packed, see router/replica_stream.py), `stats`, and the adapter methods. Serve calls
 `record_routing_stats` (for TandemRequestRouter) and `check_health`.
 """
 
@@ -11,6 +11,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 from ray import serve
@@ -21,7 +22,7 @@ from deployments.engine_settings import EngineSettings
 from deployments.metrics import RayMetrics
 from deployments.remote_draft import DraftServerClient
 from router.metrics import labels
-from router.replica_stream import replica_stream
+from router.replica_stream import pack, replica_stream
 from workers.async_engine import AsyncEngine
 from workers.engine import LLMEngine
 from workers.protocol import AdapterInfo, GenerateRequest, ReplicaStats, TokenDelta
@@ -76,6 +77,12 @@ class LLMServer:
         finally:
             if not completed:  # the caller left (client disconnect, stop string) or failed
                 self.num_abandoned += 1
+
+    async def generate_packed(self, request: GenerateRequest) -> AsyncIterator[bytes]:
+        """`generate` with each batch as bytes: what the Router's handle streams."""
+        async with aclosing(self.generate(request)) as batches:
+            async for batch in batches:
+                yield pack(batch)
 
     def stats(self) -> ReplicaStats:
         return self.engine.stats()

@@ -11,7 +11,7 @@ from ray.serve.handle import DeploymentHandle
 
 from router.adapter_catalog import AdapterCatalog, AdapterSet
 from router.errors import overloaded
-from router.replica_stream import open_stream
+from router.replica_stream import open_stream, unpack
 from workers.protocol import GenerateRequest, TokenDelta
 
 SYNC_WAIT_S = 30.0  # how long load/unload wait for every replica to catch up
@@ -25,7 +25,7 @@ class ServeBackend:
         self._catalog = catalog
 
     async def submit(self, request: GenerateRequest) -> AsyncIterator[list[TokenDelta]]:
-        response = self._stream.generate.remote(request)
+        response = self._stream.generate_packed.remote(request)
         try:
             return await open_stream(_cancel_on_close(response))
         except BackPressureError as e:
@@ -49,12 +49,12 @@ class ServeBackend:
 
 
 async def _cancel_on_close(response: Any) -> AsyncIterator[list[TokenDelta]]:
-    """Iterate a DeploymentResponseGenerator; leaving early cancels the replica's call,
-    which aborts the request in its engine."""
+    """Iterate a DeploymentResponseGenerator of packed batches; leaving early cancels the
+    replica's call, which aborts the request in its engine."""
     finished = False
     try:
-        async for batch in response:
-            yield batch
+        async for data in response:
+            yield unpack(data)
         finished = True
     finally:
         if not finished:

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from deployments.app import AppArgs, build_app
 from deployments.llm_server import LLMServer
+from router.replica_stream import unpack
 from workers.protocol import GenerateRequest
 from workers.sampling_params import SamplingParams
 
@@ -26,6 +27,8 @@ def test_llm_server_streams_an_ack_then_deltas_and_fails_health_when_its_loop_di
             batches = [batch async for batch in server.generate(request)]
             assert batches[0] == []  # accepted
             assert sum(len(d.token_ids) for b in batches for d in b) == 3
+            packed = [unpack(data) async for data in server.generate_packed(request)]
+            assert packed[0] == [] and sum(len(d.token_ids) for b in packed for d in b) == 3
             stats = server.record_routing_stats()
             assert stats["num_total_blocks"] == 32 and "resident_adapters" in stats
             server.check_health()
