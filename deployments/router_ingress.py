@@ -21,6 +21,7 @@ from router.admission import AdmissionConfig
 from router.app import build_openai_app
 from router.assemble import make_service
 from router.tokenizer import PromptTokenizer
+from workers.gc_freeze import freeze_long_lived_objects
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class Router:
             catalog=catalog,
         )
         self._refresher = asyncio.get_running_loop().create_task(self._refresh_load())
+        freeze_long_lived_objects()  # set up: what lives now lives as long as the replica
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return build_openai_app(self.service)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tests.factories import make_engine
 from workers.async_engine import AsyncEngine
-from workers.gc_freeze import long_lived_objects_frozen
+from workers.gc_freeze import freeze_long_lived_objects, long_lived_objects_frozen
 
 
 def test_frozen_inside_the_block_and_collectable_after() -> None:
@@ -33,3 +33,15 @@ def test_engine_loop_runs_frozen_and_unfreezes_on_shutdown(llama_dir: Path) -> N
     finally:
         engine.shutdown()
     assert gc.get_freeze_count() == 0
+
+
+def test_freezing_for_the_process_keeps_new_garbage_collectable() -> None:
+    try:
+        freeze_long_lived_objects()
+        assert gc.get_freeze_count() > 0
+        cycle: list = []
+        cycle.append(cycle)
+        del cycle
+        assert gc.collect() > 0
+    finally:
+        gc.unfreeze()
