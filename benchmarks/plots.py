@@ -26,6 +26,7 @@ SUITE_RUNS = {
     "v5": "gpu_suite_v5.json",
     "v6": "gpu_suite_v6.json",
     "v7 (H200)": "gpu_suite_v7.json",
+    "v8 (H200)": "gpu_suite_v8.json",
     "8B (H200)": "gpu_suite_8b.json",
 }
 WIDTH, HEIGHT = 640, 360
@@ -202,7 +203,7 @@ def decode_step() -> Path:
     ]
     chart = Chart(
         "Decode step time, CUDA graphs",
-        "1.1B Llama shape, bf16; v1-v6 one H100, v7 and 8B one H200; lower is better",
+        "1.1B Llama shape, bf16; v1-v6 one H100, v7, v8 and 8B one H200; lower is better",
         "ms per step",
         list(runs),
         series,
