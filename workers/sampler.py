@@ -80,14 +80,14 @@ def processed_logits(
     prompt_ids: Sequence[int],
     output_ids: Sequence[int],
     stop_ids: Sequence[int],
-    num_outputs: int | None = None,
+    num_outputs: int,
 ) -> torch.Tensor:
     """One raw row [vocab] after penalties and min_tokens masking (stop tokens held back
-    until min_tokens outputs exist). `output_ids` is read for penalties only; num_outputs
-    (default len(output_ids)) counts the outputs so far."""
+    until min_tokens outputs exist). `output_ids` is read for penalties only (it may be
+    empty without them); num_outputs counts the outputs so far."""
     if params.has_penalties:
         logits = apply_penalties(logits, params, prompt_ids, output_ids)
-    if (len(output_ids) if num_outputs is None else num_outputs) < params.min_tokens:
+    if num_outputs < params.min_tokens:
         logits = mask_tokens(logits, sorted(stop_ids))
     return logits
 

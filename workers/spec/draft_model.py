@@ -93,8 +93,9 @@ class DraftModelProposer:
                     continue
                 assert row is not None
                 history = state.tokens[q.num_prompt_tokens :]
+                prompt = q.token_ids[: q.num_prompt_tokens]
                 processed = processed_logits(
-                    row, q.sampling, q.token_ids[: q.num_prompt_tokens], history, q.stop_ids
+                    row, q.sampling, prompt, history, q.stop_ids, len(history)
                 )
                 p = sampling_probs(processed, q.sampling)
                 drafted[q.key].append(draw(p, q.sampling, state.generator))
