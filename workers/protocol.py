@@ -22,6 +22,7 @@ class FinishReason(StrEnum):
     STOP = "stop"  # EOS or a stop token
     LENGTH = "length"  # max_tokens or the model's context
     ABORT = "abort"  # cancelled by the caller
+    ERROR = "error"  # failed in the engine; TokenDelta.error says why (the others go on)
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class TokenDelta:
     num_generated_tokens: int = 0
     num_drafted_tokens: int = 0
     num_accepted_tokens: int = 0
+    error: str | None = None  # with FinishReason.ERROR: a message safe to show the client
 
     @property
     def finished(self) -> bool:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from workers.protocol import TokenLogprob
+from workers.request_failure import RequestFailure
 from workers.sampling_params import SamplingParams
 
 
@@ -64,7 +65,9 @@ class ModelRunnerOutput:
     """sampled: the tokens each sampling sequence appends (one, or with speculation the
     accepted drafts and one more); logprob is the model's raw log-probability and `top` is
     filled when the request asked for logprobs.
-    beam_topk: (token id, processed log-probability) pairs, best first, per beam."""
+    beam_topk: (token id, processed log-probability) pairs, best first, per beam.
+    failed: requests whose own part of the step failed (their sequences are in neither)."""
 
     sampled: dict[int, tuple[TokenLogprob, ...]]
     beam_topk: dict[int, tuple[tuple[int, float], ...]]
+    failed: tuple[RequestFailure, ...] = ()

@@ -91,7 +91,8 @@ def make_generator(seed: int | None, index: int) -> torch.Generator | None:
     """Per-sample generator: the same seed gives the same samples whatever the batch."""
     if seed is None:
         return None
-    return torch.Generator().manual_seed(seed * 1_000_003 + index)
+    # manual_seed takes [-2**63, 2**64): fold any 64-bit seed and sample index into it.
+    return torch.Generator().manual_seed((seed * 1_000_003 + index) % 2**64)
 
 
 @dataclass(eq=False)
