@@ -16,6 +16,7 @@ from deployments.engine_settings import EngineSettings, context_length, resolve_
 from deployments.llm_server import LLMServer
 from deployments.router_ingress import Router
 from deployments.router_settings import RouterArgs, RouterSettings
+from workers.models.model_config import ModelConfig
 from workers.protocol import SpeculationMode
 
 REQUEST_ROUTER = "router.request_router:TandemRequestRouter"
@@ -140,6 +141,8 @@ def build_app(args: AppArgs) -> Application:
         model_name=name,
         tokenizer_dir=model_dir,
         max_model_len=context_length(model_dir, engine.max_model_len),
+        vocab_size=ModelConfig.from_dir(model_dir).vocab_size,
+        max_sequences=engine.max_num_seqs,
         batch_slots=batch_slots,
         proposers=_proposers(engine, draft is not None),
     )

@@ -21,6 +21,7 @@ from router.admission import AdmissionConfig
 from router.app import build_openai_app
 from router.assemble import make_service
 from router.tokenizer import PromptTokenizer
+from router.validation import RequestLimits
 from workers.gc_freeze import freeze_long_lived_objects
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class Router:
         self.service = make_service(
             model_name=s.model_name,
             max_model_len=s.max_model_len,
+            limits=RequestLimits(s.vocab_size, s.max_sequences),
             tokenizer=PromptTokenizer.from_pretrained(s.tokenizer_dir),
             backend=ServeBackend(llm, catalog),
             admission=AdmissionConfig(s.max_running, s.max_waiting, s.retry_after_s),

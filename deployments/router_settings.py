@@ -86,6 +86,13 @@ class RouterSettings(RouterArgs):
     model_name: str = Field(description="The base model's served name.")
     tokenizer_dir: str = Field(description="Directory AutoTokenizer loads from.")
     max_model_len: int = Field(description="The engine's context length.")
+    vocab_size: int = Field(description="The model's vocabulary size (token ids below it).")
+    max_sequences: int = (
+        Field(
+            description="The most sequences one request may ask for (n, best_of, beam_width): "
+            "the engine's max_num_seqs."
+        ),
+    )
     batch_slots: int = Field(description="Replicas x max_num_seqs.")
     proposers: list[SpeculationMode] = Field(
         default_factory=list, description="Speculation modes the replicas can serve."

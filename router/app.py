@@ -7,6 +7,7 @@ parsed by the pydantic models in router/schema.py; a body that does not parse is
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +17,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from router import sse
-from router.errors import APIError, bad_request, internal_error
+from router.errors import APIError, bad_request, request_failed
 from router.schema import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -97,6 +98,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         return error_response(error)
 
     @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        logger.exception("unhandled error")
-        return error_response(internal_error(f"internal error: {exc!r}"))
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        request_id = request.headers.get("x-request-id") or f"req-{uuid.uuid4().hex}"
+        logger.error("request %s failed", request_id, exc_info=exc)
+        return error_response(request_failed(request_id))

@@ -15,7 +15,7 @@ from typing import Any
 
 from router.choices import ChoiceState, ChoiceUpdate, merge_updates
 from router.coalesce import coalesce
-from router.errors import APIError, internal_error
+from router.errors import APIError, internal_error, overloaded, request_failed
 from router.logprobs import merge_completion_logprobs
 from router.metrics import MetricsSink, RequestTimer, labels
 from router.prepared import Endpoint, PreparedRequest
@@ -23,6 +23,7 @@ from router.responses import FinalChoice, ResponseBuilder, Usage
 from router.sampling import engine_value_error
 from router.sse import DONE, event
 from router.tokenizer import PromptTokenizer
+from workers.errors import EngineDeadError, RequestFailedError
 from workers.protocol import TokenDelta
 
 logger = logging.getLogger(__name__)
@@ -121,10 +122,10 @@ class Generation:
         except ValueError as e:
             self._record_failure()
             yield event(engine_value_error(e).body())
-        except Exception as e:  # the client must see a failure, never a clean finish
+        except Exception:  # the client must see a failure, never a clean finish
             logger.exception("request %s failed while streaming", self.prepared.response_id)
             self._record_failure()
-            yield event(internal_error(f"generation failed: {e!r}").body())
+            yield event(request_failed(self.prepared.response_id).body())
         finally:
             await self.close()
 
@@ -155,6 +156,12 @@ class Generation:
                         self._record_finish()
                         return
             raise internal_error("the replica's stream ended before every choice finished")
+        except RequestFailedError as e:  # this request failed in the engine; others go on
+            raise internal_error(e.message) from e
+        except EngineDeadError as e:
+            raise overloaded(
+                "the replica's engine failed and is being replaced; retry shortly", 5.0, 503
+            ) from e
         finally:
             await self.close()
 

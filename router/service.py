@@ -14,7 +14,7 @@ from router.adapter_catalog import AdapterCatalog
 from router.admission import AdmissionController
 from router.auth import ApiKeyAuth
 from router.backend import Backend
-from router.errors import APIError, not_found, overloaded
+from router.errors import APIError, bad_request, not_found, overloaded
 from router.generation import Generation
 from router.load import LoadTracker
 from router.metrics import MetricsSink, labels
@@ -36,6 +36,7 @@ from router.schema import (
 )
 from router.speculation import SpeculationPolicy
 from router.tokenizer import PromptTokenizer
+from router.validation import RequestLimits, check_request
 from workers.errors import AdapterNotFoundError, EngineDeadError
 from workers.protocol import GenerateRequest, SpeculationMode
 
@@ -46,6 +47,7 @@ Result = dict[str, Any] | AsyncIterator[str]
 class ServiceSettings:
     model_name: str  # the base model's served name
     max_model_len: int
+    limits: RequestLimits
     created: int = 0
 
 
@@ -68,12 +70,14 @@ class OpenAIService:
 
     async def completions(self, body: CompletionRequest) -> Result:
         check_supported(body)
+        check_request(body, self.settings.limits)
         adapter = self._adapter(body.model)
         prompt = self.tokenizer.encode_prompt(body.prompt)
         return await self.run(self._prepare(Endpoint.COMPLETIONS, body, adapter, prompt))
 
     async def chat(self, body: ChatCompletionRequest) -> Result:
         check_supported(body)
+        check_request(body, self.settings.limits)
         adapter = self._adapter(body.model)
         prompt = self.tokenizer.encode_chat(body.messages, body.add_generation_prompt)
         return await self.run(self._prepare(Endpoint.CHAT, body, adapter, prompt))
@@ -87,8 +91,8 @@ class OpenAIService:
             await self.backend.try_adapter(body.lora_name, path)
         except APIError:
             raise
-        except ValueError as e:  # AdapterLoadError and other bad-adapter errors
-            raise engine_value_error(e) from e
+        except ValueError as e:  # AdapterLoadError: the adapter at lora_path is unusable
+            raise bad_request(f"cannot load the adapter: {e}", "lora_path") from e
         await self.backend.sync_adapters(self.catalog.add(body.lora_name, path))
         tags = labels(self.settings.model_name, body.lora_name)
         self.metrics.record("tandem:lora_loads_total", 1, tags)
@@ -170,7 +174,9 @@ class OpenAIService:
         except ValueError as e:
             raise engine_value_error(e) from e
         except EngineDeadError as e:
-            raise overloaded(f"a replica failed and is restarting: {e}", 5.0, 503) from e
+            raise overloaded(
+                "a replica's engine failed and is being replaced; retry shortly", 5.0, 503
+            ) from e
 
     def _adapter(self, model: str) -> str | None:
         return resolve_adapter(model, self.settings.model_name, self.catalog)
