@@ -75,6 +75,7 @@ def filter_logits(logits: torch.Tensor, top_k: int, top_p: float, min_p: float) 
         cum = sorted_logits.softmax(-1).cumsum(-1)
         # Drop a token when the ones before it already reach top_p; the best always stays.
         drop_sorted = (cum - sorted_logits.softmax(-1)) >= top_p
+        drop_sorted[..., 0] = False  # also when top_p underflows to 0 in float32
         drop = torch.zeros_like(drop_sorted).scatter(0, order, drop_sorted)
         logits = logits.masked_fill(drop, _NEG_INF)
     if min_p > 0.0:
