@@ -65,6 +65,11 @@ class LLMServerArgs(BaseModel):
     routing: RoutingArgs = Field(
         default_factory=RoutingArgs, description="Replica choice (TandemRequestRouter)."
     )
+    health_check_period_s: float = Field(
+        2.0,
+        description="How often Serve calls check_health: a replica whose engine loop died is "
+        "replaced within about this long (its requests get a 503 with Retry-After meanwhile).",
+    )
 
 
 class DraftArgs(BaseModel):
@@ -124,6 +129,7 @@ def build_app(args: AppArgs) -> Application:
     llm = LLMServer.options(
         num_replicas=args.llm.num_replicas,
         max_ongoing_requests=args.llm.max_ongoing_requests,
+        health_check_period_s=args.llm.health_check_period_s,
         ray_actor_options=with_env(args.llm.ray_actor_options, ONE_LOOP),
         logging_config=QUIET,
         request_router_config=RequestRouterConfig(

@@ -69,15 +69,15 @@ class OpenAIService:
     # -- endpoints ------------------------------------------------------------------------------
 
     async def completions(self, body: CompletionRequest) -> Result:
-        check_supported(body)
         check_request(body, self.settings.limits)
+        check_supported(body)
         adapter = self._adapter(body.model)
         prompt = self.tokenizer.encode_prompt(body.prompt)
         return await self.run(self._prepare(Endpoint.COMPLETIONS, body, adapter, prompt))
 
     async def chat(self, body: ChatCompletionRequest) -> Result:
-        check_supported(body)
         check_request(body, self.settings.limits)
+        check_supported(body)
         adapter = self._adapter(body.model)
         prompt = self.tokenizer.encode_chat(body.messages, body.add_generation_prompt)
         return await self.run(self._prepare(Endpoint.CHAT, body, adapter, prompt))

@@ -17,6 +17,9 @@ SEED_MIN = -(2**63)
 SEED_MAX = 2**63 - 1
 MAX_LOGPROBS = 20
 MAX_LENGTH_PENALTY = 100.0
+# A repetition penalty divides (or multiplies) logits: outside this range it only says
+# "never repeat" or "always repeat" in a way float32 cannot hold.
+REPETITION_PENALTY_RANGE = (0.01, 100.0)
 
 
 @dataclass(frozen=True)
@@ -56,9 +59,11 @@ class SamplingParams:
         _check(self.top_k >= -1, f"top_k must be >= 1, or 0 or -1 to disable, got {self.top_k}")
         _check(0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}")
         _check(0 <= self.min_p <= 1, f"min_p must be in [0, 1], got {self.min_p}")
+        low, high = REPETITION_PENALTY_RANGE
         _check(
-            self.repetition_penalty > 0,
-            f"repetition_penalty must be > 0, got {self.repetition_penalty}",
+            low <= self.repetition_penalty <= high,
+            f"repetition_penalty must be in [{low:g}, {high:g}] (1 disables it), "
+            f"got {self.repetition_penalty}",
         )
         for name in ("presence_penalty", "frequency_penalty"):
             value = getattr(self, name)

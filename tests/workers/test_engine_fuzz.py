@@ -75,8 +75,8 @@ in_range = st.fixed_dictionaries(
         ),
         "min_p": st.one_of(st.sampled_from([0.0, 5e-324, 1.0]), st.floats(0, 1)),
         "repetition_penalty": st.one_of(
-            st.sampled_from([5e-324, 1e-300, 1e-3, 1e3, 1e300, 1.7e308]),
-            st.floats(min_value=0.01, max_value=10),
+            st.sampled_from([0.01, 0.0100001, 99.99, 100.0]),
+            st.floats(min_value=0.01, max_value=100),
         ),
         "presence_penalty": st.one_of(st.sampled_from([-2.0, 2.0]), st.floats(-2, 2)),
         "frequency_penalty": st.one_of(st.sampled_from([-2.0, 2.0]), st.floats(-2, 2)),

@@ -143,8 +143,8 @@ def test_non_finite_logits_fail_only_their_request(
 @pytest.mark.parametrize(
     "sampling",
     [
-        SamplingParams(max_tokens=8, repetition_penalty=1e-300, min_tokens=2),
-        SamplingParams(max_tokens=8, repetition_penalty=1e300, temperature=1e-5),
+        SamplingParams(max_tokens=8, repetition_penalty=0.01, min_tokens=2),
+        SamplingParams(max_tokens=8, repetition_penalty=100.0, temperature=1.1e-5),
         SamplingParams(max_tokens=8, temperature=1e308, min_tokens=8, top_p=1e-300),
         SamplingParams(max_tokens=8, temperature=5e-5, top_k=1, min_p=1.0),
         SamplingParams(max_tokens=8, stop_token_ids=tuple(range(128)), min_tokens=3),
@@ -179,6 +179,7 @@ def test_out_of_vocabulary_stop_token_is_refused(llama_dir: Path) -> None:
         (dict(temperature=float("inf")), "temperature must be a finite number"),
         (dict(repetition_penalty=float("nan")), "repetition_penalty must be a finite number"),
         (dict(seed=2**70), "seed must be in"),
+        (dict(repetition_penalty=1e-300), "repetition_penalty must be in [0.01, 100]"),
         (dict(length_penalty=1e9), "length_penalty must be in"),
         (dict(logprobs=21), "logprobs must be in [0, 20]"),
         (dict(max_tokens=True), "max_tokens must be an integer"),
