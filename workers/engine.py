@@ -369,7 +369,7 @@ def _overlaps(step: SchedulerOutput) -> bool:
     sequence samples at most one token, greedily on the device, and nothing forks."""
     for s in step.seqs:
         params = s.sampling
-        if params.n > 1 or params.use_beam_search or s.spec_token_ids:
+        if params.n > 1 or params.use_beam_search or s.spec_token_ids or s.num_prompt_rows:
             return False
         if s.sample and not (plain_greedy(s) and not params.logprobs):
             return False

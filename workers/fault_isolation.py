@@ -36,6 +36,7 @@ def run_isolated(runner: StepRunner, step: SchedulerOutput) -> ModelRunnerOutput
     sampled: dict[int, tuple] = {}
     beams: dict[int, tuple] = {}
     failed: list[RequestFailure] = []
+    prompt: dict[int, tuple] = {}
     for request_id, seqs in by_request.items():
         try:
             out = runner.execute(SchedulerOutput(tuple(seqs)))
@@ -44,5 +45,6 @@ def run_isolated(runner: StepRunner, step: SchedulerOutput) -> ModelRunnerOutput
             continue
         sampled.update(out.sampled)
         beams.update(out.beam_topk)
+        prompt.update(out.prompt_logprobs or {})
         failed += out.failed
-    return ModelRunnerOutput(sampled, beams, tuple(failed))
+    return ModelRunnerOutput(sampled, beams, tuple(failed), prompt or None)

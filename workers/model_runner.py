@@ -94,16 +94,20 @@ class ModelRunner:
         if step.empty:
             return PendingOutput(ready=ModelRunnerOutput({}, {}))
         logits = self.forward_logits(step.seqs)
-        sampling = tuple(s for s in step.seqs if s.sample)
-        if all(plain_greedy(s) and not s.sampling.logprobs for s in sampling):
-            return self._greedy_on_device(sampling, logits)
+        with_rows = tuple(s for s in step.seqs if s.num_logit_rows)
+        plain = all(
+            plain_greedy(s) and not s.sampling.logprobs and not s.num_prompt_rows for s in with_rows
+        )
+        if plain:
+            return self._greedy_on_device(with_rows, logits)
         self._sampled = None
-        return PendingOutput(ready=self._pick(sampling, logits.float().cpu()))
+        return PendingOutput(ready=self._pick(with_rows, logits.float().cpu()))
 
     @torch.inference_mode()
     def forward_logits(self, seqs: tuple[ScheduledSeq, ...]) -> torch.Tensor:
-        """One forward over the block tables: float32 logits of every sample row, on the
-        device, [sum of num_sample_rows, vocab]."""
+        """One forward over the block tables: float32 logits of every row a sequence asks
+        for (its prompt rows, then its sample rows), on the device, [sum of num_logit_rows,
+        vocab]."""
         if self._graph_ready(seqs):
             assert self.graphs is not None
             fill = self._placeholders(seqs, range(len(seqs)))
@@ -137,6 +141,7 @@ class ModelRunner:
         """Sampling steps within the captured shapes (adapters only with LoRA slots)."""
         return (
             self.graphs is not None
+            and not any(s.num_prompt_rows for s in seqs)
             and self.graphs.fits(seqs)
             and (self.graphs.lora_slots is not None or all(s.adapter_key is None for s in seqs))
         )
@@ -173,6 +178,9 @@ class ModelRunner:
             slots += [s.block_table[p // bs] * bs + p % bs for p in span]
             query_start_loc.append(len(input_ids))
             seq_lens.append(span.stop)
+            if s.num_prompt_rows:
+                first = query_start_loc[-2] + s.prompt_row_start - s.start_pos
+                logits_indices += range(first, first + s.num_prompt_rows)
             logits_indices += range(len(input_ids) - s.num_sample_rows, len(input_ids))
         width = max(len(s.block_table) for s in seqs)
         tables = [list(s.block_table) + [0] * (width - len(s.block_table)) for s in seqs]
@@ -208,21 +216,28 @@ class ModelRunner:
         return LoRABatch.build(self.adapters.slots, token_slots)
 
     def _pick(self, seqs: tuple[ScheduledSeq, ...], logits: torch.Tensor) -> ModelRunnerOutput:
-        """Each sequence's tokens (or beam candidates) from its rows of the host logits. A
-        request whose rows are not finite, or whose sampling raises, fails alone."""
+        """Each sequence's tokens (or beam candidates) and prompt log-probabilities from its
+        rows of the host logits. A request whose rows are not finite, or whose sampling
+        raises, fails alone."""
         logprobs = torch.log_softmax(logits, dim=-1)
         finite = torch.isfinite(logits).all(-1).tolist()
         sampled: dict[int, tuple[TokenLogprob, ...]] = {}
         beams: dict[int, tuple[tuple[int, float], ...]] = {}
+        prompt: dict[int, tuple[TokenLogprob, ...]] = {}
         failed: dict[str, RequestFailure] = {}
         row = 0
         for s in seqs:
-            rows = slice(row, row + s.num_sample_rows)
-            row = rows.stop
+            owned = slice(row, row + s.num_logit_rows)
+            rows = slice(row + s.num_prompt_rows, owned.stop)
+            row = owned.stop
             if s.request_id in failed:
                 continue
-            if not all(finite[rows]):
+            if not all(finite[owned]):
                 failed[s.request_id] = RequestFailure(s.request_id, NON_FINITE)
+                continue
+            if s.num_prompt_rows:
+                prompt[s.seq_id] = _prompt_entries(s, logprobs[owned.start : rows.start])
+            if not s.sample:
                 continue
             try:
                 if s.beam_topk:
@@ -238,7 +253,8 @@ class ModelRunner:
                 )
             except Exception as e:  # this request's sampling only: the step goes on
                 failed[s.request_id] = failure_from_exception(s.request_id, "sampling", e)
-        return _without_failed(ModelRunnerOutput(sampled, beams, tuple(failed.values())), seqs)
+        output = ModelRunnerOutput(sampled, beams, tuple(failed.values()), prompt or None)
+        return _without_failed(output, seqs)
 
     def _next_tokens(self, s: ScheduledSeq, rows: torch.Tensor) -> list[int]:
         """The token drawn from the last row, or with drafts the verified tokens."""
@@ -312,6 +328,16 @@ def _greedy_output(seqs: tuple[ScheduledSeq, ...], packed: torch.Tensor) -> Mode
     return _greedy_rows(seqs, ids, values)
 
 
+def _prompt_entries(s: ScheduledSeq, logprobs: torch.Tensor) -> tuple[TokenLogprob, ...]:
+    """logprobs [num_prompt_rows, vocab]: row j gives prompt_next_ids[j]'s log-probability."""
+    ids = torch.tensor(s.prompt_next_ids)
+    chosen = logprobs.gather(1, ids[:, None])[:, 0].tolist()
+    return tuple(
+        TokenLogprob(t, lp, top_logprobs(row, s.prompt_top))
+        for t, lp, row in zip(s.prompt_next_ids, chosen, logprobs, strict=True)
+    )
+
+
 def _non_finite(seqs: tuple[ScheduledSeq, ...], finite: list[float]) -> tuple[RequestFailure, ...]:
     failed: dict[str, RequestFailure] = {}
     row = 0
@@ -334,10 +360,12 @@ def _without_failed(
         return output
     gone = {f.request_id for f in failed}
     dropped = {s.seq_id for s in seqs if s.request_id in gone}
+    prompt = output.prompt_logprobs
     return ModelRunnerOutput(
         {k: v for k, v in output.sampled.items() if k not in dropped},
         {k: v for k, v in output.beam_topk.items() if k not in dropped},
         failed,
+        {k: v for k, v in prompt.items() if k not in dropped} if prompt else None,
     )
 
 

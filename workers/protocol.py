@@ -62,6 +62,9 @@ class TokenDelta:
     num_drafted_tokens: int = 0
     num_accepted_tokens: int = 0
     error: str | None = None  # with FinishReason.ERROR: a message safe to show the client
+    # With SamplingParams.prompt_logprobs, on each sample's first delta: one entry per
+    # prompt token after the first (the first has no context to be predicted from).
+    prompt_logprobs: tuple[TokenLogprob, ...] | None = None
 
     @property
     def finished(self) -> bool:

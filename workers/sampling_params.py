@@ -47,6 +47,9 @@ class SamplingParams:
     n: int = 1
     beam_width: int = 1
     length_penalty: float = 1.0
+    # Log-probabilities of the prompt's tokens (each given the ones before it), with this
+    # many top alternatives; from the prefill's own logits (no prefix-cache reuse then).
+    prompt_logprobs: int | None = None
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -80,6 +83,10 @@ class SamplingParams:
         _check(
             self.logprobs is None or 0 <= self.logprobs <= MAX_LOGPROBS,
             f"logprobs must be in [0, {MAX_LOGPROBS}], got {self.logprobs}",
+        )
+        _check(
+            self.prompt_logprobs is None or 0 <= self.prompt_logprobs <= MAX_LOGPROBS,
+            f"prompt_logprobs must be in [0, {MAX_LOGPROBS}], got {self.prompt_logprobs}",
         )
         _check(self.n >= 1, f"n must be >= 1, got {self.n}")
         _check(self.beam_width >= 1, f"beam_width must be >= 1, got {self.beam_width}")

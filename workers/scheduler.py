@@ -167,7 +167,12 @@ class Scheduler:
         planned: list[ScheduledSeq] = []
         for seq in req.seqs:
             target = req.prefill_target(seq)
-            hits = self.kv.find_cached_prefix(seq.token_ids[:target], req.cache_key)
+            # Prompt logprobs come from the prefill's own logits: compute every position.
+            hits = (
+                []
+                if req.sampling.prompt_logprobs is not None
+                else self.kv.find_cached_prefix(seq.token_ids[:target], req.cache_key)
+            )
             num_cached = len(hits) * self.kv.block_size
             num_new = min(target - num_cached, budget)
             if self.kv.allocate_slots(seq.seq_id, num_cached, num_new, hits) is None:
@@ -208,6 +213,7 @@ class Scheduler:
         sample = end == seq.num_tokens and not req.needs_fork
         params = req.sampling
         with_history = sample and params.has_penalties
+        row_start, num_rows = req.prompt_logprob_rows(start, end)
         return ScheduledSeq(
             seq_id=seq.seq_id,
             request_id=req.request_id,
@@ -222,6 +228,10 @@ class Scheduler:
             num_output_tokens=seq.num_output_tokens,
             beam_topk=req.beam_topk if params.use_beam_search else 0,
             adapter_key=req.adapter_key,
+            prompt_row_start=row_start,
+            num_prompt_rows=num_rows,
+            prompt_next_ids=tuple(seq.token_ids[row_start + 1 : row_start + 1 + num_rows]),
+            prompt_top=params.prompt_logprobs or 0,
         )
 
     # -- preemption -------------------------------------------------------------------------
