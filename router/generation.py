@@ -95,13 +95,27 @@ class Generation:
                 c.finish_reason,
                 self._final_logprobs(logprobs[c.index]),
             )
-            for c in self.choices
+            for c in self._kept_choices()
         ]
+        for new_index, final in enumerate(finals):
+            final.index = new_index
         return self._builder.final(finals, self.usage)
 
-    async def events(self) -> AsyncIterator[str]:
+    def _kept_choices(self) -> list[ChoiceState]:
+        """Every choice, or with best_of the `keep` most likely (cumulative logprob)."""
+        keep = self.prepared.output.keep
+        if keep is None or keep >= len(self.choices):
+            return self.choices
+        ranked = sorted(self.choices, key=lambda c: c.cum_logprob, reverse=True)
+        return sorted(ranked[:keep], key=lambda c: c.index)
+
+    def usage_chunk(self, usage: Usage) -> dict[str, Any]:
+        return self._builder.usage_chunk(usage)
+
+    async def events(self, final: bool = True) -> AsyncIterator[str]:
         """SSE events; an error after the stream began becomes a `data: {"error": ...}`
-        event and the stream ends without [DONE]."""
+        event and the stream ends without [DONE]. final=False (one prompt of a batch):
+        neither the usage chunk nor [DONE], which the batch sends once."""
         offsets = {c.index: 0 for c in self.choices}
         try:
             if self.prepared.endpoint == Endpoint.CHAT:
@@ -113,9 +127,10 @@ class Generation:
                         logprobs = self._builder.logprobs(update, offsets[update.index])
                         offsets[update.index] += len(update.text)
                         yield event(self._builder.chunk(update, logprobs))
-            if self.prepared.output.include_usage:
+            if final and self.prepared.output.include_usage:
                 yield event(self._builder.usage_chunk(self.usage))
-            yield DONE
+            if final:
+                yield DONE
         except APIError as e:
             self._record_failure()
             yield event(e.body())
@@ -195,7 +210,7 @@ class Generation:
         self._timer.on_finish()
 
     def _final_logprobs(self, parts: list[dict[str, Any]]) -> dict[str, Any] | None:
-        if self.prepared.engine_request.sampling.logprobs is None:
+        if not self.prepared.output.show_logprobs:
             return None
         if self.prepared.endpoint == Endpoint.CHAT:
             return {"content": [entry for part in parts for entry in part["content"]]}

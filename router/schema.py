@@ -22,7 +22,9 @@ class SamplingFields(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     model: str = Field(description="The base model's name, an adapter name, or base:adapter.")
-    max_tokens: int | None = Field(None, description="Most tokens to generate per choice.")
+    max_tokens: int | None = Field(
+        None, description="Most tokens to generate per choice (0 with echo: score the prompt)."
+    )
     temperature: float | None = Field(None, description="0 is greedy; default 1.")
     top_p: float | None = Field(None, description="Nucleus sampling mass in (0, 1].")
     n: int = Field(1, description="How many choices to return.")
@@ -35,7 +37,7 @@ class SamplingFields(BaseModel):
     user: str | None = Field(None, description="End-user id (logged only).")
     logit_bias: dict[str, float] | None = Field(None, description="Not supported.")
     # vLLM-style extras
-    top_k: int = Field(0, description="Keep the k most likely tokens; 0 disables.")
+    top_k: int = Field(0, description="Keep the k most likely tokens; 0 or -1 disables.")
     min_p: float = Field(0.0, description="Drop tokens below min_p times the top probability.")
     repetition_penalty: float = Field(1.0, description="> 1 discourages repeats.")
     min_tokens: int = Field(0, description="Generate at least this many tokens before EOS.")
@@ -66,12 +68,19 @@ class CompletionRequest(SamplingFields):
     """POST /v1/completions."""
 
     prompt: str | list[int] | list[str] | list[list[int]] = Field(
-        description="One prompt: text or token ids (a list of one prompt is accepted)."
+        description="Text or token ids, or a list of prompts: one choice each (times n)."
     )
     logprobs: int | None = Field(None, description="Return the top-N logprobs per token.")
-    echo: bool = Field(False, description="Not supported.")
+    echo: bool = Field(
+        False, description="Return the prompt before the completion (with its logprobs)."
+    )
     suffix: str | None = Field(None, description="Not supported.")
-    best_of: int | None = Field(None, description="Only best_of == n is supported.")
+    best_of: int | None = Field(
+        None, description="Sample best_of >= n choices and return the n most likely."
+    )
+    use_beam_search: bool = Field(
+        False, description="vLLM's name for beam search: width best_of (or n)."
+    )
 
 
 class TextPart(BaseModel):

@@ -14,6 +14,8 @@ from router.adapter_catalog import AdapterCatalog
 from router.admission import AdmissionController
 from router.auth import ApiKeyAuth
 from router.backend import Backend
+from router.batch import batch_of, run_batch
+from router.decoding import plan_decoding
 from router.errors import APIError, bad_request, not_found, overloaded
 from router.generation import Generation
 from router.load import LoadTracker
@@ -72,8 +74,11 @@ class OpenAIService:
         check_request(body, self.settings.limits)
         check_supported(body)
         adapter = self._adapter(body.model)
-        prompt = self.tokenizer.encode_prompt(body.prompt)
-        return await self.run(self._prepare(Endpoint.COMPLETIONS, body, adapter, prompt))
+        prompts = self.tokenizer.encode_prompts(body.prompt)
+        prepared = [self._prepare(Endpoint.COMPLETIONS, body, adapter, p) for p in prompts]
+        if len(prepared) == 1:
+            return await self.run(prepared[0])
+        return await run_batch(self, batch_of(prepared))
 
     async def chat(self, body: ChatCompletionRequest) -> Result:
         check_request(body, self.settings.limits)
@@ -110,6 +115,13 @@ class OpenAIService:
 
     async def run(self, prepared: PreparedRequest) -> Result:
         """Admit, dispatch and return the response body or its SSE events."""
+        generation = await self.start(prepared)
+        if prepared.output.stream:
+            return generation.events()
+        return await generation.response()
+
+    async def start(self, prepared: PreparedRequest) -> Generation:
+        """Admit and dispatch; the Generation streams the replica's output."""
         try:
             slot = await self.admission.acquire()
         except APIError:
@@ -133,12 +145,9 @@ class OpenAIService:
                 prepared.adapter, generation.num_drafted_tokens, generation.num_accepted_tokens
             )
 
-        generation = Generation(
+        return Generation(
             prepared, self.tokenizer, stream, self.metrics, self.settings.model_name, finished
         )
-        if prepared.output.stream:
-            return generation.events()
-        return await generation.response()
 
     def _prepare(
         self,
@@ -148,7 +157,9 @@ class OpenAIService:
         prompt: tuple[int, ...],
     ) -> PreparedRequest:
         max_tokens = resolve_max_tokens(body, len(prompt), self.settings.max_model_len)
-        sampling = to_sampling_params(body, max_tokens, requested_logprobs(body))
+        logprobs = requested_logprobs(body)
+        plan = plan_decoding(body, logprobs)
+        sampling = to_sampling_params(body, max_tokens, logprobs, plan)
         prefix = "chatcmpl" if endpoint == Endpoint.CHAT else "cmpl"
         request = GenerateRequest(f"{prefix}-{uuid.uuid4().hex}", prompt, sampling, adapter)
         mode = SpeculationMode.NONE
@@ -161,6 +172,10 @@ class OpenAIService:
             skip_special_tokens=body.skip_special_tokens,
             stream=body.stream,
             include_usage=body.include_usage,
+            show_logprobs=logprobs is not None,
+            echo=plan.echo,
+            score_only=plan.score_only,
+            keep=plan.keep if plan.ranks_samples else None,
         )
         return PreparedRequest(endpoint, body.model, request, output)
 

@@ -23,15 +23,21 @@ class PromptTokenizer:
 
         return cls(AutoTokenizer.from_pretrained(path))
 
-    def encode_prompt(
+    def encode_prompts(
         self, prompt: str | list[int] | list[str] | list[list[int]]
-    ) -> tuple[int, ...]:
+    ) -> list[tuple[int, ...]]:
+        """Every prompt of a completions request: one, or a list of texts or id lists."""
+        if isinstance(prompt, list) and prompt and isinstance(prompt[0], str | list):
+            return [self.encode_prompt(p) for p in prompt]  # type: ignore[arg-type]
+        if isinstance(prompt, list) and not prompt:
+            raise bad_request("the prompt is empty; send at least one token", "prompt")
+        return [self.encode_prompt(prompt)]
+
+    def encode_prompt(self, prompt: str | list[int]) -> tuple[int, ...]:
         """A completion prompt: text (special tokens added as the tokenizer does) or ids."""
         if isinstance(prompt, list) and prompt and isinstance(prompt[0], str | list):
             if len(prompt) != 1:
-                raise bad_request(
-                    f"got {len(prompt)} prompts; send one prompt per request", "prompt"
-                )
+                raise bad_request(f"got {len(prompt)} prompts where one was expected", "prompt")
             prompt = prompt[0]  # type: ignore[assignment]
         text_or_ids = prompt
         ids = (

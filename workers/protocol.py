@@ -43,7 +43,7 @@ class TokenLogprob:
     """The chosen token's log-probability and the top alternatives, best first."""
 
     token_id: int
-    logprob: float
+    logprob: float | None  # None: the prompt's first token, which nothing predicts
     top: tuple[tuple[int, float], ...] = ()
 
 
