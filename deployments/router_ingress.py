@@ -14,6 +14,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from deployments.metrics import RayMetrics
+from deployments.metrics_scrape import cluster_tandem_metrics
 from deployments.router_settings import RouterSettings
 from deployments.serve_backend import ServeBackend
 from router.adapter_catalog import AdapterCatalog, AdapterSet
@@ -55,7 +56,7 @@ class Router:
         freeze_long_lived_objects()  # set up: what lives now lives as long as the replica
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return build_openai_app(self.service)
+        return build_openai_app(self.service, metrics_text=cluster_tandem_metrics)
 
     async def adapter_updates(
         self, known_version: int, replica_id: str, timeout_s: float, held: dict[str, str]

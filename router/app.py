@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
@@ -17,20 +18,32 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from router import sse
-from router.errors import APIError, bad_request, request_failed
+from router.errors import APIError, bad_request, not_found, request_failed
 from router.schema import (
     ChatCompletionRequest,
     CompletionRequest,
+    DetokenizeRequest,
     LoadLoraAdapterRequest,
+    TokenizeRequest,
     UnloadLoraAdapterRequest,
 )
 from router.service import OpenAIService, Result
 
 logger = logging.getLogger(__name__)
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+try:
+    TANDEM_VERSION = version("tandem")
+except PackageNotFoundError:  # run from a checkout that was never installed
+    TANDEM_VERSION = "0+unknown"
 
 
-def build_openai_app(service: OpenAIService, health: Callable[[], None] | None = None) -> FastAPI:
-    """`health` raises (an APIError) when the service should report unhealthy."""
+def build_openai_app(
+    service: OpenAIService,
+    health: Callable[[], None] | None = None,
+    metrics_text: Callable[[], Awaitable[str]] | None = None,
+) -> FastAPI:
+    """`health` raises (an APIError) when the service should report unhealthy;
+    `metrics_text` gives GET /metrics its Prometheus text (the cluster's tandem: series)."""
     app = FastAPI(title="Tandem", docs_url=None, redoc_url=None)
     _add_error_handlers(app)
 
@@ -48,6 +61,28 @@ def build_openai_app(service: OpenAIService, health: Callable[[], None] | None =
     @app.get("/v1/models", dependencies=guarded)
     async def list_models() -> dict[str, Any]:
         return service.models()
+
+    @app.get("/v1/models/{model_id:path}", dependencies=guarded)
+    async def get_model(model_id: str) -> dict[str, Any]:
+        return service.model(model_id)
+
+    @app.get("/version")
+    async def version() -> dict[str, str]:
+        return {"version": TANDEM_VERSION}
+
+    @app.post("/tokenize", dependencies=guarded)
+    async def tokenize(body: TokenizeRequest) -> dict[str, Any]:
+        return service.tokenize(body)
+
+    @app.post("/detokenize", dependencies=guarded)
+    async def detokenize(body: DetokenizeRequest) -> dict[str, Any]:
+        return service.detokenize(body)
+
+    @app.get("/metrics", dependencies=guarded)
+    async def metrics() -> Response:
+        if metrics_text is None:
+            raise not_found("this server exports no metrics here", code="not_found")
+        return Response(await metrics_text(), media_type=PROMETHEUS_TEXT)
 
     @app.post("/v1/completions", dependencies=guarded)
     async def completions(body: CompletionRequest) -> Response:

@@ -118,6 +118,11 @@ class LoadLoraAdapterRequest(BaseModel):
 
     lora_name: str = Field(description="The adapter's name, used as `model` in requests.")
     lora_path: str = Field(description="A PEFT adapter directory under a configured root.")
+    load_inplace: bool = Field(
+        False,
+        description="Replace an adapter of this name (a new version; running "
+        "requests finish on the old one). Without it, a loaded name is a 400.",
+    )
 
 
 class UnloadLoraAdapterRequest(BaseModel):
@@ -125,3 +130,21 @@ class UnloadLoraAdapterRequest(BaseModel):
 
     lora_name: str = Field(description="The adapter to unload from every replica.")
     lora_int_id: int | None = Field(None, description="Ignored (vLLM compatibility).")
+
+
+class TokenizeRequest(BaseModel):
+    """POST /tokenize (vLLM body): a prompt, or chat messages through the template."""
+
+    model: str | None = Field(None, description="Optional; the base model or an adapter.")
+    prompt: str | None = Field(None, description="Text to tokenize.")
+    messages: list[ChatMessage] | None = Field(None, description="Chat messages to render.")
+    add_generation_prompt: bool = Field(True, description="With messages: end with the reply.")
+    add_special_tokens: bool = Field(True, description="With prompt: add BOS and the like.")
+    return_token_strs: bool = Field(False, description="Also each token's text.")
+
+
+class DetokenizeRequest(BaseModel):
+    """POST /detokenize (vLLM body)."""
+
+    model: str | None = Field(None, description="Optional; the base model or an adapter.")
+    tokens: list[int] = Field(description="Token ids to turn into text.")

@@ -32,13 +32,15 @@ from router.sampling import (
 from router.schema import (
     ChatCompletionRequest,
     CompletionRequest,
+    DetokenizeRequest,
     LoadLoraAdapterRequest,
     SamplingFields,
+    TokenizeRequest,
     UnloadLoraAdapterRequest,
 )
 from router.speculation import SpeculationPolicy
 from router.tokenizer import PromptTokenizer
-from router.validation import RequestLimits, check_request
+from router.validation import RequestLimits, check_request, check_token_ids, check_unicode
 from workers.errors import AdapterNotFoundError, EngineDeadError
 from workers.protocol import GenerateRequest, SpeculationMode
 
@@ -90,7 +92,46 @@ class OpenAIService:
     def models(self) -> dict[str, Any]:
         return model_list(self.settings.model_name, self.catalog.names(), self.settings.created)
 
+    def model(self, model_id: str) -> dict[str, Any]:
+        """GET /v1/models/{id}: the base model or a loaded adapter, else a 404."""
+        for entry in self.models()["data"]:
+            if entry["id"] == model_id:
+                return entry
+        raise not_found(f"the model {model_id!r} does not exist; GET /v1/models lists them")
+
+    def tokenize(self, body: TokenizeRequest) -> dict[str, Any]:
+        if body.model is not None:
+            self._adapter(body.model)  # 404 for an unknown model
+        check_unicode(body)
+        if (body.prompt is None) == (body.messages is None):
+            raise bad_request("send exactly one of prompt and messages", "prompt")
+        if body.messages is not None:
+            ids = self.tokenizer.encode_chat(body.messages, body.add_generation_prompt)
+        else:
+            assert body.prompt is not None
+            ids = self.tokenizer.encode_text(body.prompt, body.add_special_tokens)
+        out: dict[str, Any] = {
+            "count": len(ids),
+            "max_model_len": self.settings.max_model_len,
+            "tokens": list(ids),
+        }
+        if body.return_token_strs:
+            out["token_strs"] = [self.tokenizer.token_text(t) for t in ids]
+        return out
+
+    def detokenize(self, body: DetokenizeRequest) -> dict[str, Any]:
+        if body.model is not None:
+            self._adapter(body.model)
+        check_token_ids(body.tokens, self.settings.limits.vocab_size, "tokens")
+        return {"prompt": self.tokenizer.decode(body.tokens, skip_special_tokens=False)}
+
     async def load_adapter(self, body: LoadLoraAdapterRequest) -> str:
+        if body.lora_name in self.catalog.names() and not body.load_inplace:
+            raise bad_request(
+                f"the adapter {body.lora_name!r} is already loaded; unload it first, or set "
+                "load_inplace: true to replace it",
+                "lora_name",
+            )
         path = self.catalog.check(body.lora_name, body.lora_path)
         try:
             await self.backend.try_adapter(body.lora_name, path)

@@ -68,6 +68,9 @@ class PromptTokenizer:
             raise bad_request(f"the chat template rejected the messages: {e}", "messages") from e
         return tuple(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    def encode_text(self, text: str, add_special_tokens: bool = True) -> tuple[int, ...]:
+        return tuple(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
+
     def decode(self, token_ids: list[int], skip_special_tokens: bool = True) -> str:
         return self.tokenizer.decode(token_ids, skip_special_tokens=skip_special_tokens)
 
