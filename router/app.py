@@ -124,6 +124,8 @@ def _add_error_handlers(app: FastAPI) -> None:
         location = [str(p) for p in first.get("loc", ()) if p != "body"]
         param = location[0] if location else None  # the top-level field, as OpenAI names it
         message = f"{'.'.join(location) or 'body'}: {first.get('msg', 'invalid request body')}"
+        if first.get("type") == "extra_forbidden":
+            message = f"{'.'.join(location)} is not supported by this server; remove it"
         return error_response(bad_request(message, param))
 
     @app.exception_handler(StarletteHTTPException)

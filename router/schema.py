@@ -17,9 +17,10 @@ class StreamOptions(BaseModel):
 
 
 class SamplingFields(BaseModel):
-    """Fields shared by completions and chat completions (OpenAI names plus vLLM extras)."""
+    """Fields shared by completions and chat completions (OpenAI names plus vLLM extras).
+    A field Tandem does not know is a 400 naming it, never silently ignored."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
     model: str = Field(description="The base model's name, an adapter name, or base:adapter.")
     max_tokens: int | None = Field(

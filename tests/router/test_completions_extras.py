@@ -164,3 +164,11 @@ def test_top_k_minus_one_means_off(client) -> None:
         )
     )
     assert off.choices[0].text == zero.choices[0].text
+
+
+@pytest.mark.parametrize("field", ["functions", "parallel_tool_calls", "made_up_option"])
+def test_unknown_or_unsupported_fields_are_refused_by_name(client, field) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        run(client.completions.create(model=MODEL, prompt="x", extra_body={field: 1}))
+    assert info.value.body["param"] == field
+    assert "not supported" in info.value.body["message"]
