@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from router import sse
+from router.edge import BodyLimits, EdgeGuard
 from router.errors import APIError, bad_request, internal_error
 from router.schema import (
     ChatCompletionRequest,
@@ -28,10 +29,18 @@ from router.service import OpenAIService, Result
 logger = logging.getLogger(__name__)
 
 
-def build_openai_app(service: OpenAIService, health: Callable[[], None] | None = None) -> FastAPI:
-    """`health` raises (an APIError) when the service should report unhealthy."""
+def build_openai_app(
+    service: OpenAIService,
+    health: Callable[[], None] | None = None,
+    limits: BodyLimits | None = None,
+) -> FastAPI:
+    """`health` raises (an APIError) when the service should report unhealthy. `limits`:
+    check the API key from the headers, then read the body under these limits, before any
+    route runs (router/edge.py)."""
     app = FastAPI(title="Tandem", docs_url=None, redoc_url=None)
     _add_error_handlers(app)
+    if limits is not None:
+        app.add_middleware(EdgeGuard, limits=limits, check_auth=service.auth.check)
 
     def authorized(request: Request) -> None:
         service.auth.check(request.headers.get("authorization"))

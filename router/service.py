@@ -20,6 +20,7 @@ from router.load import LoadTracker
 from router.metrics import MetricsSink, labels
 from router.model_names import model_list, resolve_adapter
 from router.prepared import Endpoint, OutputOptions, PreparedRequest
+from router.prompt_encoder import PromptEncoder
 from router.sampling import (
     check_supported,
     engine_value_error,
@@ -63,19 +64,20 @@ class OpenAIService:
 
     def __post_init__(self) -> None:
         self._running: Counter[str] = Counter()
+        self._encoder = PromptEncoder(self.tokenizer, self.settings.max_model_len)
 
     # -- endpoints ------------------------------------------------------------------------------
 
     async def completions(self, body: CompletionRequest) -> Result:
         check_supported(body)
         adapter = self._adapter(body.model)
-        prompt = self.tokenizer.encode_prompt(body.prompt)
+        prompt = await self._encoder.encode_prompt(body.prompt)
         return await self.run(self._prepare(Endpoint.COMPLETIONS, body, adapter, prompt))
 
     async def chat(self, body: ChatCompletionRequest) -> Result:
         check_supported(body)
         adapter = self._adapter(body.model)
-        prompt = self.tokenizer.encode_chat(body.messages, body.add_generation_prompt)
+        prompt = await self._encoder.encode_chat(body.messages, body.add_generation_prompt)
         return await self.run(self._prepare(Endpoint.CHAT, body, adapter, prompt))
 
     def models(self) -> dict[str, Any]:
