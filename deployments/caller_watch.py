@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import ray
+from ray.serve._private.constants import SERVE_NAMESPACE  # where Serve names its replicas
 
 logger = logging.getLogger(__name__)
 
@@ -36,11 +37,11 @@ def actor_alive(caller: Caller) -> bool:
     return True
 
 
-def this_actor() -> Caller | None:
-    """The current actor's (name, namespace); None outside a named actor."""
-    context = ray.get_runtime_context()
-    name = context.get_actor_name()
-    return (name, context.namespace) if name else None
+def this_replica() -> Caller | None:
+    """The current Serve replica's actor (name, namespace); None outside a named actor.
+    (The runtime context's namespace is the job's, not the one Serve names replicas in.)"""
+    name = ray.get_runtime_context().get_actor_name()
+    return (name, SERVE_NAMESPACE) if name else None
 
 
 class CallerWatch:

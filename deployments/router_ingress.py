@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from deployments.caller_watch import this_actor
+from deployments.caller_watch import this_replica
 from deployments.metrics import RayMetrics
 from deployments.router_settings import RouterSettings
 from deployments.serve_backend import ServeBackend
@@ -41,7 +41,7 @@ class Router:
             model_name=s.model_name,
             max_model_len=s.max_model_len,
             tokenizer=PromptTokenizer.from_pretrained(s.tokenizer_dir),
-            backend=ServeBackend(llm, catalog, this_actor()),
+            backend=ServeBackend(llm, catalog, this_replica()),
             admission=AdmissionConfig(s.max_running, s.max_waiting, s.retry_after_s),
             batch_slots=s.batch_slots,
             api_keys=s.resolved_api_keys(),
