@@ -12,6 +12,11 @@ costs the proxy a coroutine and never a replica.
 Uvicorn (the proxy's server) has no header-read timeout: a connection that never finishes
 its headers stays open for good. `HeaderDeadline` closes a connection whose request headers
 are not complete `header_timeout_s` after it opened, or after its previous response ended.
+
+The proxy is also the process left standing when a Router replica stops or dies: there,
+`StreamGuard` (router/sse_guard.py) ends a cut-off event stream with an error event, and
+`NoRouteIsUnavailable` answers 503 with Retry-After, not Serve's plain-text 404, while no
+app serves the path (the app is starting, or draining on shutdown).
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ from uvicorn.protocols.utils import get_remote_addr
 
 from deployments.router_settings import EdgeArgs, RouterArgs
 from router.auth import ApiKeyAuth
-from router.edge import ASGIApp, EdgeGuard, Message, Receive, Scope, Send
+from router.edge import ASGIApp, EdgeGuard, Message, Receive, Scope, Send, header, send_error
+from router.errors import overloaded
+from router.sse_guard import StreamGuard
 
 PROXY_CALLBACK_ENV = "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"
 PROXY_CALLBACK = "deployments.proxy_edge:proxy_middlewares"
@@ -49,8 +56,10 @@ def proxy_middlewares() -> list[Middleware]:
     deadline.install(AutoHTTPProtocol)
     auth = ApiKeyAuth(env_api_keys())
     check = auth.check if auth.enabled else None
-    # the last is outermost: a request's headers are complete once it reaches the app
+    # the first wraps Serve's app, the last is outermost (it sees a request's headers first)
     return [
+        Middleware(NoRouteIsUnavailable),
+        Middleware(StreamGuard),
         Middleware(EdgeGuard, limits=edge.body_limits(), check_auth=check, open_paths=OPEN_PATHS),
         Middleware(HeaderDeadlineMiddleware, deadline=deadline),
     ]
@@ -149,6 +158,38 @@ class HeaderDeadlineMiddleware:
                 self.deadline.response_finished(peer)
 
         await self.app(scope, receive, send_tracked)
+
+
+class NoRouteIsUnavailable:
+    """Serve's proxy answers a path no app serves with a plain-text 404 (the app's own 404s
+    are JSON). With the app at "/", that means it is not deployed yet or being deleted:
+    503 with Retry-After tells a client to come back."""
+
+    def __init__(self, app: ASGIApp, retry_after_s: float = 1.0) -> None:
+        self.app = app
+        self.retry_after_s = retry_after_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith("/-/"):
+            await self.app(scope, receive, send)
+            return
+        replaced = False
+
+        async def mapped_send(message: Message) -> None:
+            nonlocal replaced
+            if message["type"] == "http.response.start" and _no_route(message):
+                replaced = True
+                error = overloaded("no app serves this path now; retry", self.retry_after_s, 503)
+                await send_error(send, error)
+            elif not replaced:
+                await send(message)
+
+        await self.app(scope, receive, mapped_send)
+
+
+def _no_route(start: Message) -> bool:
+    content_type = header({"headers": start.get("headers", ())}, b"content-type") or ""
+    return start["status"] == 404 and content_type.startswith("text/plain")
 
 
 def _peer(transport: Any) -> Peer | None:

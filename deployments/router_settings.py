@@ -111,6 +111,13 @@ class RouterArgs(BaseModel):
     speculation: SpeculationArgs = Field(
         default_factory=SpeculationArgs, description="Speculative routing policy."
     )
+    shutdown_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="On shutdown or redeploy, streams in flight get this long to finish; "
+        "what is still running then ends with an error event. LLM polls for adapter updates "
+        "(up to 10 s) also hold a stopping Router.",
+    )
     edge: EdgeArgs = Field(
         default_factory=EdgeArgs, description="Request size and read-time limits."
     )
