@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# `serve run config.yaml`, plus a graceful stop on SIGTERM / Ctrl-C and the proxy's edge limits
 serve: $(STAMP)
-	$(VENV)/bin/serve run config.yaml
+	$(PY) -m deployments.serve_run config.yaml
 
 test: $(STAMP)
 	$(PY) -m ruff check .

@@ -20,9 +20,11 @@ from workers.models.model_config import ModelConfig
 from workers.protocol import SpeculationMode
 
 REQUEST_ROUTER = "router.request_router:TandemRequestRouter"
-# replicas long-poll the Router for adapter updates; waiting for those polls to end on
-# shutdown only delays it (streams to clients finish well within this)
-ROUTER_SHUTDOWN_S = 5.0
+# A stopping replica takes no new requests and Serve waits for its ongoing ones (up to the
+# Router's shutdown_timeout_s) every DRAIN_CHECK_S. LLMServer waits a little longer than the
+# Router, so the Router, which holds the client, is the one that decides when a stream ends.
+DRAIN_CHECK_S = 0.5
+LLM_SHUTDOWN_MARGIN_S = 5.0
 QUIET = {"enable_access_log": False}  # internal calls (stats every second, proposals per step)
 CONTROL_HEADROOM = 64  # adapter long polls, /health, /v1/models beside the admitted requests
 # Serve runs a replica's user code on a loop of its own thread beside the replica's control
@@ -132,6 +134,8 @@ def build_app(args: AppArgs) -> Application:
         health_check_period_s=args.llm.health_check_period_s,
         ray_actor_options=with_env(args.llm.ray_actor_options, ONE_LOOP),
         logging_config=QUIET,
+        graceful_shutdown_timeout_s=args.router.shutdown_timeout_s + LLM_SHUTDOWN_MARGIN_S,
+        graceful_shutdown_wait_loop_s=DRAIN_CHECK_S,
         request_router_config=RequestRouterConfig(
             request_router_class=REQUEST_ROUTER,
             request_router_kwargs=args.llm.routing.model_dump(exclude={"stats_period_s"}),
@@ -156,7 +160,8 @@ def build_app(args: AppArgs) -> Application:
         ray_actor_options=with_env(args.router.ray_actor_options, ROUTER_ONE_LOOP),
         # admission is the Router's own (429 with Retry-After); Serve must not queue first
         max_ongoing_requests=settings.max_running + settings.max_waiting + CONTROL_HEADROOM,
-        graceful_shutdown_timeout_s=ROUTER_SHUTDOWN_S,
+        graceful_shutdown_timeout_s=settings.shutdown_timeout_s,
+        graceful_shutdown_wait_loop_s=DRAIN_CHECK_S,
     ).bind(llm, settings.model_dump())
 
 

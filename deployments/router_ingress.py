@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from deployments.caller_watch import this_replica
 from deployments.metrics import RayMetrics
 from deployments.metrics_scrape import cluster_tandem_metrics
 from deployments.router_settings import RouterSettings
@@ -43,7 +44,7 @@ class Router:
             max_model_len=s.max_model_len,
             limits=RequestLimits(s.vocab_size, s.max_sequences),
             tokenizer=PromptTokenizer.from_pretrained(s.tokenizer_dir),
-            backend=ServeBackend(llm, catalog),
+            backend=ServeBackend(llm, catalog, this_replica()),
             admission=AdmissionConfig(s.max_running, s.max_waiting, s.retry_after_s),
             batch_slots=s.batch_slots,
             api_keys=s.resolved_api_keys(),
@@ -52,11 +53,14 @@ class Router:
             metrics=RayMetrics(),
             catalog=catalog,
         )
+        self._limits = s.edge.body_limits()
         self._refresher = asyncio.get_running_loop().create_task(self._refresh_load())
         freeze_long_lived_objects()  # set up: what lives now lives as long as the replica
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return build_openai_app(self.service, metrics_text=cluster_tandem_metrics)
+        return build_openai_app(
+            self.service, limits=self._limits, metrics_text=cluster_tandem_metrics
+        )
 
     async def adapter_updates(
         self, known_version: int, replica_id: str, timeout_s: float, held: dict[str, str]

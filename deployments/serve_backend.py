@@ -10,6 +10,7 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError,
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
+from deployments.caller_watch import Caller
 from router.adapter_catalog import AdapterCatalog, AdapterSet
 from router.errors import overloaded
 from router.replica_stream import open_stream, unpack
@@ -20,13 +21,17 @@ ACK_MAX_AGE_S = 25.0  # replicas not heard from for this long are presumed gone
 
 
 class ServeBackend:
-    def __init__(self, llm: DeploymentHandle, catalog: AdapterCatalog) -> None:
+    def __init__(
+        self, llm: DeploymentHandle, catalog: AdapterCatalog, caller: Caller | None = None
+    ) -> None:
+        """`caller`: this Router replica's actor, whose death aborts its requests."""
         self._llm = llm
         self._stream = llm.options(stream=True)
         self._catalog = catalog
+        self._caller = caller
 
     async def submit(self, request: GenerateRequest) -> AsyncIterator[list[TokenDelta]]:
-        response = self._stream.generate_packed.remote(request)
+        response = self._stream.generate_packed.remote(request, self._caller)
         try:
             return await open_stream(_cancel_on_close(response))
         except BackPressureError as e:

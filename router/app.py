@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from router import sse
+from router.edge import BodyLimits, EdgeGuard
 from router.errors import APIError, bad_request, not_found, request_failed
 from router.schema import (
     ChatCompletionRequest,
@@ -40,12 +41,17 @@ except PackageNotFoundError:  # run from a checkout that was never installed
 def build_openai_app(
     service: OpenAIService,
     health: Callable[[], None] | None = None,
+    limits: BodyLimits | None = None,
     metrics_text: Callable[[], Awaitable[str]] | None = None,
 ) -> FastAPI:
-    """`health` raises (an APIError) when the service should report unhealthy;
-    `metrics_text` gives GET /metrics its Prometheus text (the cluster's tandem: series)."""
+    """`health` raises (an APIError) when the service should report unhealthy. `limits`:
+    check the API key from the headers, then read the body under these limits, before any
+    route runs (router/edge.py). `metrics_text` gives GET /metrics its Prometheus text (the
+    cluster's tandem: series)."""
     app = FastAPI(title="Tandem", docs_url=None, redoc_url=None)
     _add_error_handlers(app)
+    if limits is not None:
+        app.add_middleware(EdgeGuard, limits=limits, check_auth=service.auth.check)
 
     def authorized(request: Request) -> None:
         service.auth.check(request.headers.get("authorization"))

@@ -22,6 +22,7 @@ from router.load import LoadTracker
 from router.metrics import MetricsSink, labels
 from router.model_names import model_list, resolve_adapter
 from router.prepared import Endpoint, OutputOptions, PreparedRequest
+from router.prompt_encoder import PromptEncoder
 from router.sampling import (
     check_supported,
     engine_value_error,
@@ -69,6 +70,7 @@ class OpenAIService:
 
     def __post_init__(self) -> None:
         self._running: Counter[str] = Counter()
+        self._encoder = PromptEncoder(self.tokenizer, self.settings.max_model_len)
 
     # -- endpoints ------------------------------------------------------------------------------
 
@@ -76,7 +78,7 @@ class OpenAIService:
         check_request(body, self.settings.limits)
         check_supported(body)
         adapter = self._adapter(body.model)
-        prompts = self.tokenizer.encode_prompts(body.prompt)
+        prompts = await self._encoder.encode_prompts(body.prompt)
         prepared = [self._prepare(Endpoint.COMPLETIONS, body, adapter, p) for p in prompts]
         if len(prepared) == 1:
             return await self.run(prepared[0])
@@ -86,7 +88,7 @@ class OpenAIService:
         check_request(body, self.settings.limits)
         check_supported(body)
         adapter = self._adapter(body.model)
-        prompt = self.tokenizer.encode_chat(body.messages, body.add_generation_prompt)
+        prompt = await self._encoder.encode_chat(body.messages, body.add_generation_prompt)
         return await self.run(self._prepare(Endpoint.CHAT, body, adapter, prompt))
 
     def models(self) -> dict[str, Any]:

@@ -16,6 +16,9 @@ class PromptTokenizer:
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
         self._token_text = lru_cache(maxsize=65536)(self._decode_one)
+        # every vocabulary entry's stored form is at least as long as the text it decodes to
+        # (byte-level and byte-fallback pieces are longer), so no token covers more characters
+        self.max_token_chars = max((len(t) for t in tokenizer.get_vocab()), default=1)
 
     @classmethod
     def from_pretrained(cls, path: str) -> PromptTokenizer:
