@@ -5,14 +5,13 @@ from __future__ import annotations
 from router.errors import APIError, bad_request
 from router.schema import ChatCompletionRequest, CompletionRequest, SamplingFields
 from workers.sampling_params import SamplingParams
+from workers.structured.spec import StructuredOutput
 
 MAX_LOGPROBS = 20
 
 
 def check_supported(req: SamplingFields) -> None:
     """Reject OpenAI fields Tandem does not serve, rather than ignoring them silently."""
-    if req.logit_bias:
-        raise bad_request("logit_bias is not supported; remove it", "logit_bias")
     if isinstance(req, CompletionRequest):
         if req.echo:
             raise bad_request("echo is not supported; remove it", "echo")
@@ -65,8 +64,17 @@ def resolve_max_tokens(req: SamplingFields, num_prompt_tokens: int, max_model_le
     return requested
 
 
+def logit_bias_pairs(req: SamplingFields) -> tuple[tuple[int, float], ...]:
+    """OpenAI's {"token id": bias} map as sorted (id, bias) pairs; keys were checked to be
+    token ids by router/validation.py."""
+    return tuple(sorted((int(k), float(v)) for k, v in (req.logit_bias or {}).items()))
+
+
 def to_sampling_params(
-    req: SamplingFields, max_tokens: int, logprobs: int | None
+    req: SamplingFields,
+    max_tokens: int,
+    logprobs: int | None,
+    structured: StructuredOutput | None = None,
 ) -> SamplingParams:
     """Build the engine's SamplingParams; its validation errors become 400s."""
     try:
@@ -87,6 +95,8 @@ def to_sampling_params(
             n=req.n,
             beam_width=req.beam_width,
             length_penalty=req.length_penalty,
+            logit_bias=logit_bias_pairs(req),
+            structured=structured,
         )
     except ValueError as e:
         raise engine_value_error(e) from e

@@ -33,7 +33,9 @@ class SamplingFields(BaseModel):
     frequency_penalty: float = Field(0.0, description="In [-2, 2].")
     seed: int | None = Field(None, description="Makes sampling reproducible.")
     user: str | None = Field(None, description="End-user id (logged only).")
-    logit_bias: dict[str, float] | None = Field(None, description="Not supported.")
+    logit_bias: dict[str, float] | None = Field(
+        None, description="Token id (as a string) -> bias in [-100, 100] added to its logit."
+    )
     # vLLM-style extras
     top_k: int = Field(0, description="Keep the k most likely tokens; 0 disables.")
     min_p: float = Field(0.0, description="Drop tokens below min_p times the top probability.")

@@ -111,6 +111,11 @@ class LLMEngine:
             raise ValueError(
                 f"stop_token_ids holds token id {bad[0]}, outside the vocabulary [0, {vocab})"
             )
+        bad = [t for t, _ in spec.sampling.logit_bias if not 0 <= t < vocab]
+        if bad:
+            raise ValueError(
+                f"logit_bias holds token id {bad[0]}, outside the vocabulary [0, {vocab})"
+            )
         width = max(spec.sampling.n, spec.sampling.beam_width)
         if width > self.config.scheduler.max_num_seqs:
             raise ValueError(

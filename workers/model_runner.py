@@ -365,11 +365,12 @@ def _greedy_rows(
 
 
 def plain_greedy(s: ScheduledSeq) -> bool:
-    """Greedy with nothing that changes the argmax (penalties, held-back stop tokens)."""
+    """Greedy with nothing that changes the argmax (penalties, a logit bias, a grammar,
+    held-back stop tokens)."""
     params = s.sampling
     return (
         params.greedy
-        and not params.has_penalties
+        and not params.changes_argmax
         and s.num_output_tokens >= params.min_tokens
         and not s.beam_topk
     )
