@@ -132,6 +132,11 @@ class SamplingParams:
             "ignore_eos cannot be combined with structured outputs (a complete output ends "
             "with EOS); remove ignore_eos",
         )
+        _check(
+            self.min_tokens == 0,
+            "min_tokens cannot be combined with structured outputs (the grammar decides when "
+            "the output may end); remove min_tokens",
+        )
 
     def _check_types(self) -> None:
         """bool is an int in Python, and JSON floats may be inf or NaN: refuse both."""
