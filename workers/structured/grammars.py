@@ -8,6 +8,7 @@ router calls it to answer a bad schema with a 400 before any replica sees the re
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import xgrammar as xgr
 
@@ -27,11 +28,15 @@ def build_grammar(spec: StructuredOutput) -> xgr.Grammar:
 
 
 def _build(spec: StructuredOutput) -> xgr.Grammar:
-    if spec.kind == "json":
-        return xgr.Grammar.builtin_json_grammar()
+    if spec.kind == "json":  # OpenAI's json_object: an object, whatever its keys
+        return xgr.Grammar.from_json_schema(
+            '{"type": "object"}', any_whitespace=False, strict_mode=False
+        )
     if spec.kind == "json_schema":
-        json.loads(spec.value)  # a clear message for text that is not JSON at all
-        return xgr.Grammar.from_json_schema(spec.value, any_whitespace=False, strict_mode=True)
+        schema = _bounded_strings_as_patterns(json.loads(spec.value))
+        return xgr.Grammar.from_json_schema(
+            json.dumps(schema), any_whitespace=False, strict_mode=True
+        )
     if spec.kind == "regex":
         return xgr.Grammar.from_regex(spec.value)
     if spec.kind == "choice":
@@ -41,6 +46,25 @@ def _build(spec: StructuredOutput) -> xgr.Grammar:
             "root ::= " + " | ".join(json.dumps(o, ensure_ascii=False) for o in options)
         )
     return xgr.Grammar.from_ebnf(spec.value)
+
+
+def _bounded_strings_as_patterns(node: Any) -> Any:
+    """The schema with each length-bounded plain string rewritten as a pattern of as many
+    JSON-safe characters. xgrammar 0.2.9 turns minLength/maxLength into a character class
+    that admits raw control characters, which JSON strings must escape (the output would
+    not parse), and UTF-8-encoded surrogates, which are no characters at all; a pattern
+    keeps the bounds and stays valid JSON."""
+    if isinstance(node, list):
+        return [_bounded_strings_as_patterns(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = {key: _bounded_strings_as_patterns(value) for key, value in node.items()}
+    bounded = "minLength" in node or "maxLength" in node
+    plain = not any(key in node for key in ("pattern", "format", "enum", "const"))
+    if node.get("type") == "string" and bounded and plain:
+        low, high = node.pop("minLength", 0), node.pop("maxLength", "")
+        node["pattern"] = f'^[^\\x00-\\x1f"\\\\\\uD800-\\uDFFF]{{{low},{high}}}$'
+    return node
 
 
 def _what(spec: StructuredOutput) -> str:

@@ -17,10 +17,10 @@ KINDS: tuple[str, ...] = ("json", "json_schema", "regex", "choice", "grammar")
 
 @dataclass(frozen=True)
 class StructuredOutput:
-    """kind "json": any JSON value (value unused, ""); "json_schema": value is the schema
-    as JSON text; "regex": a regular expression the whole output matches; "choice": value
-    is a JSON list of the allowed output strings; "grammar": an EBNF grammar (GBNF style,
-    its start rule named `root`)."""
+    """kind "json": any JSON object (OpenAI's json_object; value unused, "");
+    "json_schema": value is the schema as JSON text; "regex": a regular expression the whole
+    output matches; "choice": value is a JSON list of the allowed output strings; "grammar":
+    an EBNF grammar (GBNF style, its start rule named `root`)."""
 
     kind: StructuredKind
     value: str = ""
