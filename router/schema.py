@@ -11,12 +11,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from router.structured_schema import StructuredFields
+from router.tool_schema import ToolCall, ToolFields
+
 
 class StreamOptions(BaseModel):
     include_usage: bool = Field(False, description="Send a last chunk with token usage.")
 
 
-class SamplingFields(BaseModel):
+class SamplingFields(StructuredFields):
     """Fields shared by completions and chat completions (OpenAI names plus vLLM extras)."""
 
     model_config = ConfigDict(extra="ignore")
@@ -87,6 +90,8 @@ class ChatMessage(BaseModel):
     role: str = Field(description="system, user, assistant or tool.")
     content: str | list[TextPart] | None = Field(None, description="Text or text parts.")
     name: str | None = Field(None, description="Optional author name.")
+    tool_calls: list[ToolCall] | None = Field(None, description="An assistant's tool calls.")
+    tool_call_id: str | None = Field(None, description="The call a tool message answers.")
 
     def text(self) -> str:
         if self.content is None:
@@ -96,7 +101,7 @@ class ChatMessage(BaseModel):
         return "".join(part.text for part in self.content)
 
 
-class ChatCompletionRequest(SamplingFields):
+class ChatCompletionRequest(ToolFields, SamplingFields):
     """POST /v1/chat/completions."""
 
     messages: list[ChatMessage] = Field(description="The conversation so far.")
