@@ -56,7 +56,8 @@ class StructuredDecoding:
         self._seqs: dict[int, _SeqGrammar] = {}
         # Masks filled ahead for this step: seq id -> (outputs, drafts) they assume, mask.
         self._ready: dict[int, tuple[tuple[int, tuple[int, ...]], StepMask | Exception]] = {}
-        self.mask_seconds = 0.0  # time spent filling masks (benchmarks read it)
+        self.mask_seconds = 0.0  # time spent filling masks, and how many (benchmarks read them)
+        self.mask_fills = 0
 
     def prepare(self, seqs: Sequence[ScheduledSeq]) -> None:
         """Fill the masks of this step's constrained sampling rows ahead of sampling. A
@@ -115,6 +116,7 @@ class StructuredDecoding:
         if valid:
             matcher.rollback(valid)
         self.mask_seconds += time.perf_counter() - start
+        self.mask_fills += 1
         return StepMask(bitmask[: valid + 1], valid)
 
     def _matcher(self, s: ScheduledSeq) -> xgr.GrammarMatcher:
