@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from router.errors import bad_request
 from router.schema import ChatMessage
@@ -62,11 +62,16 @@ class PromptEncoder:
         return await self._run(_prompt_chars(prompt), self.tokenizer.encode_prompts, prompt)
 
     async def encode_chat(
-        self, messages: Sequence[ChatMessage], add_generation_prompt: bool = True
+        self,
+        messages: Sequence[ChatMessage],
+        add_generation_prompt: bool = True,
+        tools: Sequence[dict[str, Any]] | None = None,
     ) -> tuple[int, ...]:
         chars = sum(len(m.text()) for m in messages)
         self._check_length(chars, "messages")
-        return await self._run(chars, self.tokenizer.encode_chat, messages, add_generation_prompt)
+        return await self._run(
+            chars, self.tokenizer.encode_chat, messages, add_generation_prompt, tools
+        )
 
     def _check_length(self, chars: int, param: str) -> None:
         if chars > self.max_chars:

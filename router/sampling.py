@@ -6,14 +6,13 @@ from router.decoding import DecodingPlan
 from router.errors import APIError, bad_request
 from router.schema import ChatCompletionRequest, CompletionRequest, SamplingFields
 from workers.sampling_params import SamplingParams
+from workers.structured.spec import StructuredOutput
 
 MAX_LOGPROBS = 20
 
 
 def check_supported(req: SamplingFields) -> None:
     """Reject OpenAI fields Tandem does not serve, rather than ignoring them silently."""
-    if req.logit_bias:
-        raise bad_request("logit_bias is not supported; remove it", "logit_bias")
     if isinstance(req, CompletionRequest) and req.suffix:
         raise bad_request("suffix (insertion) is not supported; remove it", "suffix")
     if any(not s for s in req.stop_strings()):
@@ -63,8 +62,18 @@ def resolve_max_tokens(req: SamplingFields, num_prompt_tokens: int, max_model_le
     return requested
 
 
+def logit_bias_pairs(req: SamplingFields) -> tuple[tuple[int, float], ...]:
+    """OpenAI's {"token id": bias} map as sorted (id, bias) pairs; keys were checked to be
+    token ids by router/validation.py."""
+    return tuple(sorted((int(k), float(v)) for k, v in (req.logit_bias or {}).items()))
+
+
 def to_sampling_params(
-    req: SamplingFields, max_tokens: int, logprobs: int | None, plan: DecodingPlan
+    req: SamplingFields,
+    max_tokens: int,
+    logprobs: int | None,
+    plan: DecodingPlan,
+    structured: StructuredOutput | None = None,
 ) -> SamplingParams:
     """Build the engine's SamplingParams; its validation errors become 400s. Scoring the
     prompt (max_tokens 0) samples one token the router drops: the prefill computes its
@@ -91,6 +100,8 @@ def to_sampling_params(
             beam_width=plan.beam_width,
             length_penalty=req.length_penalty,
             prompt_logprobs=plan.prompt_logprobs,
+            logit_bias=logit_bias_pairs(req),
+            structured=structured,
         )
     except ValueError as e:
         raise engine_value_error(e) from e

@@ -11,12 +11,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from router.structured_schema import StructuredFields
+from router.tool_schema import ToolCall, ToolFields
+
 
 class StreamOptions(BaseModel):
     include_usage: bool = Field(False, description="Send a last chunk with token usage.")
 
 
-class SamplingFields(BaseModel):
+class SamplingFields(StructuredFields):
     """Fields shared by completions and chat completions (OpenAI names plus vLLM extras).
     A field Tandem does not know is a 400 naming it, never silently ignored."""
 
@@ -36,7 +39,9 @@ class SamplingFields(BaseModel):
     frequency_penalty: float = Field(0.0, description="In [-2, 2].")
     seed: int | None = Field(None, description="Makes sampling reproducible.")
     user: str | None = Field(None, description="End-user id (logged only).")
-    logit_bias: dict[str, float] | None = Field(None, description="Not supported.")
+    logit_bias: dict[str, float] | None = Field(
+        None, description="Token id (as a string) -> bias in [-100, 100] added to its logit."
+    )
     # vLLM-style extras
     top_k: int = Field(0, description="Keep the k most likely tokens; 0 or -1 disables.")
     min_p: float = Field(0.0, description="Drop tokens below min_p times the top probability.")
@@ -95,6 +100,8 @@ class ChatMessage(BaseModel):
     role: str = Field(description="system, user, assistant or tool.")
     content: str | list[TextPart] | None = Field(None, description="Text or text parts.")
     name: str | None = Field(None, description="Optional author name.")
+    tool_calls: list[ToolCall] | None = Field(None, description="An assistant's tool calls.")
+    tool_call_id: str | None = Field(None, description="The call a tool message answers.")
 
     def text(self) -> str:
         if self.content is None:
@@ -104,7 +111,7 @@ class ChatMessage(BaseModel):
         return "".join(part.text for part in self.content)
 
 
-class ChatCompletionRequest(SamplingFields):
+class ChatCompletionRequest(ToolFields, SamplingFields):
     """POST /v1/chat/completions."""
 
     messages: list[ChatMessage] = Field(description="The conversation so far.")

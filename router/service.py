@@ -40,10 +40,14 @@ from router.schema import (
     UnloadLoraAdapterRequest,
 )
 from router.speculation import SpeculationPolicy
+from router.structured import structured_output
 from router.tokenizer import PromptTokenizer
+from router.tool_output import chat_constraint, with_tool_calls
+from router.tools import tool_plan
 from router.validation import RequestLimits, check_request, check_token_ids, check_unicode
 from workers.errors import AdapterNotFoundError, EngineDeadError
 from workers.protocol import GenerateRequest, SpeculationMode
+from workers.structured.spec import StructuredOutput
 
 Result = dict[str, Any] | AsyncIterator[str]
 
@@ -77,9 +81,12 @@ class OpenAIService:
     async def completions(self, body: CompletionRequest) -> Result:
         check_request(body, self.settings.limits)
         check_supported(body)
+        structured = structured_output(body)
         adapter = self._adapter(body.model)
         prompts = await self._encoder.encode_prompts(body.prompt)
-        prepared = [self._prepare(Endpoint.COMPLETIONS, body, adapter, p) for p in prompts]
+        prepared = [
+            self._prepare(Endpoint.COMPLETIONS, body, adapter, p, structured) for p in prompts
+        ]
         if len(prepared) == 1:
             return await self.run(prepared[0])
         return await run_batch(self, batch_of(prepared))
@@ -87,9 +94,13 @@ class OpenAIService:
     async def chat(self, body: ChatCompletionRequest) -> Result:
         check_request(body, self.settings.limits)
         check_supported(body)
+        plan = tool_plan(body, getattr(self.tokenizer.tokenizer, "chat_template", None))
+        structured = chat_constraint(body, plan)
         adapter = self._adapter(body.model)
-        prompt = await self._encoder.encode_chat(body.messages, body.add_generation_prompt)
-        return await self.run(self._prepare(Endpoint.CHAT, body, adapter, prompt))
+        tools = plan.tools if plan is not None else None
+        prompt = await self._encoder.encode_chat(body.messages, body.add_generation_prompt, tools)
+        prepared = self._prepare(Endpoint.CHAT, body, adapter, prompt, structured)
+        return with_tool_calls(plan, await self.run(prepared))
 
     def models(self) -> dict[str, Any]:
         return model_list(self.settings.model_name, self.catalog.names(), self.settings.created)
@@ -198,11 +209,12 @@ class OpenAIService:
         body: SamplingFields,
         adapter: str | None,
         prompt: tuple[int, ...],
+        structured: StructuredOutput | None = None,
     ) -> PreparedRequest:
         max_tokens = resolve_max_tokens(body, len(prompt), self.settings.max_model_len)
         logprobs = requested_logprobs(body)
         plan = plan_decoding(body, logprobs)
-        sampling = to_sampling_params(body, max_tokens, logprobs, plan)
+        sampling = to_sampling_params(body, max_tokens, logprobs, plan, structured)
         prefix = "chatcmpl" if endpoint == Endpoint.CHAT else "cmpl"
         request = GenerateRequest(f"{prefix}-{uuid.uuid4().hex}", prompt, sampling, adapter)
         mode = SpeculationMode.NONE

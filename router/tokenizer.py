@@ -53,19 +53,26 @@ class PromptTokenizer:
         return tuple(int(t) for t in ids)
 
     def encode_chat(
-        self, messages: Sequence[ChatMessage], add_generation_prompt: bool = True
+        self,
+        messages: Sequence[ChatMessage],
+        add_generation_prompt: bool = True,
+        tools: Sequence[dict[str, Any]] | None = None,
     ) -> tuple[int, ...]:
-        """Render the conversation with the model's chat template, then tokenize it."""
+        """Render the conversation (and the tools the model may call) with the model's chat
+        template, then tokenize it."""
         if not messages:
             raise bad_request("messages is empty; send at least one message", "messages")
         if not getattr(self.tokenizer, "chat_template", None):
             raise bad_request(
                 "this model has no chat template; use /v1/completions instead", "messages"
             )
-        conversation = [{"role": m.role, "content": m.text()} for m in messages]
+        from router.tools import template_messages
+
+        conversation = template_messages(messages)
+        extra = {"tools": list(tools)} if tools else {}
         try:
             text = self.tokenizer.apply_chat_template(
-                conversation, tokenize=False, add_generation_prompt=add_generation_prompt
+                conversation, tokenize=False, add_generation_prompt=add_generation_prompt, **extra
             )
         except Exception as e:  # template errors are Jinja's own exception types
             raise bad_request(f"the chat template rejected the messages: {e}", "messages") from e

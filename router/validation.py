@@ -29,6 +29,8 @@ def check_request(body: SamplingFields, limits: RequestLimits) -> None:
     check_widths(body, limits)
     if body.stop_token_ids:
         check_token_ids(body.stop_token_ids, limits.vocab_size, "stop_token_ids")
+    if body.logit_bias:
+        check_token_ids(_bias_token_ids(body.logit_bias), limits.vocab_size, "logit_bias")
     if isinstance(body, CompletionRequest) and not isinstance(body.prompt, str):
         for ids in _token_id_prompts(body.prompt):
             check_token_ids(ids, limits.vocab_size, "prompt")
@@ -41,6 +43,20 @@ def check_token_ids(token_ids: Iterable[int], vocab_size: int, param: str) -> No
                 f"{param} holds token id {token}, outside the model's vocabulary [0, {vocab_size})",
                 param,
             )
+
+
+def _bias_token_ids(logit_bias: dict[str, float]) -> list[int]:
+    """logit_bias keys are token ids written as strings (JSON object keys)."""
+    ids = []
+    for key in logit_bias:
+        try:
+            ids.append(int(key))
+        except ValueError:
+            raise bad_request(
+                f"logit_bias keys must be token ids (integers as strings), got {key!r}",
+                "logit_bias",
+            ) from None
+    return ids
 
 
 def check_widths(body: SamplingFields, limits: RequestLimits) -> None:

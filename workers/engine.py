@@ -38,6 +38,8 @@ from workers.spec.proposers import NgramProposer, Proposer, RemoteClient, Remote
 from workers.spec.speculator import Speculator
 from workers.step_results import advance_in_flight, apply_step, delta_of, fork_samples
 from workers.stop_checker import stop_token_ids
+from workers.structured.compiler import GrammarCompilation
+from workers.structured.decoding import StructuredDecoding
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +84,11 @@ class LLMEngine:
             graph_tokens=1 + config.spec.num_speculative_tokens if config.spec else 1,
         )
         self.speculator = self._make_speculator(dtype)
+        # Structured outputs: the tokenizer's grammar compiler is built on first use.
+        self.structured = StructuredDecoding(
+            GrammarCompilation(config.model, cfg.vocab_size, cfg.eos_token_ids), cfg.eos_token_ids
+        )
+        self.runner.structured = self.structured
         overlap = config.async_scheduling
         self.async_scheduling = self.device.type == "cuda" if overlap is None else overlap
         self._in_flight: LaunchedStep | None = None
@@ -111,6 +118,11 @@ class LLMEngine:
             raise ValueError(
                 f"stop_token_ids holds token id {bad[0]}, outside the vocabulary [0, {vocab})"
             )
+        bad = [t for t, _ in spec.sampling.logit_bias if not 0 <= t < vocab]
+        if bad:
+            raise ValueError(
+                f"logit_bias holds token id {bad[0]}, outside the vocabulary [0, {vocab})"
+            )
         width = max(spec.sampling.n, spec.sampling.beam_width)
         if width > self.config.scheduler.max_num_seqs:
             raise ValueError(
@@ -123,6 +135,8 @@ class LLMEngine:
             raise ValueError(f"request id {spec.request_id!r} is already in use")
         if spec.adapter is not None:
             self._adapter_key(spec.adapter)
+        if spec.sampling.structured is not None:
+            self.structured.compilation.check(spec.sampling.structured)
 
     def _adapter_key(self, name: str) -> str:
         if self.adapters is None:
@@ -139,6 +153,8 @@ class LLMEngine:
         if spec.adapter is not None:
             req.adapter_key = req.cache_key = self._adapter_key(spec.adapter)
             self.adapters.acquire(req.adapter_key)
+        if spec.sampling.structured is not None:  # compiles while the prompt is prefilled
+            self.structured.compilation.submit(spec.sampling.structured)
         if req.needs_fork and len(spec.prompt_token_ids) == 1:
             fork_samples(self.kv, req)  # nothing to share: the samples start apart
         self._request_ids.add(spec.request_id)
@@ -152,6 +168,7 @@ class LLMEngine:
         self._request_ids.discard(request_id)
         if self.speculator is not None:
             self.speculator.release(request_id)
+        self._release_matchers()
         return [delta_of(req, seq, FinishReason.ABORT) for seq in req.seqs]
 
     # -- adapters ---------------------------------------------------------------------------
@@ -215,7 +232,15 @@ class LLMEngine:
             self.speculator.observe(self.scheduler, step, result, seconds, produced)
         if any(delta.finished for delta in deltas):
             self._request_ids &= self._live_request_ids()
+            self._release_matchers()
         return deltas
+
+    def _release_matchers(self) -> None:
+        """Grammar matchers of sequences no longer running or waiting are dropped."""
+        if self.structured.num_matchers:
+            queued = [r for _, r in self.scheduler.waiting]
+            live = {seq.seq_id for r in self.scheduler.running + queued for seq in r.seqs}
+            self.structured.retain(live)
 
     def _launch(self, step: SchedulerOutput) -> PendingOutput:
         """Queue the step; if that raises, run it again one request at a time."""

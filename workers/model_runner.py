@@ -21,6 +21,7 @@ from workers.scheduler_output import ModelRunnerOutput, ScheduledSeq, SchedulerO
 from workers.sequence import PLACEHOLDER
 from workers.spec.verify import accept_greedy, verify_drafts
 from workers.stop_checker import stop_token_ids
+from workers.structured.decoding import StepMask, StructuredDecoding
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,8 @@ class ModelRunner:
         )
         # The last greedy step's ids on the device and each sequence's row in them.
         self._sampled: tuple[torch.Tensor, dict[int, int]] | None = None
+        # Grammar matchers of constrained requests (set by the engine; None: none served).
+        self.structured: StructuredDecoding | None = None
 
     def execute(self, step: SchedulerOutput) -> ModelRunnerOutput:
         return self.launch(step).result()
@@ -101,6 +104,8 @@ class ModelRunner:
         if plain:
             return self._greedy_on_device(with_rows, logits)
         self._sampled = None
+        if self.structured is not None:  # host work while the device runs the forward
+            self.structured.prepare(tuple(s for s in with_rows if s.sample))
         return PendingOutput(ready=self._pick(with_rows, logits.float().cpu()))
 
     @torch.inference_mode()
@@ -263,6 +268,12 @@ class ModelRunner:
         drafts = s.spec_token_ids
         if plain_greedy(s):  # the common case, without building distributions
             return accept_greedy(rows.argmax(-1).tolist(), drafts)
+        if params.structured is not None:
+            assert self.structured is not None, "a constrained request on a runner without one"
+            mask = self.structured.mask(s)
+            tokens = self._constrained_tokens(s, rows, mask, generator)
+            self.structured.accept(s, tokens)
+            return tokens
         probs = torch.stack(
             [
                 sampling_probs(self._processed(s, rows[j], drafts[:j]), params)
@@ -272,6 +283,31 @@ class ModelRunner:
         if not drafts:
             return [draw(probs[0], params, generator)]
         return verify_drafts(probs, list(drafts), s.spec_probs, params, generator)
+
+    def _constrained_tokens(
+        self,
+        s: ScheduledSeq,
+        rows: torch.Tensor,
+        mask: StepMask,
+        generator: torch.Generator | None,
+    ) -> list[int]:
+        """_next_tokens for a grammar-constrained sequence: each row masked to what the
+        grammar allows there. Drafts are verified up to and including the first one the
+        grammar rejects (whose probability is then 0, so it is rejected: lossless); the row
+        after it is never reached and stays unmasked."""
+        params = s.sampling
+        drafts = s.spec_token_ids[: mask.num_valid_drafts + 1]
+        allowed = mask.allowed(rows.shape[-1])
+        probs = []
+        for j in range(len(drafts) + 1):
+            row = self._processed(s, rows[j], drafts[:j])
+            if j < allowed.shape[0]:
+                row = row.masked_fill(~allowed[j], float("-inf"))
+            probs.append(sampling_probs(row, params))
+        if not drafts:
+            return [draw(probs[0], params, generator)]
+        spec_probs = None if s.spec_probs is None else s.spec_probs[: len(drafts)]
+        return verify_drafts(torch.stack(probs), list(drafts), spec_probs, params, generator)
 
     def _processed(
         self, s: ScheduledSeq, row: torch.Tensor, drafted: tuple[int, ...] = ()
@@ -393,11 +429,12 @@ def _greedy_rows(
 
 
 def plain_greedy(s: ScheduledSeq) -> bool:
-    """Greedy with nothing that changes the argmax (penalties, held-back stop tokens)."""
+    """Greedy with nothing that changes the argmax (penalties, a logit bias, a grammar,
+    held-back stop tokens)."""
     params = s.sampling
     return (
         params.greedy
-        and not params.has_penalties
+        and not params.changes_argmax
         and s.num_output_tokens >= params.min_tokens
         and not s.beam_topk
     )

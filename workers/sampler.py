@@ -1,6 +1,7 @@
 """Sampling as pure functions over a batch of logits, one set of parameters per row.
 
-Order of operations (as in vLLM): penalties, min_tokens masking, then greedy argmax or
+Order of operations (as in vLLM): penalties, logit bias, min_tokens masking (the grammar's
+token mask, workers/structured/, comes after these), then greedy argmax or
 temperature, top-k, top-p, min-p and a draw from each row's own generator.
 
 Numerically safe for every value SamplingParams accepts, given finite logits (the runner
@@ -50,6 +51,14 @@ def apply_penalties(
     return logits
 
 
+def apply_logit_bias(logits: torch.Tensor, bias: Sequence[tuple[int, float]]) -> torch.Tensor:
+    """One row [vocab] plus each (token id, bias); ids were checked against the vocabulary.
+    Biases are at most 100 in size: finite logits stay finite. Returns a new tensor."""
+    ids = torch.tensor([t for t, _ in bias], dtype=torch.long, device=logits.device)
+    values = torch.tensor([b for _, b in bias], dtype=logits.dtype, device=logits.device)
+    return logits.index_add(-1, ids, values)
+
+
 def mask_tokens(logits: torch.Tensor, token_ids: Sequence[int]) -> torch.Tensor:
     """logits with the given tokens set to -inf (min_tokens holds back stop tokens). When
     they are the whole vocabulary nothing would be left to draw: the row stays as it is."""
@@ -92,11 +101,13 @@ def processed_logits(
     stop_ids: Sequence[int],
     num_outputs: int,
 ) -> torch.Tensor:
-    """One raw row [vocab] after penalties and min_tokens masking (stop tokens held back
+    """One raw row [vocab] after penalties, logit bias and min_tokens masking (stop tokens held back
     until min_tokens outputs exist). `output_ids` is read for penalties only (it may be
     empty without them); num_outputs counts the outputs so far."""
     if params.has_penalties:
         logits = apply_penalties(logits, params, prompt_ids, output_ids)
+    if params.logit_bias:
+        logits = apply_logit_bias(logits, params.logit_bias)
     if num_outputs < params.min_tokens:
         logits = mask_tokens(logits, sorted(stop_ids))
     return logits

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from workers.structured.spec import StructuredOutput
+
 _GREEDY_EPS = 1e-5
 # torch.Generator.manual_seed takes a 64-bit value; OpenAI's seed is an int64.
 SEED_MIN = -(2**63)
@@ -20,6 +22,7 @@ MAX_LENGTH_PENALTY = 100.0
 # A repetition penalty divides (or multiplies) logits: outside this range it only says
 # "never repeat" or "always repeat" in a way float32 cannot hold.
 REPETITION_PENALTY_RANGE = (0.01, 100.0)
+MAX_LOGIT_BIAS = 100.0  # OpenAI's range for logit_bias values
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,9 @@ class SamplingParams:
 
     temperature 0 means greedy. `n` independent samples share the prompt's KV blocks.
     beam_width > 1 selects beam search (deterministic); `n` then says how many of the best
-    beams to return. top_k 0 or -1 disables top-k.
+    beams to return. top_k 0 or -1 disables top-k. logit_bias: (token id, bias) pairs added
+    to the logits with the penalties. structured: a grammar every sample's output follows
+    (each of the n samples with its own matcher).
     """
 
     max_tokens: int = 16
@@ -50,9 +55,12 @@ class SamplingParams:
     # Log-probabilities of the prompt's tokens (each given the ones before it), with this
     # many top alternatives; from the prefill's own logits (no prefix-cache reuse then).
     prompt_logprobs: int | None = None
+    logit_bias: tuple[tuple[int, float], ...] = ()
+    structured: StructuredOutput | None = None
 
     def __post_init__(self) -> None:
         self._check_types()
+        self._check_constraints()
         _check(self.max_tokens >= 1, f"max_tokens must be >= 1, got {self.max_tokens}")
         _check(
             0 <= self.min_tokens <= self.max_tokens,
@@ -99,6 +107,44 @@ class SamplingParams:
             f"stop_token_ids must be >= 0, got {list(self.stop_token_ids)}",
         )
 
+    def _check_constraints(self) -> None:
+        """logit_bias entries and what structured output cannot be combined with."""
+        for entry in self.logit_bias:
+            _check(
+                isinstance(entry, tuple) and len(entry) == 2,
+                f"logit_bias must hold (token id, bias) pairs, got {entry!r}",
+            )
+            token, bias = entry
+            _check(
+                isinstance(token, int) and not isinstance(token, bool) and token >= 0,
+                f"logit_bias keys must be token ids >= 0, got {token!r}",
+            )
+            _check(
+                isinstance(bias, int | float)
+                and not isinstance(bias, bool)
+                and math.isfinite(bias)
+                and abs(bias) <= MAX_LOGIT_BIAS,
+                f"logit_bias values must be numbers in [-{MAX_LOGIT_BIAS:g}, "
+                f"{MAX_LOGIT_BIAS:g}], got {bias!r} for token {token}",
+            )
+        if self.structured is None:
+            return
+        _check(
+            not self.use_beam_search,
+            "beam_width must be 1 with structured outputs (beam search is not constrained); "
+            "remove beam_width or the response format",
+        )
+        _check(
+            not self.ignore_eos,
+            "ignore_eos cannot be combined with structured outputs (a complete output ends "
+            "with EOS); remove ignore_eos",
+        )
+        _check(
+            self.min_tokens == 0,
+            "min_tokens cannot be combined with structured outputs (the grammar decides when "
+            "the output may end); remove min_tokens",
+        )
+
     def _check_types(self) -> None:
         """bool is an int in Python, and JSON floats may be inf or NaN: refuse both."""
         for name in ("max_tokens", "min_tokens", "top_k", "n", "beam_width"):
@@ -138,6 +184,12 @@ class SamplingParams:
             or self.presence_penalty != 0.0
             or self.frequency_penalty != 0.0
         )
+
+    @property
+    def changes_argmax(self) -> bool:
+        """Whether anything besides temperature and the filters reshapes a row: penalties,
+        a logit bias or a grammar (greedy then cannot take the bare argmax)."""
+        return self.has_penalties or bool(self.logit_bias) or self.structured is not None
 
 
 def _check(condition: bool, message: str) -> None:

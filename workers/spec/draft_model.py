@@ -171,8 +171,10 @@ class DraftModelProposer:
 
 
 def _plain_greedy(q: DraftQuery, num_tokens: int) -> bool:
-    """Whether the token after `num_tokens` tokens is the bare argmax: greedy, no penalties,
-    and min_tokens reached (else stop tokens are masked, as the target's verification will)."""
+    """Whether the token after `num_tokens` tokens is the bare argmax: greedy, no penalties
+    or logit bias, and min_tokens reached (else stop tokens are masked, as the target's
+    verification will). The draft is not grammar-constrained: the target checks its tokens."""
     params = q.sampling
     outputs = num_tokens - q.num_prompt_tokens
-    return params.greedy and not params.has_penalties and outputs >= params.min_tokens
+    plain = not params.has_penalties and not params.logit_bias
+    return params.greedy and plain and outputs >= params.min_tokens

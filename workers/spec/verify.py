@@ -36,7 +36,9 @@ def verify_drafts(
         p = target_probs[j]
         q = _draft_distribution(draft_probs, j, token, p.shape[-1])
         u = float(torch.rand((), generator=generator))
-        if u * float(q[token]) <= float(p[token]):
+        # A token the target gives probability 0 (masked by a grammar, say) is never
+        # accepted, even when u is exactly 0.
+        if float(p[token]) > 0 and u * float(q[token]) <= float(p[token]):
             out.append(token)
             continue
         out.append(_draw_residual(p, q, params, generator))
