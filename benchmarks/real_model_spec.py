@@ -1,0 +1,140 @@
+"""Prompt-lookup (n-gram) speculation on the real model, SmolLM2-135M-Instruct, on this CPU:
+acceptance and tokens/s with and without it, at 1 and 8 streams, on two prompt sets:
+
+- `chat`: the 20 everyday chat prompts of models/smollm2/prompts.py (little to copy);
+- `grounded`: "answer from this passage" turns over Python Language Reference passages
+  (pydoc_data.topics), where answers quote their prompt.
+
+Greedy, so the outputs with and without speculation must be identical (checked); each request
+runs to EOS or `--new-tokens`. Prints a table; writes benchmarks/results/<name>.json.
+
+    .venv/bin/python -m benchmarks.real_model_spec [--k 4] [--streams 1 8] [--repeats 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from transformers import AutoTokenizer
+
+from benchmarks.common import hardware, median, print_table, write_json
+from models.smollm2.paths import MODEL_DIR
+from models.smollm2.prompts import CHAT_PROMPTS, chat_prompt_ids
+from models.smollm2.quant_lab import reference_text
+from workers.config import CacheConfig, EngineConfig, SchedulerConfig
+from workers.engine import LLMEngine
+from workers.protocol import GenerateRequest, SpeculationMode
+from workers.sampling_params import SamplingParams
+from workers.spec.config import SpecConfig
+
+GROUNDED_QUESTIONS = (
+    "What does this passage say the statement is used for?",
+    "Summarize this passage in two sentences.",
+    "Quote the first sentence of this passage.",
+    "Which keywords does this passage mention?",
+)
+
+
+def prompt_sets(count: int) -> dict[str, list[str]]:
+    paragraphs = [p for p in reference_text().split("\n\n") if 300 < len(p) < 700]
+    grounded = [
+        f"{paragraphs[i * 7 % len(paragraphs)]}\n\n{GROUNDED_QUESTIONS[i % 4]}"
+        for i in range(count)
+    ]
+    return {"chat": list(CHAT_PROMPTS[:count]), "grounded": grounded}
+
+
+def make_engine(k: int) -> LLMEngine:
+    return LLMEngine(
+        EngineConfig(
+            model=str(MODEL_DIR),
+            dtype="float32",
+            # no prefix caching: runs repeat the prompts, and hits would favour later runs
+            cache=CacheConfig(block_size=16, num_blocks=1024, enable_prefix_caching=False),
+            scheduler=SchedulerConfig(max_num_seqs=16, max_num_batched_tokens=1024),
+            spec=SpecConfig(num_speculative_tokens=k, min_acceptance=0.0, max_batch_size=64),
+        )
+    )
+
+
+def run(
+    engine: LLMEngine, prompts: list[list[int]], mode: SpeculationMode, new_tokens: int
+) -> tuple[dict[str, float], list[list[int]]]:
+    stats = engine.speculator.policy.stats
+    drafted0, accepted0 = stats.num_drafted_tokens, stats.num_accepted_tokens
+    params = SamplingParams(max_tokens=new_tokens, temperature=0)
+    ids = [f"{mode}-{time.monotonic_ns()}-{i}" for i in range(len(prompts))]
+    outputs: dict[str, list[int]] = {rid: [] for rid in ids}
+    start = time.perf_counter()
+    for rid, p in zip(ids, prompts, strict=True):
+        engine.add_request(GenerateRequest(rid, tuple(p), params, speculation=mode))
+    steps = 0
+    while engine.has_unfinished():
+        steps += 1
+        for d in engine.step():
+            outputs[d.request_id].extend(d.token_ids)
+    elapsed = time.perf_counter() - start
+    generated = sum(len(o) for o in outputs.values())
+    drafted = stats.num_drafted_tokens - drafted0
+    return {
+        "tokens_per_s": generated / elapsed,
+        "acceptance": (stats.num_accepted_tokens - accepted0) / max(drafted, 1),
+        "drafted": drafted,
+        "generated": generated,
+        "steps": steps,
+    }, [outputs[rid] for rid in ids]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--k", type=int, default=4)
+    parser.add_argument("--streams", type=int, nargs="+", default=(1, 8))
+    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--name", default="real_model_spec_cpu.json")
+    args = parser.parse_args()
+    tokenizer = AutoTokenizer.from_pretrained(MODEL_DIR, local_files_only=True)
+    engine = make_engine(args.k)
+    rows = []
+    for set_name, messages in prompt_sets(max(args.streams)).items():
+        for streams in args.streams:
+            prompts = [chat_prompt_ids(tokenizer, m) for m in messages[:streams]]
+            plain_runs, spec_runs = [], []
+            for _ in range(args.repeats):  # interleaved: machine load hits both alike
+                plain, plain_out = run(engine, prompts, SpeculationMode.NONE, args.new_tokens)
+                spec, spec_out = run(engine, prompts, SpeculationMode.NGRAM, args.new_tokens)
+                assert spec_out == plain_out, "greedy speculation changed the output"
+                plain_runs.append(plain)
+                spec_runs.append(spec)
+            plain_tps = median([r["tokens_per_s"] for r in plain_runs])
+            spec_tps = median([r["tokens_per_s"] for r in spec_runs])
+            rows.append(
+                {
+                    "prompts": set_name,
+                    "streams": streams,
+                    "acceptance": median([r["acceptance"] for r in spec_runs]),
+                    "plain_tok_s": plain_tps,
+                    "ngram_tok_s": spec_tps,
+                    "speedup": spec_tps / plain_tps,
+                    "runs": {"plain": plain_runs, "ngram": spec_runs},
+                }
+            )
+            print({k: v for k, v in rows[-1].items() if k != "runs"}, flush=True)
+    write_json(
+        args.name,
+        {
+            "hardware": hardware(),
+            "model": MODEL_DIR.name,
+            "k": args.k,
+            "new_tokens": args.new_tokens,
+            "repeats": args.repeats,
+            "results": rows,
+        },
+    )
+    print(f"\n{hardware()}; {MODEL_DIR.name}, fp32, n-gram k={args.k}, greedy")
+    print_table([{k: v for k, v in r.items() if k != "runs"} for r in rows])
+
+
+if __name__ == "__main__":
+    main()
