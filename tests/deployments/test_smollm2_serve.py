@@ -39,11 +39,11 @@ def app():
         yield served
 
 
-def chat(app, content: str, model: str = MODEL_NAME) -> str:
+def chat(app, content: str, model: str = MODEL_NAME, max_tokens: int = MAX_TOKENS) -> str:
     response = app.client().chat.completions.create(
         model=model,
         messages=[{"role": "user", "content": content}],
-        max_tokens=MAX_TOKENS,
+        max_tokens=max_tokens,
         temperature=0,
     )
     return response.choices[0].message.content
@@ -76,11 +76,9 @@ def test_models_lists_the_base_and_its_adapters(app) -> None:
 
 def test_the_adapters_answer_in_their_formats(app) -> None:
     person = "Extract the person as JSON: Priya Moreau is 41 years old and lives in Hobart."
-    assert json.loads(chat(app, person, "json-extract")) == {
-        "name": "Priya Moreau",
-        "age": 41,
-        "city": "Hobart",
-    }
-    query = chat(app, "Write a SQL query for: list the title of all songs", "sql")
+    extracted = chat(app, person, "json-extract", max_tokens=48)
+    assert json.loads(extracted) == {"name": "Priya Moreau", "age": 41, "city": "Hobart"}
+    query = chat(app, "Write a SQL query for: list the title of all songs", "sql", 48)
     assert query == "SELECT title FROM songs;"
-    assert not chat(app, person).startswith("{")  # the base model does not answer in JSON
+    # the base model answers too, in JSON of its own shape ({"type": "json", "data": ...})
+    assert chat(app, person, max_tokens=48) != extracted
