@@ -14,6 +14,7 @@ token comes out of `step()`). Prints a table; writes benchmarks/results/<name>.j
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -136,6 +137,7 @@ def main() -> None:
         args.name,
         {
             "hardware": hardware(),
+            "load_average_at_end": os.getloadavg(),  # a shared machine: other users' load
             "model": args.model.name,
             "dtype": "float32",
             "new_tokens": args.new_tokens,

@@ -14,6 +14,7 @@ runs to EOS or `--new-tokens`. Prints a table; writes benchmarks/results/<name>.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 from transformers import AutoTokenizer
@@ -125,6 +126,7 @@ def main() -> None:
         args.name,
         {
             "hardware": hardware(),
+            "load_average_at_end": os.getloadavg(),  # a shared machine: other users' load
             "model": MODEL_DIR.name,
             "k": args.k,
             "new_tokens": args.new_tokens,

@@ -18,6 +18,7 @@ pretraining crawl may have included.
 from __future__ import annotations
 
 import argparse
+import os
 import hashlib
 import json
 import math
@@ -148,6 +149,7 @@ def main() -> None:
                 "window_len": args.window_len,
                 "tokens": args.windows * args.window_len,
                 "torch_threads": torch.get_num_threads(),
+                "load_average_at_end": os.getloadavg(),  # a shared machine: other users' load
                 "rows": rows,
             },
             indent=2,
