@@ -190,14 +190,16 @@ def speculation_section() -> str:
         f"({spec['hardware']}; greedy, outputs identical with and without; medians of "
         f"{spec['repeats']} runs). `chat`: the 20 everyday prompts; `grounded`: questions "
         "about a passage given in the prompt.\n\n"
-        + _table(["prompts", "streams", "acceptance", "plain tok/s", "n-gram tok/s", "speedup"], rows)
+        + _table(
+            ["prompts", "streams", "acceptance", "plain tok/s", "n-gram tok/s", "speedup"], rows
+        )
         + "\n"
         + DRAFT_NOTE
     )
 
 
-DRAFT_NOTE = """No distilled draft model ships for it. A draft must share the 49,152-token vocabulary,
-so even a 2-layer, 256-wide student carries 12.6M embedding parameters (about 10% of the
+DRAFT_NOTE = """No distilled draft model ships for it. A draft must share the 49,152-token
+vocabulary, so even a 2-layer, 256-wide student carries 12.6M embedding parameters (about 10% of the
 target's decode cost on a CPU, where a step reads every weight once), and it pays only at an
 acceptance well above what n-grams reach on chat. Distilling one to that level takes teacher
 logits over tens of millions of tokens: at the ~140 GFLOP/s prefill this 2-core CPU reaches,

@@ -18,10 +18,10 @@ pretraining crawl may have included.
 from __future__ import annotations
 
 import argparse
-import os
 import hashlib
 import json
 import math
+import os
 import statistics
 import sys
 import time
