@@ -1,6 +1,6 @@
 """The seed's third lab on the real model: what fp32, bf16, int8 and nf4 weights cost and keep.
 
-    python -m models.smollm2.quant_lab [--windows 8] [--window-len 512]
+    python -m models.smollm2.quant_lab [--windows 8] [--window-len 512] [--threads 1]
 
 For each variant: perplexity (transformers; int8 = LLM.int8 and nf4 = 4-bit NormalFloat from
 bitsandbytes, both on CPU, fp32 compute; embeddings, norms and the tied output layer stay in
@@ -112,7 +112,10 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=8)
     parser.add_argument("--window-len", type=int, default=512)
     parser.add_argument("--new-tokens", type=int, default=24)
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     args = parser.parse_args()
+    if args.threads:  # one thread: steady figures on a machine other jobs share
+        torch.set_num_threads(args.threads)
     tokenizer = AutoTokenizer.from_pretrained(MODEL_DIR, local_files_only=True)
     text = reference_text()
     windows = text_windows(tokenizer, text, args.windows, args.window_len)
@@ -141,7 +144,8 @@ def main() -> None:
     LAB_JSON.write_text(
         json.dumps(
             {
-                "command": "python -m models.smollm2.quant_lab",
+                "command": "python -m models.smollm2.quant_lab"
+                + (f" --threads {args.threads}" if args.threads else ""),
                 "text": "pydoc_data.topics (Python Language Reference), topics in sorted order",
                 "text_sha256": hashlib.sha256(text.encode()).hexdigest(),
                 "python": sys.version.split()[0],
