@@ -8,7 +8,7 @@ acceptance and tokens/s with and without it, at 1 and 8 streams, on two prompt s
 Greedy, so the outputs with and without speculation must be identical (checked); each request
 runs to EOS or `--new-tokens`. Prints a table; writes benchmarks/results/<name>.json.
 
-    .venv/bin/python -m benchmarks.real_model_spec [--k 4] [--streams 1 8] [--repeats 2]
+    .venv/bin/python -m benchmarks.real_model_spec [--k 4] [--streams 1 8] [--threads 1]
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import argparse
 import os
 import time
 
+import torch
 from transformers import AutoTokenizer
 
 from benchmarks.common import hardware, median, print_table, write_json
@@ -93,8 +94,11 @@ def main() -> None:
     parser.add_argument("--streams", type=int, nargs="+", default=(1, 8))
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--name", default="real_model_spec_cpu.json")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     tokenizer = AutoTokenizer.from_pretrained(MODEL_DIR, local_files_only=True)
     engine = make_engine(args.k)
     rows = []
