@@ -87,7 +87,16 @@ def samples_section() -> str:
         "tokens, from Tandem's engine (`python -m models.smollm2.card --samples`):\n"
     ]
     for item in samples["answers"]:
-        out.append(f"> {item['prompt']}\n\n```\n{item['answer']}\n```\n")
+        out.append(f"> {item['prompt']}\n\n````\n{item['answer']}\n````\n")
+    out.append(
+        "Sensible, mostly; a 135M model at 4-bit also confuses facts and falls into loops "
+        "(the last answer): send `repetition_penalty` (1.1-1.2) or sample, as clients do.\n\n"
+        "Parity: `tests/models/test_smollm2_parity.py` checks the engine's greedy answers to "
+        "the 20 prompts of `smollm2/prompts.py` (chat template included) token for token "
+        "against transformers on the converted model, and every token's log-probability "
+        "within 1e-4 (fp32); `tests/deployments/test_smollm2_serve.py` does a chat round "
+        "trip and both adapters through the Serve app of `config.yaml`.\n"
+    )
     return "\n".join(out)
 
 
@@ -118,7 +127,12 @@ def lab_section() -> str:
         "int8 is LLM.int8 and nf4 4-bit NormalFloat (bitsandbytes, fp32 compute); the "
         "embedding (tied with the output layer) and norms stay in the base dtype. Weights "
         "count every tensor once. Step time: Tandem's engine, median decode step with 1 and "
-        f"8 chat streams ({lab['torch_threads']} torch threads; a shared machine, so +-20%).\n\n"
+        f"8 chat streams (torch threads: {lab['torch_threads']}; a shared machine, so +-20%). "
+        "nf4 loses most because these weights already sit on a 4-bit grid (Q4_1): nf4 "
+        "rounds them onto a second, different one; int8 keeps them almost intact. On this "
+        "CPU (AMX) bf16 halves memory and is fastest at 8 streams; without bf16 hardware "
+        "fp32 is the safe default. The bitsandbytes CPU kernels are slower than fp32 here: "
+        "quantize for memory, not for speed.\n\n"
         + _table(
             ["variant", "weights", "vs fp32", "perplexity", "change", "step ms (1)", "step ms (8)"],
             rows,
