@@ -5,8 +5,12 @@ acceptance and tokens/s with and without it, at 1 and 8 streams, on two prompt s
 - `grounded`: "answer from this passage" turns over Python Language Reference passages
   (pydoc_data.topics), where answers quote their prompt.
 
-Greedy, so the outputs with and without speculation must be identical (checked); each request
-runs to EOS or `--new-tokens`. Prints a table; writes benchmarks/results/<name>.json.
+Every width runs the same 8 prompts of a set, in waves of `streams` at once, so widths compare
+like for like. Three modes: plain; n-gram as served (the engine's ThroughputGate drafts only
+in batch sizes where drafting has measured faster); n-gram always (the gate replaced by one
+that always drafts: the proposer's own effect). Greedy, so the outputs of all three must be
+identical (checked); each request runs to EOS or `--new-tokens`. Prints a table; writes
+benchmarks/results/<name>.json.
 
     .venv/bin/python -m benchmarks.real_model_spec [--k 4] [--streams 1 8] [--threads 1]
 """
@@ -60,22 +64,37 @@ def make_engine(k: int) -> LLMEngine:
     )
 
 
+class AlwaysDraft:
+    """A ThroughputGate stand-in that lets every step draft."""
+
+    def allow(self, batch_size: int) -> bool:
+        return True
+
+    def record(self, batch_size: int, drafted: bool, tokens: int, seconds: float) -> None:
+        return None
+
+
 def run(
-    engine: LLMEngine, prompts: list[list[int]], mode: SpeculationMode, new_tokens: int
+    engine: LLMEngine,
+    prompts: list[list[int]],
+    mode: SpeculationMode,
+    new_tokens: int,
+    streams: int,
 ) -> tuple[dict[str, float], list[list[int]]]:
     stats = engine.speculator.policy.stats
     drafted0, accepted0 = stats.num_drafted_tokens, stats.num_accepted_tokens
     params = SamplingParams(max_tokens=new_tokens, temperature=0)
     ids = [f"{mode}-{time.monotonic_ns()}-{i}" for i in range(len(prompts))]
     outputs: dict[str, list[int]] = {rid: [] for rid in ids}
-    start = time.perf_counter()
-    for rid, p in zip(ids, prompts, strict=True):
-        engine.add_request(GenerateRequest(rid, tuple(p), params, speculation=mode))
     steps = 0
-    while engine.has_unfinished():
-        steps += 1
-        for d in engine.step():
-            outputs[d.request_id].extend(d.token_ids)
+    start = time.perf_counter()
+    for wave in range(0, len(prompts), streams):
+        for rid, p in zip(ids[wave : wave + streams], prompts[wave : wave + streams], strict=True):
+            engine.add_request(GenerateRequest(rid, tuple(p), params, speculation=mode))
+        while engine.has_unfinished():
+            steps += 1
+            for d in engine.step():
+                outputs[d.request_id].extend(d.token_ids)
     elapsed = time.perf_counter() - start
     generated = sum(len(o) for o in outputs.values())
     drafted = stats.num_drafted_tokens - drafted0
@@ -93,36 +112,41 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=4)
     parser.add_argument("--streams", type=int, nargs="+", default=(1, 8))
     parser.add_argument("--new-tokens", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--prompts", type=int, default=8, help="prompts per set")
+    parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--name", default="real_model_spec_cpu.json")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     tokenizer = AutoTokenizer.from_pretrained(MODEL_DIR, local_files_only=True)
-    engine = make_engine(args.k)
+    served, always = make_engine(args.k), make_engine(args.k)
+    always.speculator.gate = AlwaysDraft()
     rows = []
-    for set_name, messages in prompt_sets(max(args.streams)).items():
+    for set_name, messages in prompt_sets(args.prompts).items():
+        prompts = [chat_prompt_ids(tokenizer, m) for m in messages]
         for streams in args.streams:
-            prompts = [chat_prompt_ids(tokenizer, m) for m in messages[:streams]]
-            plain_runs, spec_runs = [], []
-            for _ in range(args.repeats):  # interleaved: machine load hits both alike
-                plain, plain_out = run(engine, prompts, SpeculationMode.NONE, args.new_tokens)
-                spec, spec_out = run(engine, prompts, SpeculationMode.NGRAM, args.new_tokens)
-                assert spec_out == plain_out, "greedy speculation changed the output"
-                plain_runs.append(plain)
-                spec_runs.append(spec)
-            plain_tps = median([r["tokens_per_s"] for r in plain_runs])
-            spec_tps = median([r["tokens_per_s"] for r in spec_runs])
+            runs: dict[str, list[dict[str, float]]] = {"plain": [], "served": [], "always": []}
+            for _ in range(args.repeats):  # interleaved: machine load hits all alike
+                plain, want = run(served, prompts, SpeculationMode.NONE, args.new_tokens, streams)
+                gated, out = run(served, prompts, SpeculationMode.NGRAM, args.new_tokens, streams)
+                forced, out2 = run(always, prompts, SpeculationMode.NGRAM, args.new_tokens, streams)
+                assert out == out2 == want, "greedy speculation changed the output"
+                for key, result in (("plain", plain), ("served", gated), ("always", forced)):
+                    runs[key].append(result)
+            tps = {k: median([r["tokens_per_s"] for r in v]) for k, v in runs.items()}
             rows.append(
                 {
                     "prompts": set_name,
                     "streams": streams,
-                    "acceptance": median([r["acceptance"] for r in spec_runs]),
-                    "plain_tok_s": plain_tps,
-                    "ngram_tok_s": spec_tps,
-                    "speedup": spec_tps / plain_tps,
-                    "runs": {"plain": plain_runs, "ngram": spec_runs},
+                    "plain_tok_s": tps["plain"],
+                    "served_tok_s": tps["served"],
+                    "served_drafted": runs["served"][0]["drafted"],
+                    "always_tok_s": tps["always"],
+                    "always_acceptance": median([r["acceptance"] for r in runs["always"]]),
+                    "always_speedup": tps["always"] / tps["plain"],
+                    "generated": runs["plain"][0]["generated"],
+                    "runs": runs,
                 }
             )
             print({k: v for k, v in rows[-1].items() if k != "runs"}, flush=True)
