@@ -219,8 +219,9 @@ def speculation_section() -> str:
             ],
             rows,
         )
-        + "\n"
-        + DRAFT_NOTE
+        + "\nOne run on a shared machine (other jobs' load 4-6, so +-40%): at one stream the "
+        "step is bound by reading weights and drafting pays; at 8 it is compute-bound and "
+        "drafting can cost, which the gate avoids. Discussion: `BENCHMARKS.md`.\n\n" + DRAFT_NOTE
     )
 
 
