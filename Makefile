@@ -29,8 +29,9 @@ setup: $(STAMP) $(MODEL_STAMP)
 
 model: $(MODEL_STAMP)
 
+# `serve run config.yaml`, plus a graceful stop on SIGTERM / Ctrl-C and the proxy's edge limits
 serve: $(STAMP) $(MODEL_STAMP)
-	$(VENV)/bin/serve run config.yaml
+	$(PY) -m deployments.serve_run config.yaml
 
 test: $(STAMP) $(MODEL_STAMP)
 	$(PY) -m ruff check .

@@ -31,8 +31,8 @@ def resolve_adapter_dir(path: str, roots: tuple[str, ...]) -> Path:
         if real.is_dir():
             return real
     raise AdapterLoadError(
-        f"lora_path {path!r} is not a directory inside the adapter roots "
-        f"({', '.join(str(r) for r in real_roots)})"
+        f"lora_path {path!r} is not a directory inside the adapter roots this server allows "
+        "(adapters.roots in its config); give a path relative to one of them"
     )
 
 
@@ -40,7 +40,9 @@ def confined_file(directory: Path, name: str, roots: tuple[str, ...]) -> Path:
     """directory/name, refusing a symlinked file that points outside the roots."""
     real = (directory / name).resolve()
     if not any(real.is_relative_to(Path(r).resolve()) for r in roots):
-        raise AdapterLoadError(f"{directory / name} points outside the adapter roots")
+        raise AdapterLoadError(f"the adapter's {name} points outside the adapter roots")
     if not real.is_file():
-        raise AdapterLoadError(f"{directory} has no {name}; is it a PEFT LoRA adapter directory?")
+        raise AdapterLoadError(
+            f"the adapter directory has no {name}; is it a PEFT LoRA adapter directory?"
+        )
     return real

@@ -42,7 +42,13 @@ def load_peft_adapter(
         layer, module, which = int(match[1]), match[2], match[3]
         _check_tensor(key, tensor, layer, module, which, rank, model)
         target = lora_a if which == "A" else lora_b
-        target[(layer, module)] = tensor.float() * (scaling if which == "B" else 1.0)
+        scaled = tensor.float() * (scaling if which == "B" else 1.0)
+        if not torch.isfinite(scaled).all():
+            raise AdapterLoadError(
+                f"{key!r} times the scaling {scaling:g} (lora_alpha / r) overflows to "
+                "infinity; lower lora_alpha or the weights"
+            )
+        target[(layer, module)] = scaled
     if not lora_a or lora_a.keys() != lora_b.keys():
         raise AdapterLoadError(
             "adapter_model.safetensors needs matching lora_A and lora_B "
@@ -55,9 +61,9 @@ def _read_config(path: Path) -> dict[str, Any]:
     try:
         config = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise AdapterLoadError(f"{path} is not valid JSON: {e}") from e
+        raise AdapterLoadError(f"{path.name} is not valid JSON: {e}") from e
     if not isinstance(config, dict):
-        raise AdapterLoadError(f"{path} must hold a JSON object")
+        raise AdapterLoadError(f"{path.name} must hold a JSON object")
     return config
 
 
@@ -86,23 +92,41 @@ def _check_config(config: dict[str, Any], max_rank: int) -> tuple[int, float]:
             f"target modules {bad} are not supported; supported: {', '.join(SUPPORTED_MODULES)}"
         )
     rank = config.get("r")
-    if not isinstance(rank, int) or rank < 1:
+    if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
         raise AdapterLoadError(f"adapter rank r={rank!r} must be a positive integer")
     if rank > max_rank:
         raise AdapterLoadError(
             f"adapter rank {rank} exceeds max_lora_rank {max_rank}; "
             "raise max_lora_rank or use a smaller adapter"
         )
-    alpha = float(config.get("lora_alpha", rank))
+    alpha = config.get("lora_alpha", rank)
+    if not _positive_number(alpha):
+        raise AdapterLoadError(f"lora_alpha must be a finite number > 0, got {alpha!r}")
     scaling = alpha / math.sqrt(rank) if config.get("use_rslora") else alpha / rank
-    return rank, scaling
+    if not _positive_number(scaling):
+        raise AdapterLoadError(
+            f"the LoRA scaling (lora_alpha {alpha!r} over r {rank}) is {scaling!r}; it must "
+            "be a finite number > 0"
+        )
+    return rank, float(scaling)
+
+
+def _positive_number(value: Any) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
 
 
 def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
-        raise AdapterLoadError(f"cannot read {path}: {e}; the file is missing or corrupt") from e
+        raise AdapterLoadError(
+            f"cannot read {path.name}: the file is missing or corrupt ({type(e).__name__})"
+        ) from e
 
 
 def _check_tensor(

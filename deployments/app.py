@@ -16,12 +16,15 @@ from deployments.engine_settings import EngineSettings, context_length, resolve_
 from deployments.llm_server import LLMServer
 from deployments.router_ingress import Router
 from deployments.router_settings import RouterArgs, RouterSettings
+from workers.models.model_config import ModelConfig
 from workers.protocol import SpeculationMode
 
 REQUEST_ROUTER = "router.request_router:TandemRequestRouter"
-# replicas long-poll the Router for adapter updates; waiting for those polls to end on
-# shutdown only delays it (streams to clients finish well within this)
-ROUTER_SHUTDOWN_S = 5.0
+# A stopping replica takes no new requests and Serve waits for its ongoing ones (up to the
+# Router's shutdown_timeout_s) every DRAIN_CHECK_S. LLMServer waits a little longer than the
+# Router, so the Router, which holds the client, is the one that decides when a stream ends.
+DRAIN_CHECK_S = 0.5
+LLM_SHUTDOWN_MARGIN_S = 5.0
 QUIET = {"enable_access_log": False}  # internal calls (stats every second, proposals per step)
 CONTROL_HEADROOM = 64  # adapter long polls, /health, /v1/models beside the admitted requests
 # Serve runs a replica's user code on a loop of its own thread beside the replica's control
@@ -63,6 +66,11 @@ class LLMServerArgs(BaseModel):
     )
     routing: RoutingArgs = Field(
         default_factory=RoutingArgs, description="Replica choice (TandemRequestRouter)."
+    )
+    health_check_period_s: float = Field(
+        2.0,
+        description="How often Serve calls check_health: a replica whose engine loop died is "
+        "replaced within about this long (its requests get a 503 with Retry-After meanwhile).",
     )
 
 
@@ -123,8 +131,11 @@ def build_app(args: AppArgs) -> Application:
     llm = LLMServer.options(
         num_replicas=args.llm.num_replicas,
         max_ongoing_requests=args.llm.max_ongoing_requests,
+        health_check_period_s=args.llm.health_check_period_s,
         ray_actor_options=with_env(args.llm.ray_actor_options, ONE_LOOP),
         logging_config=QUIET,
+        graceful_shutdown_timeout_s=args.router.shutdown_timeout_s + LLM_SHUTDOWN_MARGIN_S,
+        graceful_shutdown_wait_loop_s=DRAIN_CHECK_S,
         request_router_config=RequestRouterConfig(
             request_router_class=REQUEST_ROUTER,
             request_router_kwargs=args.llm.routing.model_dump(exclude={"stats_period_s"}),
@@ -140,6 +151,8 @@ def build_app(args: AppArgs) -> Application:
         model_name=name,
         tokenizer_dir=model_dir,
         max_model_len=context_length(model_dir, engine.max_model_len),
+        vocab_size=ModelConfig.from_dir(model_dir).vocab_size,
+        max_sequences=engine.max_num_seqs,
         batch_slots=batch_slots,
         proposers=_proposers(engine, draft is not None),
     )
@@ -147,7 +160,8 @@ def build_app(args: AppArgs) -> Application:
         ray_actor_options=with_env(args.router.ray_actor_options, ROUTER_ONE_LOOP),
         # admission is the Router's own (429 with Retry-After); Serve must not queue first
         max_ongoing_requests=settings.max_running + settings.max_waiting + CONTROL_HEADROOM,
-        graceful_shutdown_timeout_s=ROUTER_SHUTDOWN_S,
+        graceful_shutdown_timeout_s=settings.shutdown_timeout_s,
+        graceful_shutdown_wait_loop_s=DRAIN_CHECK_S,
     ).bind(llm, settings.model_dump())
 
 

@@ -18,6 +18,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from deployments.adapter_sync import AdapterSync
+from deployments.caller_watch import Caller, CallerWatch
 from deployments.engine_settings import EngineSettings
 from deployments.metrics import RayMetrics
 from deployments.remote_draft import DraftServerClient
@@ -62,25 +63,33 @@ class LLMServer:
         self.num_abandoned = 0  # streams that ended before the request finished
         self._tags = labels(model_name, None)
         self._metrics = RayMetrics()
-        self._tasks = [asyncio.get_running_loop().create_task(self._export_stats())]
+        self.callers = CallerWatch(self.engine.abort)
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._export_stats()), loop.create_task(self.callers.run())]
         self._adapter_sync: AdapterSync | None = None
         if control_plane is not None and config.lora is not None:
             self._adapter_sync = AdapterSync(self, control_plane)
             self._tasks.append(asyncio.get_running_loop().create_task(self._adapter_sync.run()))
 
-    async def generate(self, request: GenerateRequest) -> AsyncIterator[list[TokenDelta]]:
+    async def generate(
+        self, request: GenerateRequest, caller: Caller | None = None
+    ) -> AsyncIterator[list[TokenDelta]]:
+        """`caller`: the calling actor (name, namespace); its death aborts the request."""
         completed = False
         try:
-            async for batch in replica_stream(self.engine, request):
-                yield batch
+            with self.callers.watching(caller, request.request_id):
+                async for batch in replica_stream(self.engine, request):
+                    yield batch
             completed = True
         finally:
             if not completed:  # the caller left (client disconnect, stop string) or failed
                 self.num_abandoned += 1
 
-    async def generate_packed(self, request: GenerateRequest) -> AsyncIterator[bytes]:
+    async def generate_packed(
+        self, request: GenerateRequest, caller: Caller | None = None
+    ) -> AsyncIterator[bytes]:
         """`generate` with each batch as bytes: what the Router's handle streams."""
-        async with aclosing(self.generate(request)) as batches:
+        async with aclosing(self.generate(request, caller)) as batches:
             async for batch in batches:
                 yield pack(batch)
 
@@ -89,6 +98,10 @@ class LLMServer:
 
     def num_abandoned_requests(self) -> int:
         return self.num_abandoned
+
+    def num_orphans_aborted(self) -> int:
+        """Requests aborted because their caller (a Router replica) died."""
+        return self.callers.num_orphans_aborted
 
     def record_routing_stats(self) -> dict[str, Any]:
         s = self.engine.stats()

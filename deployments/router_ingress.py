@@ -13,7 +13,9 @@ from fastapi import FastAPI
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from deployments.caller_watch import this_replica
 from deployments.metrics import RayMetrics
+from deployments.metrics_scrape import cluster_tandem_metrics
 from deployments.router_settings import RouterSettings
 from deployments.serve_backend import ServeBackend
 from router.adapter_catalog import AdapterCatalog, AdapterSet
@@ -21,6 +23,7 @@ from router.admission import AdmissionConfig
 from router.app import build_openai_app
 from router.assemble import make_service
 from router.tokenizer import PromptTokenizer
+from router.validation import RequestLimits
 from workers.gc_freeze import freeze_long_lived_objects
 
 logger = logging.getLogger(__name__)
@@ -39,8 +42,9 @@ class Router:
         self.service = make_service(
             model_name=s.model_name,
             max_model_len=s.max_model_len,
+            limits=RequestLimits(s.vocab_size, s.max_sequences),
             tokenizer=PromptTokenizer.from_pretrained(s.tokenizer_dir),
-            backend=ServeBackend(llm, catalog),
+            backend=ServeBackend(llm, catalog, this_replica()),
             admission=AdmissionConfig(s.max_running, s.max_waiting, s.retry_after_s),
             batch_slots=s.batch_slots,
             api_keys=s.resolved_api_keys(),
@@ -49,11 +53,14 @@ class Router:
             metrics=RayMetrics(),
             catalog=catalog,
         )
+        self._limits = s.edge.body_limits()
         self._refresher = asyncio.get_running_loop().create_task(self._refresh_load())
         freeze_long_lived_objects()  # set up: what lives now lives as long as the replica
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return build_openai_app(self.service)
+        return build_openai_app(
+            self.service, limits=self._limits, metrics_text=cluster_tandem_metrics
+        )
 
     async def adapter_updates(
         self, known_version: int, replica_id: str, timeout_s: float, held: dict[str, str]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
-from typing import Literal
+from collections.abc import Mapping
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from router.edge import BodyLimits
 from router.speculation import (
     MaxLoad,
     MaxTemperature,
@@ -57,6 +59,40 @@ class SpeculationArgs(BaseModel):
         )
 
 
+class EdgeArgs(BaseModel):
+    """Limits on what a client may send, enforced before any work (router/edge.py). Serve's
+    HTTP proxy starts before any app, so it reads its copy from the environment
+    (`from_env`; deployments/proxy_edge.py); these fields set the Router's own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_body_bytes: int = Field(
+        8 * 1024 * 1024, gt=0, description="Largest request body accepted; larger gets 413."
+    )
+    body_timeout_s: float = Field(
+        30.0, gt=0, description="The whole body must arrive within this; else 408."
+    )
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="A connection must finish sending a request's headers within this of "
+        "opening (or of its previous response); else it is closed. Proxy only.",
+    )
+
+    ENV: ClassVar[dict[str, str]] = {
+        "max_body_bytes": "TANDEM_MAX_BODY_BYTES",
+        "body_timeout_s": "TANDEM_BODY_TIMEOUT_S",
+        "header_timeout_s": "TANDEM_HEADER_TIMEOUT_S",
+    }
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> EdgeArgs:
+        return cls.model_validate({f: environ[v] for f, v in cls.ENV.items() if v in environ})
+
+    def body_limits(self) -> BodyLimits:
+        return BodyLimits(self.max_body_bytes, self.body_timeout_s)
+
+
 class RouterArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -75,6 +111,16 @@ class RouterArgs(BaseModel):
     speculation: SpeculationArgs = Field(
         default_factory=SpeculationArgs, description="Speculative routing policy."
     )
+    shutdown_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="On shutdown or redeploy, streams in flight get this long to finish; "
+        "what is still running then ends with an error event. LLM polls for adapter updates "
+        "(up to 10 s) also hold a stopping Router.",
+    )
+    edge: EdgeArgs = Field(
+        default_factory=EdgeArgs, description="Request size and read-time limits."
+    )
     ray_actor_options: dict = Field(
         default_factory=lambda: {"num_cpus": 0.5}, description="Ray options of the Router."
     )
@@ -86,6 +132,13 @@ class RouterSettings(RouterArgs):
     model_name: str = Field(description="The base model's served name.")
     tokenizer_dir: str = Field(description="Directory AutoTokenizer loads from.")
     max_model_len: int = Field(description="The engine's context length.")
+    vocab_size: int = Field(description="The model's vocabulary size (token ids below it).")
+    max_sequences: int = (
+        Field(
+            description="The most sequences one request may ask for (n, best_of, beam_width): "
+            "the engine's max_num_seqs."
+        ),
+    )
     batch_slots: int = Field(description="Replicas x max_num_seqs.")
     proposers: list[SpeculationMode] = Field(
         default_factory=list, description="Speculation modes the replicas can serve."

@@ -17,6 +17,7 @@ from k8s.monitoring_manifests import (
     dashboard_text,
     pod_monitor,
 )
+from k8s.network_policy import network_policy
 from k8s.rayservice import rayservice
 from k8s.serve_config import load_serve_config, serve_config_v2, tandem_app
 from k8s.settings import load_settings
@@ -42,7 +43,10 @@ def generated_files(settings_path: Path = K8S_DIR / "cluster.yaml") -> dict[Path
     board = dashboard()
     return {
         K8S_DIR / "rayservice.yaml": dump_all(
-            [rayservice(settings, serve_config_v2(base, settings.llm_autoscaling))],
+            [
+                rayservice(settings, serve_config_v2(base, settings.llm_autoscaling)),
+                network_policy(settings),
+            ],
             HEADER.format(sources=sources),
         ),
         K8S_DIR / "podmonitor.yaml": dump_all(

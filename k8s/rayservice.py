@@ -6,13 +6,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from deployments.proxy_edge import PROXY_CALLBACK, PROXY_CALLBACK_ENV
 from k8s.settings import ClusterSettings, HeadGroup, WorkerGroup
 from k8s.yaml_io import dump
 
 GPU = "nvidia.com/gpu"
 METRICS_PORT = 8080  # KubeRay's default --metrics-export-port
 SERVE_PORT = 8000
+DASHBOARD_PORT = 8265
+DASHBOARD_AGENT_PORT = 52365  # KubeRay's default dashboard-agent-listen-port
 PART_OF = "app.kubernetes.io/part-of"
+RAY_AUTH_TOKEN_KEY = "auth_token"  # the key KubeRay reads from authOptions.secretName
 
 
 def pod_labels(settings: ClusterSettings) -> dict[str, str]:
@@ -32,6 +36,8 @@ def rayservice(settings: ClusterSettings, serve_config: dict[str, Any]) -> dict[
             "serveConfigV2": dump(serve_config),
             "rayClusterConfig": {
                 "rayVersion": settings.ray_version,
+                # KubeRay authenticates its own dashboard calls with this Secret's token
+                "authOptions": {"mode": "token", "secretName": settings.ray_auth_secret},
                 "enableInTreeAutoscaling": True,
                 "autoscalerOptions": {
                     "upscalingMode": "Default",
@@ -55,7 +61,7 @@ def ray_resources_param(resources: dict[str, float]) -> str:
 def _head(settings: ClusterSettings, head: HeadGroup) -> dict[str, Any]:
     ports = [
         _port("gcs-server", 6379),
-        _port("dashboard", 8265),
+        _port("dashboard", DASHBOARD_PORT),
         _port("client", 10001),
         _port("serve", SERVE_PORT),
         _port("metrics", METRICS_PORT),
@@ -99,12 +105,7 @@ def _pod(
         "image": settings.image,
         "resources": resources,
         "ports": ports,
-        "env": [
-            {
-                "name": "TANDEM_API_KEYS",
-                "valueFrom": {"secretKeyRef": {"name": settings.api_keys_secret, "key": "keys"}},
-            }
-        ],
+        "env": _env(settings),
         "volumeMounts": [{"name": "models", "mountPath": settings.models_mount, "readOnly": True}],
     }
     if container_name == "ray-worker":
@@ -121,6 +122,22 @@ def _pod(
             ],
         },
     }
+
+
+def _env(settings: ClusterSettings) -> list[dict[str, Any]]:
+    """Every Ray container's: the API keys (the Router and the proxies refuse requests
+    without one), Ray's token auth (set here as well as by KubeRay's authOptions, so the pods
+    demand the token whatever the operator's version), and the proxy's edge limits."""
+    return [
+        _secret_env("TANDEM_API_KEYS", settings.api_keys_secret, "keys"),
+        {"name": "RAY_AUTH_MODE", "value": "token"},
+        _secret_env("RAY_AUTH_TOKEN", settings.ray_auth_secret, RAY_AUTH_TOKEN_KEY),
+        {"name": PROXY_CALLBACK_ENV, "value": PROXY_CALLBACK},  # deployments/proxy_edge.py
+    ]
+
+
+def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
 
 
 def _resources(cpu: str, memory: str, gpus: int = 0) -> dict[str, Any]:

@@ -62,6 +62,22 @@ class Monitoring(_Strict):
     )
 
 
+class Network(_Strict):
+    """Who may reach the Ray pods (the NetworkPolicy of k8s/network_policy.py). Between Ray
+    pods everything is open (Ray picks worker ports itself); from outside, only Serve's port."""
+
+    operator_namespace: str = Field(
+        description="Namespace of the KubeRay operator, which calls the dashboard (8265)."
+    )
+    operator_labels: dict[str, str] = Field(
+        default_factory=lambda: {"app.kubernetes.io/name": "kuberay-operator"},
+        description="Labels of the KubeRay operator's pods.",
+    )
+    prometheus_namespace: str = Field(
+        "monitoring", description="Namespace of Prometheus, which scrapes the metrics port."
+    )
+
+
 class ClusterSettings(_Strict):
     name: str = Field(description="RayService name; also the pods' part-of label.")
     namespace: str = Field(description="Namespace of every manifest.")
@@ -70,6 +86,11 @@ class ClusterSettings(_Strict):
     models_pvc: str = Field(description="PVC with the model directories, mounted at /models.")
     models_mount: str = Field("/models", description="Where the models PVC is mounted.")
     api_keys_secret: str = Field(description="Secret whose `keys` holds TANDEM_API_KEYS.")
+    ray_auth_secret: str = Field(
+        description="Secret whose `auth_token` is Ray's cluster token (RAY_AUTH_TOKEN): "
+        "every Ray API, the dashboard's Jobs API included, demands it; KubeRay uses it too."
+    )
+    network: Network = Field(description="The NetworkPolicy of the Ray pods.")
     serve_config: str = Field("config.gpu.yaml", description="Serve config, repo-relative.")
     head: HeadGroup = Field(description="The head pod.")
     llm_workers: WorkerGroup = Field(description="GPU pods for LLMServer replicas and the Router.")

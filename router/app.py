@@ -7,7 +7,9 @@ parsed by the pydantic models in router/schema.py; a body that does not parse is
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import uuid
+from collections.abc import Awaitable, Callable
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
@@ -16,22 +18,40 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from router import sse
-from router.errors import APIError, bad_request, internal_error
+from router.edge import BodyLimits, EdgeGuard
+from router.errors import APIError, bad_request, not_found, request_failed
 from router.schema import (
     ChatCompletionRequest,
     CompletionRequest,
+    DetokenizeRequest,
     LoadLoraAdapterRequest,
+    TokenizeRequest,
     UnloadLoraAdapterRequest,
 )
 from router.service import OpenAIService, Result
 
 logger = logging.getLogger(__name__)
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+try:
+    TANDEM_VERSION = version("tandem")
+except PackageNotFoundError:  # run from a checkout that was never installed
+    TANDEM_VERSION = "0+unknown"
 
 
-def build_openai_app(service: OpenAIService, health: Callable[[], None] | None = None) -> FastAPI:
-    """`health` raises (an APIError) when the service should report unhealthy."""
+def build_openai_app(
+    service: OpenAIService,
+    health: Callable[[], None] | None = None,
+    limits: BodyLimits | None = None,
+    metrics_text: Callable[[], Awaitable[str]] | None = None,
+) -> FastAPI:
+    """`health` raises (an APIError) when the service should report unhealthy. `limits`:
+    check the API key from the headers, then read the body under these limits, before any
+    route runs (router/edge.py). `metrics_text` gives GET /metrics its Prometheus text (the
+    cluster's tandem: series)."""
     app = FastAPI(title="Tandem", docs_url=None, redoc_url=None)
     _add_error_handlers(app)
+    if limits is not None:
+        app.add_middleware(EdgeGuard, limits=limits, check_auth=service.auth.check)
 
     def authorized(request: Request) -> None:
         service.auth.check(request.headers.get("authorization"))
@@ -47,6 +67,28 @@ def build_openai_app(service: OpenAIService, health: Callable[[], None] | None =
     @app.get("/v1/models", dependencies=guarded)
     async def list_models() -> dict[str, Any]:
         return service.models()
+
+    @app.get("/v1/models/{model_id:path}", dependencies=guarded)
+    async def get_model(model_id: str) -> dict[str, Any]:
+        return service.model(model_id)
+
+    @app.get("/version")
+    async def version() -> dict[str, str]:
+        return {"version": TANDEM_VERSION}
+
+    @app.post("/tokenize", dependencies=guarded)
+    async def tokenize(body: TokenizeRequest) -> dict[str, Any]:
+        return service.tokenize(body)
+
+    @app.post("/detokenize", dependencies=guarded)
+    async def detokenize(body: DetokenizeRequest) -> dict[str, Any]:
+        return service.detokenize(body)
+
+    @app.get("/metrics", dependencies=guarded)
+    async def metrics() -> Response:
+        if metrics_text is None:
+            raise not_found("this server exports no metrics here", code="not_found")
+        return Response(await metrics_text(), media_type=PROMETHEUS_TEXT)
 
     @app.post("/v1/completions", dependencies=guarded)
     async def completions(body: CompletionRequest) -> Response:
@@ -88,6 +130,8 @@ def _add_error_handlers(app: FastAPI) -> None:
         location = [str(p) for p in first.get("loc", ()) if p != "body"]
         param = location[0] if location else None  # the top-level field, as OpenAI names it
         message = f"{'.'.join(location) or 'body'}: {first.get('msg', 'invalid request body')}"
+        if first.get("type") == "extra_forbidden":
+            message = f"{'.'.join(location)} is not supported by this server; remove it"
         return error_response(bad_request(message, param))
 
     @app.exception_handler(StarletteHTTPException)
@@ -97,6 +141,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         return error_response(error)
 
     @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        logger.exception("unhandled error")
-        return error_response(internal_error(f"internal error: {exc!r}"))
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        request_id = request.headers.get("x-request-id") or f"req-{uuid.uuid4().hex}"
+        logger.error("request %s failed", request_id, exc_info=exc)
+        return error_response(request_failed(request_id))

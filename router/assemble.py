@@ -14,12 +14,14 @@ from router.metrics import MetricsSink, NullMetrics
 from router.service import OpenAIService, ServiceSettings
 from router.speculation import SpeculationPolicy
 from router.tokenizer import PromptTokenizer
+from router.validation import RequestLimits
 
 
 def make_service(
     *,
     model_name: str,
     max_model_len: int,
+    limits: RequestLimits,
     tokenizer: PromptTokenizer,
     backend: Backend,
     admission: AdmissionConfig,
@@ -31,7 +33,7 @@ def make_service(
     catalog: AdapterCatalog | None = None,
 ) -> OpenAIService:
     return OpenAIService(
-        settings=ServiceSettings(model_name, max_model_len, int(time.time())),
+        settings=ServiceSettings(model_name, max_model_len, limits, int(time.time())),
         tokenizer=tokenizer,
         backend=backend,
         catalog=catalog or AdapterCatalog(model_name, adapter_roots),

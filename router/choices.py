@@ -61,6 +61,11 @@ class ChoiceState:
         )
         self._stop = StopStringMatcher(options.stop, options.include_stop_str)
         self._joinable = not options.stop  # tokens after a stop string must not count
+        self._options = options
+        self._prompt = tuple(prompt_token_ids)
+        self._tokenizer = tokenizer
+        self._echo_pending = options.echo
+        self.cum_logprob = 0.0  # of the generated tokens (best_of ranks by it)
         self.num_tokens = 0
         self.num_drafted_tokens = 0
         self.num_accepted_tokens = 0
@@ -82,6 +87,23 @@ class ChoiceState:
         assert delta.index == self.index
         if self.finished:
             return None
+        echo = self._echo(delta) if self._echo_pending else None
+        update = self._generated(delta)
+        return update if echo is None else echo.merge(update)
+
+    def _echo(self, delta: TokenDelta) -> ChoiceUpdate:
+        """The prompt as the start of the choice, with its log-probabilities if asked."""
+        self._echo_pending = False
+        logprobs = None
+        if delta.prompt_logprobs is not None:
+            first = TokenLogprob(self._prompt[0], None)
+            logprobs = (first, *delta.prompt_logprobs)
+        text = self._tokenizer.decode(
+            list(self._prompt), skip_special_tokens=self._options.skip_special_tokens
+        )
+        return ChoiceUpdate(self.index, text, self._prompt, logprobs, None)
+
+    def _generated(self, delta: TokenDelta) -> ChoiceUpdate:
         if delta.finish_reason == FinishReason.ABORT:
             raise APIError(
                 503,
@@ -90,7 +112,11 @@ class ChoiceState:
                 code="aborted",
                 headers={"Retry-After": "1"},
             )
+        if self._options.score_only:  # the prompt alone was asked for
+            self.finish_reason = FinishReason.LENGTH.value
+            return ChoiceUpdate(self.index, "", (), None, self.finish_reason)
         self.num_tokens += len(delta.token_ids)
+        self.cum_logprob += sum(e.logprob or 0.0 for e in delta.logprobs or ())
         self.num_drafted_tokens = max(self.num_drafted_tokens, delta.num_drafted_tokens)
         self.num_accepted_tokens = max(self.num_accepted_tokens, delta.num_accepted_tokens)
         text = self._detokenizer.push(delta.token_ids)

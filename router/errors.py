@@ -73,3 +73,12 @@ def overloaded(message: str, retry_after_s: float, status: int = 429) -> APIErro
 
 def internal_error(message: str) -> APIError:
     return APIError(500, message, "internal_error", code="internal_error")
+
+
+def request_failed(request_id: str) -> APIError:
+    """A 500 for an error nobody anticipated: only the id, under which the server log has
+    the traceback (never the exception's text, which may hold paths or process details)."""
+    return internal_error(
+        f"the request failed on the server (request id {request_id}); the server log has "
+        "the details under this id"
+    )

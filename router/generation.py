@@ -15,7 +15,7 @@ from typing import Any
 
 from router.choices import ChoiceState, ChoiceUpdate, merge_updates
 from router.coalesce import coalesce
-from router.errors import APIError, internal_error
+from router.errors import APIError, internal_error, overloaded, request_failed
 from router.logprobs import merge_completion_logprobs
 from router.metrics import MetricsSink, RequestTimer, labels
 from router.prepared import Endpoint, PreparedRequest
@@ -23,6 +23,7 @@ from router.responses import FinalChoice, ResponseBuilder, Usage
 from router.sampling import engine_value_error
 from router.sse import DONE, event
 from router.tokenizer import PromptTokenizer
+from workers.errors import EngineDeadError, RequestFailedError
 from workers.protocol import TokenDelta
 
 logger = logging.getLogger(__name__)
@@ -94,13 +95,27 @@ class Generation:
                 c.finish_reason,
                 self._final_logprobs(logprobs[c.index]),
             )
-            for c in self.choices
+            for c in self._kept_choices()
         ]
+        for new_index, final in enumerate(finals):
+            final.index = new_index
         return self._builder.final(finals, self.usage)
 
-    async def events(self) -> AsyncIterator[str]:
+    def _kept_choices(self) -> list[ChoiceState]:
+        """Every choice, or with best_of the `keep` most likely (cumulative logprob)."""
+        keep = self.prepared.output.keep
+        if keep is None or keep >= len(self.choices):
+            return self.choices
+        ranked = sorted(self.choices, key=lambda c: c.cum_logprob, reverse=True)
+        return sorted(ranked[:keep], key=lambda c: c.index)
+
+    def usage_chunk(self, usage: Usage) -> dict[str, Any]:
+        return self._builder.usage_chunk(usage)
+
+    async def events(self, final: bool = True) -> AsyncIterator[str]:
         """SSE events; an error after the stream began becomes a `data: {"error": ...}`
-        event and the stream ends without [DONE]."""
+        event and the stream ends without [DONE]. final=False (one prompt of a batch):
+        neither the usage chunk nor [DONE], which the batch sends once."""
         offsets = {c.index: 0 for c in self.choices}
         try:
             if self.prepared.endpoint == Endpoint.CHAT:
@@ -112,19 +127,20 @@ class Generation:
                         logprobs = self._builder.logprobs(update, offsets[update.index])
                         offsets[update.index] += len(update.text)
                         yield event(self._builder.chunk(update, logprobs))
-            if self.prepared.output.include_usage:
+            if final and self.prepared.output.include_usage:
                 yield event(self._builder.usage_chunk(self.usage))
-            yield DONE
+            if final:
+                yield DONE
         except APIError as e:
             self._record_failure()
             yield event(e.body())
         except ValueError as e:
             self._record_failure()
             yield event(engine_value_error(e).body())
-        except Exception as e:  # the client must see a failure, never a clean finish
+        except Exception:  # the client must see a failure, never a clean finish
             logger.exception("request %s failed while streaming", self.prepared.response_id)
             self._record_failure()
-            yield event(internal_error(f"generation failed: {e!r}").body())
+            yield event(request_failed(self.prepared.response_id).body())
         finally:
             await self.close()
 
@@ -155,6 +171,12 @@ class Generation:
                         self._record_finish()
                         return
             raise internal_error("the replica's stream ended before every choice finished")
+        except RequestFailedError as e:  # this request failed in the engine; others go on
+            raise internal_error(e.message) from e
+        except EngineDeadError as e:
+            raise overloaded(
+                "the replica's engine failed and is being replaced; retry shortly", 5.0, 503
+            ) from e
         finally:
             await self.close()
 
@@ -188,7 +210,7 @@ class Generation:
         self._timer.on_finish()
 
     def _final_logprobs(self, parts: list[dict[str, Any]]) -> dict[str, Any] | None:
-        if self.prepared.engine_request.sampling.logprobs is None:
+        if not self.prepared.output.show_logprobs:
             return None
         if self.prepared.endpoint == Endpoint.CHAT:
             return {"content": [entry for part in parts for entry in part["content"]]}

@@ -23,9 +23,21 @@ def completion_logprobs(
     return {
         "tokens": tokens,
         "token_logprobs": [e.logprob for e in entries],
-        "top_logprobs": [{token_text(t): lp for t, lp in e.top} for e in entries],
+        "top_logprobs": [_top_with_chosen(e, token_text) for e in entries],
         "text_offset": offsets,
     }
+
+
+def _top_with_chosen(entry: TokenLogprob, token_text: TokenText) -> dict[str, float] | None:
+    """The top alternatives, plus the chosen token where it fell outside them (as vLLM
+    does: a client can tell whether the choice was the most likely). None for the prompt's
+    first token, which has no log-probability."""
+    if entry.logprob is None:
+        return None
+    top = {token_text(t): lp for t, lp in entry.top}
+    if entry.top and entry.token_id not in {t for t, _ in entry.top}:
+        top[token_text(entry.token_id)] = entry.logprob
+    return top
 
 
 def merge_completion_logprobs(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -41,16 +41,17 @@ class ResponseBuilder:
         self._prepared = prepared
         self._tokenizer = tokenizer
         self._chat = prepared.endpoint == Endpoint.CHAT
+        self._offset = prepared.choice_offset
 
     def logprobs(self, update: ChoiceUpdate, text_offset: int) -> dict[str, Any] | None:
-        if update.logprobs is None:
+        if update.logprobs is None or not self._prepared.output.show_logprobs:
             return None
         if self._chat:
             return chat_logprobs(update.logprobs, self._tokenizer.token_text)
         return completion_logprobs(update.logprobs, self._tokenizer.token_text, text_offset)
 
     def chunk(self, update: ChoiceUpdate, logprobs: dict[str, Any] | None) -> dict[str, Any]:
-        choice: dict[str, Any] = {"index": update.index}
+        choice: dict[str, Any] = {"index": update.index + self._offset}
         if self._chat:
             choice["delta"] = {"content": update.text} if update.text else {}
         else:
@@ -62,7 +63,7 @@ class ResponseBuilder:
     def role_chunk(self, index: int) -> dict[str, Any]:
         """The first chat chunk of a choice: who speaks."""
         choice = {
-            "index": index,
+            "index": index + self._offset,
             "delta": {"role": "assistant", "content": ""},
             "logprobs": None,
             "finish_reason": None,
@@ -75,7 +76,7 @@ class ResponseBuilder:
     def final(self, choices: list[FinalChoice], usage: Usage) -> dict[str, Any]:
         bodies = []
         for c in sorted(choices, key=lambda c: c.index):
-            body: dict[str, Any] = {"index": c.index}
+            body: dict[str, Any] = {"index": c.index + self._offset}
             if self._chat:
                 body["message"] = {"role": "assistant", "content": c.text}
             else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from router.decoding import DecodingPlan
 from router.errors import APIError, bad_request
 from router.schema import ChatCompletionRequest, CompletionRequest, SamplingFields
 from workers.sampling_params import SamplingParams
@@ -13,13 +14,8 @@ def check_supported(req: SamplingFields) -> None:
     """Reject OpenAI fields Tandem does not serve, rather than ignoring them silently."""
     if req.logit_bias:
         raise bad_request("logit_bias is not supported; remove it", "logit_bias")
-    if isinstance(req, CompletionRequest):
-        if req.echo:
-            raise bad_request("echo is not supported; remove it", "echo")
-        if req.suffix:
-            raise bad_request("suffix is not supported; remove it", "suffix")
-        if req.best_of is not None and req.best_of != req.n:
-            raise bad_request("best_of must equal n (or be left out)", "best_of")
+    if isinstance(req, CompletionRequest) and req.suffix:
+        raise bad_request("suffix (insertion) is not supported; remove it", "suffix")
     if any(not s for s in req.stop_strings()):
         raise bad_request("stop strings must not be empty", "stop")
 
@@ -54,6 +50,8 @@ def resolve_max_tokens(req: SamplingFields, num_prompt_tokens: int, max_model_le
         requested = req.max_completion_tokens
     if requested is None:
         return room if isinstance(req, ChatCompletionRequest) else min(16, room)
+    if requested == 0 and isinstance(req, CompletionRequest):
+        return 0  # echo's scoring request; plan_decoding checks it
     if requested < 1:
         raise bad_request(f"max_tokens must be >= 1, got {requested}", "max_tokens")
     if requested > room:
@@ -66,14 +64,19 @@ def resolve_max_tokens(req: SamplingFields, num_prompt_tokens: int, max_model_le
 
 
 def to_sampling_params(
-    req: SamplingFields, max_tokens: int, logprobs: int | None
+    req: SamplingFields, max_tokens: int, logprobs: int | None, plan: DecodingPlan
 ) -> SamplingParams:
-    """Build the engine's SamplingParams; its validation errors become 400s."""
+    """Build the engine's SamplingParams; its validation errors become 400s. Scoring the
+    prompt (max_tokens 0) samples one token the router drops: the prefill computes its
+    logits anyway."""
+    if plan.ranks_samples and logprobs is None:
+        logprobs = 0  # ranking best_of samples needs each token's log-probability
+    temperature = 1.0 if req.temperature is None else req.temperature
     try:
         return SamplingParams(
-            max_tokens=max_tokens,
+            max_tokens=max(max_tokens, 1),
             min_tokens=req.min_tokens,
-            temperature=1.0 if req.temperature is None else req.temperature,
+            temperature=0.0 if plan.greedy else temperature,
             top_k=req.top_k,
             top_p=1.0 if req.top_p is None else req.top_p,
             min_p=req.min_p,
@@ -84,9 +87,10 @@ def to_sampling_params(
             stop_token_ids=tuple(req.stop_token_ids or ()),
             ignore_eos=req.ignore_eos,
             logprobs=logprobs,
-            n=req.n,
-            beam_width=req.beam_width,
+            n=plan.num_samples,
+            beam_width=plan.beam_width,
             length_penalty=req.length_penalty,
+            prompt_logprobs=plan.prompt_logprobs,
         )
     except ValueError as e:
         raise engine_value_error(e) from e

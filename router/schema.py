@@ -17,12 +17,15 @@ class StreamOptions(BaseModel):
 
 
 class SamplingFields(BaseModel):
-    """Fields shared by completions and chat completions (OpenAI names plus vLLM extras)."""
+    """Fields shared by completions and chat completions (OpenAI names plus vLLM extras).
+    A field Tandem does not know is a 400 naming it, never silently ignored."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
     model: str = Field(description="The base model's name, an adapter name, or base:adapter.")
-    max_tokens: int | None = Field(None, description="Most tokens to generate per choice.")
+    max_tokens: int | None = Field(
+        None, description="Most tokens to generate per choice (0 with echo: score the prompt)."
+    )
     temperature: float | None = Field(None, description="0 is greedy; default 1.")
     top_p: float | None = Field(None, description="Nucleus sampling mass in (0, 1].")
     n: int = Field(1, description="How many choices to return.")
@@ -35,7 +38,7 @@ class SamplingFields(BaseModel):
     user: str | None = Field(None, description="End-user id (logged only).")
     logit_bias: dict[str, float] | None = Field(None, description="Not supported.")
     # vLLM-style extras
-    top_k: int = Field(0, description="Keep the k most likely tokens; 0 disables.")
+    top_k: int = Field(0, description="Keep the k most likely tokens; 0 or -1 disables.")
     min_p: float = Field(0.0, description="Drop tokens below min_p times the top probability.")
     repetition_penalty: float = Field(1.0, description="> 1 discourages repeats.")
     min_tokens: int = Field(0, description="Generate at least this many tokens before EOS.")
@@ -66,12 +69,19 @@ class CompletionRequest(SamplingFields):
     """POST /v1/completions."""
 
     prompt: str | list[int] | list[str] | list[list[int]] = Field(
-        description="One prompt: text or token ids (a list of one prompt is accepted)."
+        description="Text or token ids, or a list of prompts: one choice each (times n)."
     )
     logprobs: int | None = Field(None, description="Return the top-N logprobs per token.")
-    echo: bool = Field(False, description="Not supported.")
+    echo: bool = Field(
+        False, description="Return the prompt before the completion (with its logprobs)."
+    )
     suffix: str | None = Field(None, description="Not supported.")
-    best_of: int | None = Field(None, description="Only best_of == n is supported.")
+    best_of: int | None = Field(
+        None, description="Sample best_of >= n choices and return the n most likely."
+    )
+    use_beam_search: bool = Field(
+        False, description="vLLM's name for beam search: width best_of (or n)."
+    )
 
 
 class TextPart(BaseModel):
@@ -109,6 +119,11 @@ class LoadLoraAdapterRequest(BaseModel):
 
     lora_name: str = Field(description="The adapter's name, used as `model` in requests.")
     lora_path: str = Field(description="A PEFT adapter directory under a configured root.")
+    load_inplace: bool = Field(
+        False,
+        description="Replace an adapter of this name (a new version; running "
+        "requests finish on the old one). Without it, a loaded name is a 400.",
+    )
 
 
 class UnloadLoraAdapterRequest(BaseModel):
@@ -116,3 +131,21 @@ class UnloadLoraAdapterRequest(BaseModel):
 
     lora_name: str = Field(description="The adapter to unload from every replica.")
     lora_int_id: int | None = Field(None, description="Ignored (vLLM compatibility).")
+
+
+class TokenizeRequest(BaseModel):
+    """POST /tokenize (vLLM body): a prompt, or chat messages through the template."""
+
+    model: str | None = Field(None, description="Optional; the base model or an adapter.")
+    prompt: str | None = Field(None, description="Text to tokenize.")
+    messages: list[ChatMessage] | None = Field(None, description="Chat messages to render.")
+    add_generation_prompt: bool = Field(True, description="With messages: end with the reply.")
+    add_special_tokens: bool = Field(True, description="With prompt: add BOS and the like.")
+    return_token_strs: bool = Field(False, description="Also each token's text.")
+
+
+class DetokenizeRequest(BaseModel):
+    """POST /detokenize (vLLM body)."""
+
+    model: str | None = Field(None, description="Optional; the base model or an adapter.")
+    tokens: list[int] = Field(description="Token ids to turn into text.")

@@ -14,12 +14,15 @@ from router.adapter_catalog import AdapterCatalog
 from router.admission import AdmissionController
 from router.auth import ApiKeyAuth
 from router.backend import Backend
-from router.errors import APIError, not_found, overloaded
+from router.batch import batch_of, run_batch
+from router.decoding import plan_decoding
+from router.errors import APIError, bad_request, not_found, overloaded
 from router.generation import Generation
 from router.load import LoadTracker
 from router.metrics import MetricsSink, labels
 from router.model_names import model_list, resolve_adapter
 from router.prepared import Endpoint, OutputOptions, PreparedRequest
+from router.prompt_encoder import PromptEncoder
 from router.sampling import (
     check_supported,
     engine_value_error,
@@ -30,12 +33,15 @@ from router.sampling import (
 from router.schema import (
     ChatCompletionRequest,
     CompletionRequest,
+    DetokenizeRequest,
     LoadLoraAdapterRequest,
     SamplingFields,
+    TokenizeRequest,
     UnloadLoraAdapterRequest,
 )
 from router.speculation import SpeculationPolicy
 from router.tokenizer import PromptTokenizer
+from router.validation import RequestLimits, check_request, check_token_ids, check_unicode
 from workers.errors import AdapterNotFoundError, EngineDeadError
 from workers.protocol import GenerateRequest, SpeculationMode
 
@@ -46,6 +52,7 @@ Result = dict[str, Any] | AsyncIterator[str]
 class ServiceSettings:
     model_name: str  # the base model's served name
     max_model_len: int
+    limits: RequestLimits
     created: int = 0
 
 
@@ -63,32 +70,77 @@ class OpenAIService:
 
     def __post_init__(self) -> None:
         self._running: Counter[str] = Counter()
+        self._encoder = PromptEncoder(self.tokenizer, self.settings.max_model_len)
 
     # -- endpoints ------------------------------------------------------------------------------
 
     async def completions(self, body: CompletionRequest) -> Result:
+        check_request(body, self.settings.limits)
         check_supported(body)
         adapter = self._adapter(body.model)
-        prompt = self.tokenizer.encode_prompt(body.prompt)
-        return await self.run(self._prepare(Endpoint.COMPLETIONS, body, adapter, prompt))
+        prompts = await self._encoder.encode_prompts(body.prompt)
+        prepared = [self._prepare(Endpoint.COMPLETIONS, body, adapter, p) for p in prompts]
+        if len(prepared) == 1:
+            return await self.run(prepared[0])
+        return await run_batch(self, batch_of(prepared))
 
     async def chat(self, body: ChatCompletionRequest) -> Result:
+        check_request(body, self.settings.limits)
         check_supported(body)
         adapter = self._adapter(body.model)
-        prompt = self.tokenizer.encode_chat(body.messages, body.add_generation_prompt)
+        prompt = await self._encoder.encode_chat(body.messages, body.add_generation_prompt)
         return await self.run(self._prepare(Endpoint.CHAT, body, adapter, prompt))
 
     def models(self) -> dict[str, Any]:
         return model_list(self.settings.model_name, self.catalog.names(), self.settings.created)
 
+    def model(self, model_id: str) -> dict[str, Any]:
+        """GET /v1/models/{id}: the base model or a loaded adapter, else a 404."""
+        for entry in self.models()["data"]:
+            if entry["id"] == model_id:
+                return entry
+        raise not_found(f"the model {model_id!r} does not exist; GET /v1/models lists them")
+
+    def tokenize(self, body: TokenizeRequest) -> dict[str, Any]:
+        if body.model is not None:
+            self._adapter(body.model)  # 404 for an unknown model
+        check_unicode(body)
+        if (body.prompt is None) == (body.messages is None):
+            raise bad_request("send exactly one of prompt and messages", "prompt")
+        if body.messages is not None:
+            ids = self.tokenizer.encode_chat(body.messages, body.add_generation_prompt)
+        else:
+            assert body.prompt is not None
+            ids = self.tokenizer.encode_text(body.prompt, body.add_special_tokens)
+        out: dict[str, Any] = {
+            "count": len(ids),
+            "max_model_len": self.settings.max_model_len,
+            "tokens": list(ids),
+        }
+        if body.return_token_strs:
+            out["token_strs"] = [self.tokenizer.token_text(t) for t in ids]
+        return out
+
+    def detokenize(self, body: DetokenizeRequest) -> dict[str, Any]:
+        if body.model is not None:
+            self._adapter(body.model)
+        check_token_ids(body.tokens, self.settings.limits.vocab_size, "tokens")
+        return {"prompt": self.tokenizer.decode(body.tokens, skip_special_tokens=False)}
+
     async def load_adapter(self, body: LoadLoraAdapterRequest) -> str:
+        if body.lora_name in self.catalog.names() and not body.load_inplace:
+            raise bad_request(
+                f"the adapter {body.lora_name!r} is already loaded; unload it first, or set "
+                "load_inplace: true to replace it",
+                "lora_name",
+            )
         path = self.catalog.check(body.lora_name, body.lora_path)
         try:
             await self.backend.try_adapter(body.lora_name, path)
         except APIError:
             raise
-        except ValueError as e:  # AdapterLoadError and other bad-adapter errors
-            raise engine_value_error(e) from e
+        except ValueError as e:  # AdapterLoadError: the adapter at lora_path is unusable
+            raise bad_request(f"cannot load the adapter: {e}", "lora_path") from e
         await self.backend.sync_adapters(self.catalog.add(body.lora_name, path))
         tags = labels(self.settings.model_name, body.lora_name)
         self.metrics.record("tandem:lora_loads_total", 1, tags)
@@ -106,6 +158,13 @@ class OpenAIService:
 
     async def run(self, prepared: PreparedRequest) -> Result:
         """Admit, dispatch and return the response body or its SSE events."""
+        generation = await self.start(prepared)
+        if prepared.output.stream:
+            return generation.events()
+        return await generation.response()
+
+    async def start(self, prepared: PreparedRequest) -> Generation:
+        """Admit and dispatch; the Generation streams the replica's output."""
         try:
             slot = await self.admission.acquire()
         except APIError:
@@ -129,12 +188,9 @@ class OpenAIService:
                 prepared.adapter, generation.num_drafted_tokens, generation.num_accepted_tokens
             )
 
-        generation = Generation(
+        return Generation(
             prepared, self.tokenizer, stream, self.metrics, self.settings.model_name, finished
         )
-        if prepared.output.stream:
-            return generation.events()
-        return await generation.response()
 
     def _prepare(
         self,
@@ -144,7 +200,9 @@ class OpenAIService:
         prompt: tuple[int, ...],
     ) -> PreparedRequest:
         max_tokens = resolve_max_tokens(body, len(prompt), self.settings.max_model_len)
-        sampling = to_sampling_params(body, max_tokens, requested_logprobs(body))
+        logprobs = requested_logprobs(body)
+        plan = plan_decoding(body, logprobs)
+        sampling = to_sampling_params(body, max_tokens, logprobs, plan)
         prefix = "chatcmpl" if endpoint == Endpoint.CHAT else "cmpl"
         request = GenerateRequest(f"{prefix}-{uuid.uuid4().hex}", prompt, sampling, adapter)
         mode = SpeculationMode.NONE
@@ -157,6 +215,10 @@ class OpenAIService:
             skip_special_tokens=body.skip_special_tokens,
             stream=body.stream,
             include_usage=body.include_usage,
+            show_logprobs=logprobs is not None,
+            echo=plan.echo,
+            score_only=plan.score_only,
+            keep=plan.keep if plan.ranks_samples else None,
         )
         return PreparedRequest(endpoint, body.model, request, output)
 
@@ -170,7 +232,9 @@ class OpenAIService:
         except ValueError as e:
             raise engine_value_error(e) from e
         except EngineDeadError as e:
-            raise overloaded(f"a replica failed and is restarting: {e}", 5.0, 503) from e
+            raise overloaded(
+                "a replica's engine failed and is being replaced; retry shortly", 5.0, 503
+            ) from e
 
     def _adapter(self, model: str) -> str | None:
         return resolve_adapter(model, self.settings.model_name, self.catalog)

@@ -16,6 +16,9 @@ class PromptTokenizer:
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
         self._token_text = lru_cache(maxsize=65536)(self._decode_one)
+        # every vocabulary entry's stored form is at least as long as the text it decodes to
+        # (byte-level and byte-fallback pieces are longer), so no token covers more characters
+        self.max_token_chars = max((len(t) for t in tokenizer.get_vocab()), default=1)
 
     @classmethod
     def from_pretrained(cls, path: str) -> PromptTokenizer:
@@ -23,15 +26,21 @@ class PromptTokenizer:
 
         return cls(AutoTokenizer.from_pretrained(path))
 
-    def encode_prompt(
+    def encode_prompts(
         self, prompt: str | list[int] | list[str] | list[list[int]]
-    ) -> tuple[int, ...]:
+    ) -> list[tuple[int, ...]]:
+        """Every prompt of a completions request: one, or a list of texts or id lists."""
+        if isinstance(prompt, list) and prompt and isinstance(prompt[0], str | list):
+            return [self.encode_prompt(p) for p in prompt]  # type: ignore[arg-type]
+        if isinstance(prompt, list) and not prompt:
+            raise bad_request("the prompt is empty; send at least one token", "prompt")
+        return [self.encode_prompt(prompt)]
+
+    def encode_prompt(self, prompt: str | list[int]) -> tuple[int, ...]:
         """A completion prompt: text (special tokens added as the tokenizer does) or ids."""
         if isinstance(prompt, list) and prompt and isinstance(prompt[0], str | list):
             if len(prompt) != 1:
-                raise bad_request(
-                    f"got {len(prompt)} prompts; send one prompt per request", "prompt"
-                )
+                raise bad_request(f"got {len(prompt)} prompts where one was expected", "prompt")
             prompt = prompt[0]  # type: ignore[assignment]
         text_or_ids = prompt
         ids = (
@@ -61,6 +70,9 @@ class PromptTokenizer:
         except Exception as e:  # template errors are Jinja's own exception types
             raise bad_request(f"the chat template rejected the messages: {e}", "messages") from e
         return tuple(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def encode_text(self, text: str, add_special_tokens: bool = True) -> tuple[int, ...]:
+        return tuple(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
 
     def decode(self, token_ids: list[int], skip_special_tokens: bool = True) -> str:
         return self.tokenizer.decode(token_ids, skip_special_tokens=skip_special_tokens)

@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from workers.engine import LLMEngine
-from workers.errors import EngineDeadError
+from workers.errors import EngineDeadError, RequestFailedError
 from workers.gc_freeze import long_lived_objects_frozen
-from workers.protocol import AdapterInfo, GenerateRequest, ReplicaStats, TokenDelta
+from workers.protocol import AdapterInfo, FinishReason, GenerateRequest, ReplicaStats, TokenDelta
+from workers.request_failure import failure_from_exception
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+DEAD_MESSAGE = "this replica's engine stopped on an internal error; retry (another replica)"
 
 
 def _settle(future: asyncio.Future[T], result: T | None, error: Exception | None) -> None:
@@ -29,7 +31,7 @@ def _settle(future: asyncio.Future[T], result: T | None, error: Exception | None
         future.set_result(result)  # type: ignore[arg-type]
 
 
-def _put_all(items: list[tuple[asyncio.Queue, TokenDelta]]) -> None:
+def _put_all(items: list[tuple[asyncio.Queue, TokenDelta | BaseException]]) -> None:
     for target, item in items:
         target.put_nowait(item)
 
@@ -68,6 +70,9 @@ class AsyncEngine:
         stream = _Stream(asyncio.get_running_loop(), asyncio.Queue(), samples)
         self._streams[spec.request_id] = stream
         self._submit(lambda: self._add(spec))
+        if not self.is_alive:  # the loop died after the check above: nobody reads commands
+            self._streams.pop(spec.request_id, None)
+            self._check_alive()
         return self._iterate(spec.request_id, stream)
 
     def abort(self, request_id: str) -> None:
@@ -139,7 +144,7 @@ class AsyncEngine:
 
     def _check_alive(self) -> None:
         if not self.is_alive:
-            raise EngineDeadError(f"the engine loop is not running: {self._error!r}")
+            raise EngineDeadError(DEAD_MESSAGE)
 
     # -- loop thread --------------------------------------------------------------------------
 
@@ -148,6 +153,9 @@ class AsyncEngine:
             self.engine.add_request(spec)
         except ValueError as e:
             self._deliver(spec.request_id, e)
+        except Exception as e:  # this request alone: the loop goes on
+            failure = failure_from_exception(spec.request_id, "being added", e)
+            self._deliver(spec.request_id, RequestFailedError(spec.request_id, failure.message))
 
     def _abort(self, request_id: str) -> None:
         for delta in self.engine.abort(request_id):
@@ -161,7 +169,7 @@ class AsyncEngine:
             logger.exception("engine loop died")
             self._error = e
             for request_id in list(self._streams):
-                self._deliver(request_id, EngineDeadError(f"engine loop died: {e!r}"))
+                self._deliver(request_id, EngineDeadError(DEAD_MESSAGE))
 
     def _loop(self) -> None:
         while not self._stopped:
@@ -192,10 +200,16 @@ class AsyncEngine:
         """A step's deltas, one wakeup per event loop: each call_soon_threadsafe writes to the
         loop's self-pipe and needs the GIL on both sides, so one call per delta would cost a
         busy replica a loop wakeup per running request per step."""
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Queue, TokenDelta]]] = {}
+        by_loop: dict[
+            asyncio.AbstractEventLoop, list[tuple[asyncio.Queue, TokenDelta | BaseException]]
+        ] = {}
         for delta in deltas:
             stream = self._streams.get(delta.request_id)
-            if stream is not None:
-                by_loop.setdefault(stream.loop, []).append((stream.queue, delta))
+            if stream is None:
+                continue
+            item: TokenDelta | BaseException = delta
+            if delta.finish_reason is FinishReason.ERROR:
+                item = RequestFailedError(delta.request_id, delta.error or "request failed")
+            by_loop.setdefault(stream.loop, []).append((stream.queue, item))
         for loop, items in by_loop.items():
             loop.call_soon_threadsafe(_put_all, items)

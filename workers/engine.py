@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from adapters.manager import LoRAManager
 from workers.attention.select import paged_attention
 from workers.config import EngineConfig
 from workers.errors import AdapterNotFoundError
+from workers.fault_isolation import run_isolated
 from workers.kv_cache.block_pool import BlockPool
 from workers.kv_cache.manager import KVCacheManager
 from workers.model_runner import ModelRunner, PendingOutput, plain_greedy
@@ -27,6 +29,7 @@ from workers.protocol import (
     SpeculationMode,
     TokenDelta,
 )
+from workers.request_failure import RequestFailure
 from workers.scheduler import Scheduler
 from workers.scheduler_output import SchedulerOutput
 from workers.sequence import Request
@@ -35,6 +38,8 @@ from workers.spec.proposers import NgramProposer, Proposer, RemoteClient, Remote
 from workers.spec.speculator import Speculator
 from workers.step_results import advance_in_flight, apply_step, delta_of, fork_samples
 from workers.stop_checker import stop_token_ids
+
+logger = logging.getLogger(__name__)
 
 
 class LLMEngine:
@@ -101,6 +106,11 @@ class LLMEngine:
         bad = [t for t in prompt if not 0 <= t < vocab]
         if bad:
             raise ValueError(f"token id {bad[0]} is outside the vocabulary [0, {vocab})")
+        bad = [t for t in spec.sampling.stop_token_ids if not 0 <= t < vocab]
+        if bad:
+            raise ValueError(
+                f"stop_token_ids holds token id {bad[0]}, outside the vocabulary [0, {vocab})"
+            )
         width = max(spec.sampling.n, spec.sampling.beam_width)
         if width > self.config.scheduler.max_num_seqs:
             raise ValueError(
@@ -182,37 +192,78 @@ class LLMEngine:
         """Run one step and return its deltas. With async scheduling, the step after it is
         scheduled and queued on the device before this one's tokens reach the host (and
         runs while the host applies them): each step() returns one step's deltas, one step
-        is in flight between calls."""
+        is in flight between calls. A request whose own part fails ends with an ERROR delta;
+        the step goes on for the others."""
         start = time.perf_counter()
         current, self._in_flight = self._in_flight, None
         if current is None:
             step = self.scheduler.schedule()
             if self.speculator is not None:
                 step = self.speculator.attach_drafts(self.scheduler, step)
-            current = LaunchedStep(step, self.runner.launch(step))
+            current = LaunchedStep(step, self._launch(step))
         step = current.step
         overlap = self.async_scheduling and _overlaps(step) and self._may_skip_drafts()
         if overlap:
             advance_in_flight(self.scheduler, step)
-            ahead = self.scheduler.schedule(preempt=False)
-            if ahead.empty:
-                # It may still have planned copy-on-write block copies (a sample that got
-                # its block before the blocks ran out): queued now, after the current step.
-                self.runner.launch(ahead)
-                if self.speculator is not None:
-                    self.speculator.forget_decision()
-            else:
-                if self.speculator is not None:
-                    self.speculator.scheduled_without_drafts(self.scheduler, ahead)
-                self._in_flight = LaunchedStep(ahead, self.runner.launch(ahead))
+            self._launch_ahead()
         result = current.output.result()
-        deltas = apply_step(self.scheduler, step, result, self.max_model_len, in_flight=overlap)
+        deltas = self._fail_requests(self.scheduler.take_failures() + list(result.failed))
+        deltas += apply_step(self.scheduler, step, result, self.max_model_len, in_flight=overlap)
         if self.speculator is not None:
             produced = sum(len(delta.token_ids) for delta in deltas)
             seconds = time.perf_counter() - start
             self.speculator.observe(self.scheduler, step, result, seconds, produced)
         if any(delta.finished for delta in deltas):
             self._request_ids &= self._live_request_ids()
+        return deltas
+
+    def _launch(self, step: SchedulerOutput) -> PendingOutput:
+        """Queue the step; if that raises, run it again one request at a time."""
+        try:
+            return self.runner.launch(step)
+        except Exception:
+            logger.exception("launching a step failed")
+            return PendingOutput(ready=run_isolated(self.runner, step))
+
+    def _launch_ahead(self) -> None:
+        """Schedule and queue the next step while the current one runs (async scheduling).
+        If queueing it raises, it is dropped: the next step() schedules the same work again
+        synchronously (allocations are idempotent; its block copies are put back)."""
+        ahead = self.scheduler.schedule(preempt=False)
+        try:
+            launched = self.runner.launch(ahead)
+        except Exception:
+            logger.exception("queueing a step ahead failed; it runs again synchronously")
+            self.kv.requeue_copies(ahead.block_copies)
+            if self.speculator is not None:
+                self.speculator.forget_decision()
+            return
+        if ahead.empty:
+            # It may still have planned copy-on-write block copies (a sample that got its
+            # block before the blocks ran out): queued now by launch, after the current step.
+            if self.speculator is not None:
+                self.speculator.forget_decision()
+            return
+        if self.speculator is not None:
+            self.speculator.scheduled_without_drafts(self.scheduler, ahead)
+        self._in_flight = LaunchedStep(ahead, launched)
+
+    def _fail_requests(self, failures: list[RequestFailure]) -> list[TokenDelta]:
+        """End each failed request with an ERROR delta; its blocks return to the pool."""
+        deltas = []
+        for failure in failures:
+            self.scheduler.remove(failure.request_id)  # no-op if the scheduler did it
+            if self.speculator is not None:
+                self.speculator.release(failure.request_id)
+            deltas.append(
+                TokenDelta(
+                    failure.request_id,
+                    0,
+                    (),
+                    finish_reason=FinishReason.ERROR,
+                    error=failure.message,
+                )
+            )
         return deltas
 
     def generate(self, specs: list[GenerateRequest]) -> dict[str, list[list[int]]]:
@@ -318,7 +369,7 @@ def _overlaps(step: SchedulerOutput) -> bool:
     sequence samples at most one token, greedily on the device, and nothing forks."""
     for s in step.seqs:
         params = s.sampling
-        if params.n > 1 or params.use_beam_search or s.spec_token_ids:
+        if params.n > 1 or params.use_beam_search or s.spec_token_ids or s.num_prompt_rows:
             return False
         if s.sample and not (plain_greedy(s) and not params.logprobs):
             return False

@@ -15,6 +15,7 @@ from workers.cuda_graphs import StepGraphs
 from workers.host_copy import to_device
 from workers.models.llama import LlamaForCausalLM
 from workers.protocol import TokenLogprob
+from workers.request_failure import NON_FINITE, RequestFailure, failure_from_exception
 from workers.sampler import draw, processed_logits, sampling_probs, top_logprobs
 from workers.scheduler_output import ModelRunnerOutput, ScheduledSeq, SchedulerOutput
 from workers.sequence import PLACEHOLDER
@@ -89,20 +90,24 @@ class ModelRunner:
         before the device is done (result() waits), so the host can prepare the next step;
         a sequence of that next step may then hold a PLACEHOLDER for the token this step
         samples, which the device fills in."""
-        self._copy_blocks(step.block_copies)
+        self.copy_blocks(step.block_copies)
         if step.empty:
             return PendingOutput(ready=ModelRunnerOutput({}, {}))
         logits = self.forward_logits(step.seqs)
-        sampling = tuple(s for s in step.seqs if s.sample)
-        if all(plain_greedy(s) and not s.sampling.logprobs for s in sampling):
-            return self._greedy_on_device(sampling, logits)
+        with_rows = tuple(s for s in step.seqs if s.num_logit_rows)
+        plain = all(
+            plain_greedy(s) and not s.sampling.logprobs and not s.num_prompt_rows for s in with_rows
+        )
+        if plain:
+            return self._greedy_on_device(with_rows, logits)
         self._sampled = None
-        return PendingOutput(ready=self._pick(sampling, logits.float().cpu()))
+        return PendingOutput(ready=self._pick(with_rows, logits.float().cpu()))
 
     @torch.inference_mode()
     def forward_logits(self, seqs: tuple[ScheduledSeq, ...]) -> torch.Tensor:
-        """One forward over the block tables: float32 logits of every sample row, on the
-        device, [sum of num_sample_rows, vocab]."""
+        """One forward over the block tables: float32 logits of every row a sequence asks
+        for (its prompt rows, then its sample rows), on the device, [sum of num_logit_rows,
+        vocab]."""
         if self._graph_ready(seqs):
             assert self.graphs is not None
             fill = self._placeholders(seqs, range(len(seqs)))
@@ -136,6 +141,7 @@ class ModelRunner:
         """Sampling steps within the captured shapes (adapters only with LoRA slots)."""
         return (
             self.graphs is not None
+            and not any(s.num_prompt_rows for s in seqs)
             and self.graphs.fits(seqs)
             and (self.graphs.lora_slots is not None or all(s.adapter_key is None for s in seqs))
         )
@@ -149,7 +155,7 @@ class ModelRunner:
         slot_of = self.adapters.activate(keys)
         return [-1 if s.adapter_key is None else slot_of[s.adapter_key] for s in seqs]
 
-    def _copy_blocks(self, copies: tuple[tuple[int, int], ...]) -> None:
+    def copy_blocks(self, copies: tuple[tuple[int, int], ...]) -> None:
         if not copies:
             return
         src = to_device([c[0] for c in copies], self.device)
@@ -172,6 +178,9 @@ class ModelRunner:
             slots += [s.block_table[p // bs] * bs + p % bs for p in span]
             query_start_loc.append(len(input_ids))
             seq_lens.append(span.stop)
+            if s.num_prompt_rows:
+                first = query_start_loc[-2] + s.prompt_row_start - s.start_pos
+                logits_indices += range(first, first + s.num_prompt_rows)
             logits_indices += range(len(input_ids) - s.num_sample_rows, len(input_ids))
         width = max(len(s.block_table) for s in seqs)
         tables = [list(s.block_table) + [0] * (width - len(s.block_table)) for s in seqs]
@@ -207,25 +216,45 @@ class ModelRunner:
         return LoRABatch.build(self.adapters.slots, token_slots)
 
     def _pick(self, seqs: tuple[ScheduledSeq, ...], logits: torch.Tensor) -> ModelRunnerOutput:
+        """Each sequence's tokens (or beam candidates) and prompt log-probabilities from its
+        rows of the host logits. A request whose rows are not finite, or whose sampling
+        raises, fails alone."""
         logprobs = torch.log_softmax(logits, dim=-1)
+        finite = torch.isfinite(logits).all(-1).tolist()
         sampled: dict[int, tuple[TokenLogprob, ...]] = {}
         beams: dict[int, tuple[tuple[int, float], ...]] = {}
+        prompt: dict[int, tuple[TokenLogprob, ...]] = {}
+        failed: dict[str, RequestFailure] = {}
         row = 0
         for s in seqs:
-            rows = slice(row, row + s.num_sample_rows)
-            row = rows.stop
-            if s.beam_topk:
-                # As transformers does for beams: processors act on log-probabilities.
-                processed = self._processed(s, logprobs[rows.start])
-                beams[s.seq_id] = top_logprobs(processed, s.beam_topk)
+            owned = slice(row, row + s.num_logit_rows)
+            rows = slice(row + s.num_prompt_rows, owned.stop)
+            row = owned.stop
+            if s.request_id in failed:
                 continue
-            tokens = self._next_tokens(s, logits[rows])
-            top = s.sampling.logprobs or 0
-            sampled[s.seq_id] = tuple(
-                TokenLogprob(t, float(lp[t]), top_logprobs(lp, top))
-                for t, lp in zip(tokens, logprobs[rows], strict=False)
-            )
-        return ModelRunnerOutput(sampled, beams)
+            if not all(finite[owned]):
+                failed[s.request_id] = RequestFailure(s.request_id, NON_FINITE)
+                continue
+            if s.num_prompt_rows:
+                prompt[s.seq_id] = _prompt_entries(s, logprobs[owned.start : rows.start])
+            if not s.sample:
+                continue
+            try:
+                if s.beam_topk:
+                    # As transformers does for beams: processors act on log-probabilities.
+                    processed = self._processed(s, logprobs[rows.start])
+                    beams[s.seq_id] = top_logprobs(processed, s.beam_topk)
+                    continue
+                tokens = self._next_tokens(s, logits[rows])
+                top = s.sampling.logprobs or 0
+                sampled[s.seq_id] = tuple(
+                    TokenLogprob(t, float(lp[t]), top_logprobs(lp, top))
+                    for t, lp in zip(tokens, logprobs[rows], strict=False)
+                )
+            except Exception as e:  # this request's sampling only: the step goes on
+                failed[s.request_id] = failure_from_exception(s.request_id, "sampling", e)
+        output = ModelRunnerOutput(sampled, beams, tuple(failed.values()), prompt or None)
+        return _without_failed(output, seqs)
 
     def _next_tokens(self, s: ScheduledSeq, rows: torch.Tensor) -> list[int]:
         """The token drawn from the last row, or with drafts the verified tokens."""
@@ -261,7 +290,8 @@ class ModelRunner:
         ids stay on the device for the next step's placeholders."""
         best = logits.argmax(-1)
         chosen = logits.log_softmax(-1).gather(1, best[:, None])[:, 0]
-        packed = torch.stack((best.double(), chosen.double()))
+        finite = torch.isfinite(logits).all(-1)
+        packed = torch.stack((best.double(), chosen.double(), finite.double()))
         one_row = all(s.num_sample_rows == 1 for s in seqs)
         self._sampled = (best, {s.seq_id: i for i, s in enumerate(seqs)}) if one_row else None
         if not packed.is_cuda:
@@ -274,8 +304,8 @@ class ModelRunner:
 
 @dataclass(frozen=True)
 class PendingOutput:
-    """A launched step's output: `ready`, or greedy ids and log-probabilities ([2, rows],
-    float64) on their way to the host until `done`."""
+    """A launched step's output: `ready`, or greedy ids, log-probabilities and whether the
+    row was finite ([3, rows], float64) on their way to the host until `done`."""
 
     seqs: tuple[ScheduledSeq, ...] = ()
     host: torch.Tensor | None = None
@@ -292,7 +322,56 @@ class PendingOutput:
 
 
 def _greedy_output(seqs: tuple[ScheduledSeq, ...], packed: torch.Tensor) -> ModelRunnerOutput:
-    ids, values = packed.tolist()
+    ids, values, finite = packed.tolist()
+    if not all(finite):
+        return _without_failed(_greedy_rows(seqs, ids, values), seqs, _non_finite(seqs, finite))
+    return _greedy_rows(seqs, ids, values)
+
+
+def _prompt_entries(s: ScheduledSeq, logprobs: torch.Tensor) -> tuple[TokenLogprob, ...]:
+    """logprobs [num_prompt_rows, vocab]: row j gives prompt_next_ids[j]'s log-probability."""
+    ids = torch.tensor(s.prompt_next_ids)
+    chosen = logprobs.gather(1, ids[:, None])[:, 0].tolist()
+    return tuple(
+        TokenLogprob(t, lp, top_logprobs(row, s.prompt_top))
+        for t, lp, row in zip(s.prompt_next_ids, chosen, logprobs, strict=True)
+    )
+
+
+def _non_finite(seqs: tuple[ScheduledSeq, ...], finite: list[float]) -> tuple[RequestFailure, ...]:
+    failed: dict[str, RequestFailure] = {}
+    row = 0
+    for s in seqs:
+        rows = slice(row, row + s.num_sample_rows)
+        row = rows.stop
+        if not all(finite[rows]):
+            failed[s.request_id] = RequestFailure(s.request_id, NON_FINITE)
+    return tuple(failed.values())
+
+
+def _without_failed(
+    output: ModelRunnerOutput,
+    seqs: tuple[ScheduledSeq, ...],
+    failed: tuple[RequestFailure, ...] | None = None,
+) -> ModelRunnerOutput:
+    """output without any sequence of a failed request (a request fails as a whole)."""
+    failed = output.failed if failed is None else failed
+    if not failed:
+        return output
+    gone = {f.request_id for f in failed}
+    dropped = {s.seq_id for s in seqs if s.request_id in gone}
+    prompt = output.prompt_logprobs
+    return ModelRunnerOutput(
+        {k: v for k, v in output.sampled.items() if k not in dropped},
+        {k: v for k, v in output.beam_topk.items() if k not in dropped},
+        failed,
+        {k: v for k, v in prompt.items() if k not in dropped} if prompt else None,
+    )
+
+
+def _greedy_rows(
+    seqs: tuple[ScheduledSeq, ...], ids: list[float], values: list[float]
+) -> ModelRunnerOutput:
     if len(ids) == len(seqs):  # one row per sequence: no drafts to verify
         return ModelRunnerOutput(
             {

@@ -22,6 +22,7 @@ class FinishReason(StrEnum):
     STOP = "stop"  # EOS or a stop token
     LENGTH = "length"  # max_tokens or the model's context
     ABORT = "abort"  # cancelled by the caller
+    ERROR = "error"  # failed in the engine; TokenDelta.error says why (the others go on)
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class TokenLogprob:
     """The chosen token's log-probability and the top alternatives, best first."""
 
     token_id: int
-    logprob: float
+    logprob: float | None  # None: the prompt's first token, which nothing predicts
     top: tuple[tuple[int, float], ...] = ()
 
 
@@ -60,6 +61,10 @@ class TokenDelta:
     num_generated_tokens: int = 0
     num_drafted_tokens: int = 0
     num_accepted_tokens: int = 0
+    error: str | None = None  # with FinishReason.ERROR: a message safe to show the client
+    # With SamplingParams.prompt_logprobs, on each sample's first delta: one entry per
+    # prompt token after the first (the first has no context to be predicted from).
+    prompt_logprobs: tuple[TokenLogprob, ...] | None = None
 
     @property
     def finished(self) -> bool:

@@ -2,6 +2,10 @@
 
 Order of operations (as in vLLM): penalties, min_tokens masking, then greedy argmax or
 temperature, top-k, top-p, min-p and a draw from each row's own generator.
+
+Numerically safe for every value SamplingParams accepts, given finite logits (the runner
+fails a request whose row is not finite before it gets here): penalties and temperature
+never turn a finite logit into inf or NaN, and no mask removes every token.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import torch
 from workers.sampling_params import SamplingParams
 
 _NEG_INF = float("-inf")
+_FP32_MAX = torch.finfo(torch.float32).max
 
 
 def apply_penalties(
@@ -30,10 +35,12 @@ def apply_penalties(
             sorted(set(prompt_ids) | set(output_ids)), dtype=torch.long, device=logits.device
         )
         if seen.numel():
-            vals = logits[seen]
-            logits[seen] = torch.where(
+            # In float64 and clamped: a penalty near 0 or huge must not overflow to inf.
+            vals = logits[seen].double()
+            penalized = torch.where(
                 vals > 0, vals / params.repetition_penalty, vals * params.repetition_penalty
             )
+            logits[seen] = penalized.clamp(-_FP32_MAX, _FP32_MAX).to(logits.dtype)
     if output_ids and (params.frequency_penalty or params.presence_penalty):
         counts = torch.bincount(
             torch.tensor(output_ids, device=logits.device), minlength=logits.shape[-1]
@@ -44,8 +51,9 @@ def apply_penalties(
 
 
 def mask_tokens(logits: torch.Tensor, token_ids: Sequence[int]) -> torch.Tensor:
-    """logits with the given tokens set to -inf (min_tokens holds back stop tokens)."""
-    if not token_ids:
+    """logits with the given tokens set to -inf (min_tokens holds back stop tokens). When
+    they are the whole vocabulary nothing would be left to draw: the row stays as it is."""
+    if not token_ids or len(set(token_ids)) >= logits.shape[-1]:
         return logits
     logits = logits.clone()
     logits[..., list(token_ids)] = _NEG_INF
@@ -57,6 +65,7 @@ def filter_logits(logits: torch.Tensor, top_k: int, top_p: float, min_p: float) 
 
     top_k keeps the k largest (0: all); top_p keeps the smallest set of most likely tokens
     whose probability reaches top_p; min_p drops tokens below min_p times the top probability.
+    Each filter keeps at least the most likely token.
     """
     if 0 < top_k < logits.shape[-1]:
         kth = torch.topk(logits, top_k).values[-1]
@@ -66,6 +75,7 @@ def filter_logits(logits: torch.Tensor, top_k: int, top_p: float, min_p: float) 
         cum = sorted_logits.softmax(-1).cumsum(-1)
         # Drop a token when the ones before it already reach top_p; the best always stays.
         drop_sorted = (cum - sorted_logits.softmax(-1)) >= top_p
+        drop_sorted[..., 0] = False  # also when top_p underflows to 0 in float32
         drop = torch.zeros_like(drop_sorted).scatter(0, order, drop_sorted)
         logits = logits.masked_fill(drop, _NEG_INF)
     if min_p > 0.0:
@@ -97,8 +107,18 @@ def sampling_probs(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor
     at the argmax for greedy, else softmax of the temperature-scaled, filtered logits."""
     if params.greedy:
         return torch.nn.functional.one_hot(torch.argmax(logits), logits.shape[-1]).float()
-    scaled = filter_logits(logits / params.temperature, params.top_k, params.top_p, params.min_p)
+    scaled = filter_logits(
+        scale_by_temperature(logits, params.temperature), params.top_k, params.top_p, params.min_p
+    )
     return scaled.softmax(-1)
+
+
+def scale_by_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """logits / temperature for any finite temperature > 0: masked tokens (-inf) stay
+    masked, and finite logits stay finite (a tiny temperature would overflow them to inf,
+    whose softmax is NaN; a huge one, in float32 inf itself, gives 0 rather than -inf/inf)."""
+    scaled = (logits / temperature).clamp(-_FP32_MAX, _FP32_MAX)
+    return torch.where(torch.isfinite(logits), scaled, logits)
 
 
 def draw(probs: torch.Tensor, params: SamplingParams, generator: torch.Generator | None) -> int:

@@ -15,6 +15,7 @@ from adapters.admission import AdapterGate
 from adapters.manager import LoRAManager
 from workers.config import SchedulerConfig
 from workers.kv_cache.manager import KVCacheManager
+from workers.request_failure import RequestFailure, failure_from_exception
 from workers.scheduler_output import ScheduledSeq, SchedulerOutput
 from workers.sequence import Request, Sequence
 
@@ -35,6 +36,8 @@ class Scheduler:
         self.waiting: list[tuple[tuple[int, float, int], Request]] = []
         self.running: list[Request] = []
         self.num_preemptions = 0
+        # Requests whose scheduling raised: removed, blocks freed; the engine reports them.
+        self.failures: list[RequestFailure] = []
 
     # -- queues -----------------------------------------------------------------------------
 
@@ -90,7 +93,11 @@ class Scheduler:
         i = 0
         while i < len(self.running) and budget > 0:
             req = self.running[i]
-            planned = self._schedule_running(req, budget, preempt)
+            try:
+                planned = self._schedule_running(req, budget, preempt)
+            except Exception as e:  # this request alone fails; it is out of running now
+                self._fail(req, e)
+                continue
             if planned is None:
                 out_of_blocks = not preempt
                 if out_of_blocks:
@@ -136,7 +143,11 @@ class Scheduler:
                 break
             if not gate.allows(req.adapter_key):
                 continue
-            planned = self._allocate_new(req, budget)
+            try:
+                planned = self._allocate_new(req, budget)
+            except Exception as e:  # this request alone fails
+                self._fail(req, e)
+                continue
             if planned is None:
                 break
             gate.admitted(req.adapter_key)
@@ -156,7 +167,12 @@ class Scheduler:
         planned: list[ScheduledSeq] = []
         for seq in req.seqs:
             target = req.prefill_target(seq)
-            hits = self.kv.find_cached_prefix(seq.token_ids[:target], req.cache_key)
+            # Prompt logprobs come from the prefill's own logits: compute every position.
+            hits = (
+                []
+                if req.sampling.prompt_logprobs is not None
+                else self.kv.find_cached_prefix(seq.token_ids[:target], req.cache_key)
+            )
             num_cached = len(hits) * self.kv.block_size
             num_new = min(target - num_cached, budget)
             if self.kv.allocate_slots(seq.seq_id, num_cached, num_new, hits) is None:
@@ -197,6 +213,7 @@ class Scheduler:
         sample = end == seq.num_tokens and not req.needs_fork
         params = req.sampling
         with_history = sample and params.has_penalties
+        row_start, num_rows = req.prompt_logprob_rows(start, end)
         return ScheduledSeq(
             seq_id=seq.seq_id,
             request_id=req.request_id,
@@ -211,6 +228,10 @@ class Scheduler:
             num_output_tokens=seq.num_output_tokens,
             beam_topk=req.beam_topk if params.use_beam_search else 0,
             adapter_key=req.adapter_key,
+            prompt_row_start=row_start,
+            num_prompt_rows=num_rows,
+            prompt_next_ids=tuple(seq.token_ids[row_start + 1 : row_start + 1 + num_rows]),
+            prompt_top=params.prompt_logprobs or 0,
         )
 
     # -- preemption -------------------------------------------------------------------------
@@ -228,6 +249,14 @@ class Scheduler:
             seq.num_computed_tokens = 0
         self.num_preemptions += 1
         self.add(req)
+
+    def _fail(self, req: Request, error: Exception) -> None:
+        self.remove(req.request_id)
+        self.failures.append(failure_from_exception(req.request_id, "being scheduled", error))
+
+    def take_failures(self) -> list[RequestFailure]:
+        failures, self.failures = self.failures, []
+        return failures
 
     def _free_all(self, req: Request) -> None:
         for seq in req.seqs:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from workers.protocol import TokenLogprob
+from workers.request_failure import RequestFailure
 from workers.sampling_params import SamplingParams
 
 
@@ -33,6 +34,12 @@ class ScheduledSeq:
     adapter_key: str | None = None
     spec_token_ids: tuple[int, ...] = ()
     spec_probs: torch.Tensor | None = None  # [k, vocab]; None: deterministic proposals
+    # Prompt log-probabilities: rows for positions prompt_row_start.. (count num_prompt_rows),
+    # before the sample rows; their next tokens, and how many top alternatives to return.
+    prompt_row_start: int = 0
+    num_prompt_rows: int = 0
+    prompt_next_ids: tuple[int, ...] = ()
+    prompt_top: int = 0
 
     @property
     def num_tokens(self) -> int:
@@ -42,6 +49,11 @@ class ScheduledSeq:
     def num_sample_rows(self) -> int:
         """Positions whose logits are needed: the drafted ones plus the next token."""
         return len(self.spec_token_ids) + 1 if self.sample else 0
+
+    @property
+    def num_logit_rows(self) -> int:
+        """Rows of the step's logits this sequence owns: prompt rows, then sample rows."""
+        return self.num_prompt_rows + self.num_sample_rows
 
 
 @dataclass(frozen=True)
@@ -64,7 +76,10 @@ class ModelRunnerOutput:
     """sampled: the tokens each sampling sequence appends (one, or with speculation the
     accepted drafts and one more); logprob is the model's raw log-probability and `top` is
     filled when the request asked for logprobs.
-    beam_topk: (token id, processed log-probability) pairs, best first, per beam."""
+    beam_topk: (token id, processed log-probability) pairs, best first, per beam.
+    failed: requests whose own part of the step failed (their sequences are in neither)."""
 
     sampled: dict[int, tuple[TokenLogprob, ...]]
     beam_topk: dict[int, tuple[tuple[int, float], ...]]
+    failed: tuple[RequestFailure, ...] = ()
+    prompt_logprobs: dict[int, tuple[TokenLogprob, ...]] | None = None  # per seq_id, a chunk's

@@ -91,7 +91,8 @@ def make_generator(seed: int | None, index: int) -> torch.Generator | None:
     """Per-sample generator: the same seed gives the same samples whatever the batch."""
     if seed is None:
         return None
-    return torch.Generator().manual_seed(seed * 1_000_003 + index)
+    # manual_seed takes [-2**63, 2**64): fold any 64-bit seed and sample index into it.
+    return torch.Generator().manual_seed((seed * 1_000_003 + index) % 2**64)
 
 
 @dataclass(eq=False)
@@ -106,6 +107,8 @@ class Request:
     adapter_key: str | None = None
     stop_ids: frozenset[int] = frozenset()
     beam: BeamState | None = None
+    # Entries for prompt tokens 1, 2, ... as the prefill computes them (prompt_logprobs).
+    prompt_logprobs: list[TokenLogprob] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.seqs:
@@ -157,6 +160,19 @@ class Request:
         if self.needs_fork:
             return max(seq.num_prompt_tokens - 1, 0)
         return seq.num_tokens
+
+    def prompt_logprob_rows(self, start: int, end: int) -> tuple[int, int]:
+        """(first position, count) of the positions in [start, end) whose logits give a
+        prompt token's log-probability not recorded yet: position p predicts token p + 1."""
+        if self.sampling.prompt_logprobs is None:
+            return (0, 0)
+        first = max(start, len(self.prompt_logprobs))
+        last = min(end, self.spec_num_prompt_tokens - 1)
+        return (first, max(last - first, 0))
+
+    @property
+    def spec_num_prompt_tokens(self) -> int:
+        return len(self.spec.prompt_token_ids)
 
     @property
     def needs_fork(self) -> bool:

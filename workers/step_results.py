@@ -42,6 +42,9 @@ def apply_step(
         progressed = [(seq, by_id[seq.seq_id]) for seq in req.seqs if seq.seq_id in by_id]
         if not progressed:
             continue
+        if result.prompt_logprobs:
+            for seq, _ in progressed:
+                req.prompt_logprobs += result.prompt_logprobs.get(seq.seq_id, ())
         for seq, scheduled in progressed:
             if in_flight:
                 _resolve(kv, req, seq, result, max_model_len)
@@ -171,6 +174,7 @@ def _advance_beams(
             num_prompt_tokens=beams[0].num_prompt_tokens,
             num_cached_tokens=beams[0].num_cached_tokens,
             num_generated_tokens=len(hyp.output_token_ids),
+            prompt_logprobs=_prompt_logprobs(req),
         )
         for i, hyp in enumerate(req.beam.best(params.n))
     ]
@@ -192,6 +196,10 @@ def _collect(kv: KVCacheManager, req: Request) -> list[TokenDelta]:
     return deltas
 
 
+def _prompt_logprobs(req: Request) -> tuple[TokenLogprob, ...] | None:
+    return None if req.sampling.prompt_logprobs is None else tuple(req.prompt_logprobs)
+
+
 def delta_of(req: Request, seq: Sequence, reason: FinishReason | None) -> TokenDelta:
     sent = seq.num_sent_tokens
     return TokenDelta(
@@ -205,4 +213,5 @@ def delta_of(req: Request, seq: Sequence, reason: FinishReason | None) -> TokenD
         num_generated_tokens=seq.num_output_tokens,
         num_drafted_tokens=seq.num_drafted_tokens,
         num_accepted_tokens=seq.num_accepted_tokens,
+        prompt_logprobs=_prompt_logprobs(req) if sent == 0 else None,
     )

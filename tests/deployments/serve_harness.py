@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,7 @@ import ray
 from ray import serve
 
 from deployments.app import AppArgs, build_app
+from deployments.proxy_edge import PROXY_CALLBACK, PROXY_CALLBACK_ENV
 
 APP = "tandem"
 API_KEY = "test-key"
@@ -53,12 +55,33 @@ def small_app_args(model_dir: str, **overrides: Any) -> dict[str, Any]:
 
 
 @contextmanager
+def environment(values: Mapping[str, str]) -> Iterator[None]:
+    """os.environ with `values` set (Ray processes started inside inherit them)."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextmanager
 def running_app(
-    app_args: dict[str, Any], init: dict[str, Any] | None = None
+    app_args: dict[str, Any],
+    init: dict[str, Any] | None = None,
+    proxy_env: Mapping[str, str] | None = None,
 ) -> Iterator[ServedApp]:
-    """serve.run the app; `init` are ray.init kwargs (e.g. address= of a Cluster)."""
+    """serve.run the app; `init` are ray.init kwargs (e.g. address= of a Cluster). The proxy
+    gets the edge limits as `make serve` and k8s give it (deployments/proxy_edge.py), with
+    `proxy_env` (e.g. TANDEM_BODY_TIMEOUT_S) added: it inherits the environment of ray.init."""
     port = free_port()
-    ray.init(**(init or {"num_cpus": 2}), include_dashboard=False, log_to_driver=False)
+    env = {PROXY_CALLBACK_ENV: PROXY_CALLBACK, **(proxy_env or {})}
+    with environment(env):
+        ray.init(**(init or {"num_cpus": 2}), include_dashboard=False, log_to_driver=False)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve.run(build_app(AppArgs.model_validate(app_args)), name=APP, route_prefix="/")

@@ -185,3 +185,20 @@ def test_overload_is_refused_quickly_and_every_accepted_request_completes(app):
     assert all(int(r[2].response.headers["retry-after"]) >= 1 for r in refused)
     assert all(r[2].usage.completion_tokens == 40 for r in accepted)
     assert engine_idle(app)
+
+
+def test_metrics_on_the_api_port_are_the_ray_export_renamed(app):
+    greedy_text(app)
+    deadline = time.monotonic() + 60  # Ray reports metrics every few seconds
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    text = ""
+    while time.monotonic() < deadline:
+        response = httpx.get(f"{app.base_url}/metrics", headers=headers, timeout=10)
+        assert response.status_code == 200
+        text = response.text
+        if "tandem:generation_tokens_total{" in text:
+            break
+        time.sleep(1.0)
+    assert "tandem:generation_tokens_total{" in text, text[:2000]
+    assert "ray_" not in text
+    assert httpx.get(f"{app.base_url}/metrics", timeout=10).status_code == 401

@@ -17,8 +17,10 @@ from router.local_backend import LocalBackend
 from router.metrics import RecordingMetrics
 from router.service import OpenAIService
 from router.tokenizer import PromptTokenizer
+from router.validation import RequestLimits
 from tests.factories import make_engine
 from workers.async_engine import AsyncEngine
+from workers.models.model_config import ModelConfig
 from workers.protocol import GenerateRequest
 from workers.sampling_params import SamplingParams
 
@@ -37,6 +39,10 @@ def make_local_app(
     service = make_service(
         model_name=MODEL,
         max_model_len=MAX_MODEL_LEN,
+        limits=RequestLimits(
+            ModelConfig.from_dir(str(model_dir)).vocab_size,
+            engine.engine.config.scheduler.max_num_seqs,
+        ),
         tokenizer=PromptTokenizer.from_pretrained(str(model_dir)),
         backend=LocalBackend(engine),
         admission=admission or AdmissionConfig(max_running=16, max_waiting=16),

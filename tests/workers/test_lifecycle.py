@@ -79,7 +79,7 @@ BAD_PARAMS = [
     (dict(temperature=-0.5), "temperature must be >= 0"),
     (dict(top_p=0.0), "top_p must be in (0, 1]"),
     (dict(top_p=1.5), "top_p must be in (0, 1]"),
-    (dict(top_k=-1), "top_k must be >= 0"),
+    (dict(top_k=-2), "top_k must be >= 1, or 0 or -1 to disable"),
     (dict(min_p=2.0), "min_p must be in [0, 1]"),
     (dict(n=0), "n must be >= 1"),
     (dict(min_tokens=5, max_tokens=2), "min_tokens must be in [0, max_tokens=2]"),

@@ -126,6 +126,12 @@ def decode_attention_reference(
     keys = kv_cache[0, tables].flatten(1, 2)  # [B, L, Hkv, D]
     values = kv_cache[1, tables].flatten(1, 2)
     mask = causal_mask(seq_lens - 1, keys.shape[1], sliding_window)  # [B, L]
+    # Padding reads slots this sequence does not own, which may hold NaN a failed request
+    # left behind: a masked score is -inf, but NaN + -inf and 0 * NaN are NaN. Zero them,
+    # as the kernels' masked loads do.
+    seen = mask[:, :, None, None]
+    keys = torch.where(seen, keys, 0)
+    values = torch.where(seen, values, 0)
     out = F.scaled_dot_product_attention(
         q.unsqueeze(2),  # [B, Hq, 1, D]
         keys.transpose(1, 2).to(q.dtype),

@@ -128,6 +128,10 @@ class KVCacheManager:
         copies, self._pending_copies = tuple(self._pending_copies), []
         return copies
 
+    def requeue_copies(self, copies: tuple[tuple[int, int], ...]) -> None:
+        """Put back copies taken for a step that was dropped before it ran; they go first."""
+        self._pending_copies[:0] = copies
+
     @property
     def prefix_hit_rate(self) -> float:
         return self.prefix_hit_tokens / max(self.prefix_query_tokens, 1)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from dataclasses import replace
 
@@ -15,6 +16,8 @@ from workers.spec.config import SpecConfig
 from workers.spec.policy import SpecPolicy
 from workers.spec.proposers import DraftQuery, Proposal, Proposer
 from workers.spec.throughput_gate import ThroughputGate
+
+logger = logging.getLogger(__name__)
 
 
 class Speculator:
@@ -87,7 +90,7 @@ class Speculator:
         drafts: dict[int, Proposal] = {}
         self._modes = {}
         for mode, items in queries.items():
-            proposals = self.proposers[mode].propose([q for _, q in items])
+            proposals = self._propose(mode, [q for _, q in items])
             for (s, _), proposal in zip(items, proposals, strict=True):
                 if proposal is not None:
                     drafts[s.seq_id] = proposal
@@ -103,6 +106,21 @@ class Speculator:
         return replace(
             step, seqs=seqs, block_copies=step.block_copies + scheduler.kv.take_pending_copies()
         )
+
+    def _propose(self, mode: SpeculationMode, queries: list[DraftQuery]) -> list[Proposal | None]:
+        """The proposer's drafts; if it raises, or proposes from a distribution that is not
+        finite, those requests decode plainly this step (lossless: drafts only save time)."""
+        try:
+            proposals = self.proposers[mode].propose(queries)
+        except Exception:
+            logger.exception("the %s proposer failed; decoding its requests plainly", mode)
+            return [None] * len(queries)
+        return [
+            None
+            if p is not None and p.probs is not None and not bool(p.probs.isfinite().all())
+            else p
+            for p in proposals
+        ]
 
     def observe(
         self,
