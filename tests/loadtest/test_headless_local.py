@@ -1,5 +1,6 @@
-"""`python -m loadtest` without --url: it starts the local cluster from config.yaml (`serve
-run`), drives it, writes every output, and leaves no cluster behind."""
+"""`python -m loadtest` without --url: it starts the local cluster from a Serve config (`serve
+run`; here config.tiny.yaml, whose model starts in seconds), drives it, writes every output,
+and leaves no cluster behind."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ def test_a_short_run_against_the_local_cluster(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(WORKLOAD))
     out = tmp_path / "out"
     command = [sys.executable, "-m", "loadtest", "--workload", str(path), "--port", "0"]
+    command += ["--config", "config.tiny.yaml"]
     command += ["--out", str(out), "--gpu-hour-usd", "2", "--num-gpus", "1"]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=240)
     log = (out / "serve.log").read_text()[-3000:] if (out / "serve.log").exists() else ""
