@@ -1,6 +1,7 @@
-"""A replica follows the Router's desired adapter set: it long-polls the Router and loads or
-unloads the difference, so replicas that start later serve the same adapters. Each poll also
-tells the Router which version this replica holds."""
+"""A replica follows the cluster's desired adapter set: it long-polls the control plane
+(deployments/adapter_control.py) and loads or unloads the difference, so replicas that start
+later serve the same adapters. Each poll also tells the control plane which version this
+replica holds."""
 
 from __future__ import annotations
 
@@ -31,20 +32,20 @@ class AdapterSync:
         self.applied: dict[str, str] = {}
 
     def note_loaded(self, name: str, path: str) -> None:
-        """An adapter loaded directly (the Router's trial load) is already in place."""
+        """An adapter loaded directly (the control plane's trial load) is already in place."""
         self.applied[name] = path
 
     async def run(self) -> None:
-        router = serve.get_deployment_handle(self._control_plane, self._app_name)
+        control = serve.get_deployment_handle(self._control_plane, self._app_name)
         while True:
             try:
-                desired = await router.adapter_updates.remote(
+                desired = await control.adapter_updates.remote(
                     self.version, self.replica_id, POLL_TIMEOUT_S, dict(self.applied)
                 )
                 await self.apply(desired)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # the Router may be restarting: try again shortly
+            except Exception:  # the control plane may be restarting: try again shortly
                 logger.exception("adapter sync with %s failed", self._control_plane)
                 await asyncio.sleep(RETRY_S)
 
@@ -58,6 +59,6 @@ class AdapterSync:
             try:
                 await self._server.load_adapter(name, path)
                 self.applied[name] = path
-            except ValueError:  # the Router's trial load passed; log and keep serving
+            except ValueError:  # the trial load passed; log and keep serving
                 logger.exception("could not load adapter %s from %s", name, path)
         self.version = desired.version

@@ -49,8 +49,8 @@ class LLMServer:
         control_plane: str | None = None,
         draft: DeploymentHandle | None = None,
     ) -> None:
-        """`control_plane`: the Router deployment's name, whose desired adapter set this
-        replica follows (None: no runtime adapters). `draft`: a DraftServer handle that
+        """`control_plane`: the AdapterControl deployment's name, whose desired adapter set
+        this replica follows (None: no runtime adapters). `draft`: a DraftServer handle that
         serves SpeculationMode.REMOTE requests (needs `engine.spec`)."""
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)  # this process is the replica's own
         settings = EngineSettings.model_validate(engine)

@@ -1,4 +1,5 @@
-"""A Backend over one in-process AsyncEngine: the OpenAI service without Ray (tests, demos)."""
+"""A Backend over one in-process AsyncEngine: the OpenAI service without Ray (tests, demos).
+It is also the AdapterReplicas (router/adapter_control.py) of an in-process control plane."""
 
 from __future__ import annotations
 
