@@ -23,7 +23,7 @@ from deployments.engine_settings import EngineSettings
 from deployments.metrics import RayMetrics
 from deployments.remote_draft import DraftServerClient
 from router.metrics import labels
-from router.replica_stream import pack, replica_stream
+from router.replica_stream import MessageBudget, pack, replica_stream
 from workers.async_engine import AsyncEngine
 from workers.engine import LLMEngine
 from workers.protocol import AdapterInfo, GenerateRequest, ReplicaStats, TokenDelta
@@ -61,6 +61,7 @@ class LLMServer:
             llm_engine.attach_remote_draft(DraftServerClient(draft, config.spec.remote_timeout_s))
         self.engine = AsyncEngine(llm_engine)
         self.num_abandoned = 0  # streams that ended before the request finished
+        self.budget = MessageBudget()  # paces every stream of this replica
         self._tags = labels(model_name, None)
         self._metrics = RayMetrics()
         self.callers = CallerWatch(self.engine.abort)
@@ -78,7 +79,7 @@ class LLMServer:
         completed = False
         try:
             with self.callers.watching(caller, request.request_id):
-                async for batch in replica_stream(self.engine, request):
+                async for batch in replica_stream(self.engine, request, self.budget):
                     yield batch
             completed = True
         finally:
