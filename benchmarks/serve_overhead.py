@@ -4,8 +4,9 @@ vs the same engine in-process, at each concurrency, in one run.
 Both sides: the same engine settings with speculation and LoRA off, the same prompts
 (held-out Python, 96 tokens), greedy, `--new-tokens` (64) new tokens, EOS ignored, one
 warm-up request per level; `concurrency` clients each send their next request as soon as
-the previous one ends, until `--requests` are done. HTTP is measured streamed (SSE; TTFT is
-the first text) and whole (the same requests without streaming). `--routers N` runs N
+the previous one ends, until `--requests` (default max(32, 2 x concurrency)) are done. HTTP
+is measured streamed (SSE; TTFT is the first text) and whole (the same requests without
+streaming). `--routers N` runs N
 Router replicas; `--llm-replicas N` adds a second HTTP run with N LLMServer replicas
 (sharing the one GPU on cuda: num_gpus 1/N and 1/N of the KV memory each) and reports how
 HTTP throughput grows from 1 to N replicas; the in-process baseline stays one engine, which
@@ -25,6 +26,8 @@ import asyncio
 import gc
 import json
 import math
+import signal
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -122,28 +125,34 @@ async def measure(calls: list[Call], concurrency: int) -> dict[str, float]:
         "ttft_p50_ms": 1000 * median([r[0] for r in results]),
         "tokens_per_s": sum(r[1] for r in results) / elapsed,
         "tokens": sum(r[1] for r in results),
+        "requests": len(results),
     }
 
 
 def run_in_process(
-    model_dir: Path, engine: dict[str, Any], texts: list[str], new_tokens: int, levels: list[int]
+    model_dir: Path,
+    engine: dict[str, Any],
+    texts: list[str],
+    new_tokens: int,
+    levels: dict[int, int],
 ) -> dict[int, dict[str, float]]:
-    """The engine in this process, with one replica's settings; freed before returning."""
+    """The engine in this process, with one replica's settings; freed before returning.
+    `levels`: concurrency -> how many requests (the first of `texts`)."""
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     ids = [tokenizer(t)["input_ids"] for t in texts]
     config = EngineSettings(**engine).engine_config(str(model_dir))
     async_engine = AsyncEngine(LLMEngine(config))
 
-    async def at(concurrency: int) -> dict[str, float]:
+    async def at(concurrency: int, count: int) -> dict[str, float]:
         await one_engine(async_engine, ids[0], 4, f"warm-{concurrency}")  # as the HTTP side
         calls: list[Call] = [
             lambda i=i: one_engine(async_engine, ids[i], new_tokens, f"c{concurrency}-{i}")
-            for i in range(len(texts))
+            for i in range(count)
         ]
         return await measure(calls, concurrency)
 
     try:
-        return {c: asyncio.run(at(c)) for c in levels}
+        return {c: asyncio.run(at(c, n)) for c, n in levels.items()}
     finally:
         async_engine.shutdown()
         gc.collect()
@@ -155,7 +164,7 @@ def run_over_http(
     config: dict[str, Any],
     texts: list[str],
     new_tokens: int,
-    levels: list[int],
+    levels: dict[int, int],
     *,
     whole: bool,
     env: dict[str, str],
@@ -169,7 +178,7 @@ def run_over_http(
     path = Path(f.name)
     log = path.with_suffix(".log")
 
-    async def at(concurrency: int) -> dict[str, float]:
+    async def at(concurrency: int, count: int) -> dict[str, float]:
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
         async with httpx.AsyncClient(timeout=ready_s, limits=limits) as client:
             await one_http(client, model, texts[0], 4, stream=True)  # warm-up
@@ -186,7 +195,7 @@ def run_over_http(
 
     try:
         with serving(path, env, ready_s, log):
-            return {c: asyncio.run(at(c)) for c in levels}
+            return {c: asyncio.run(at(c, n)) for c, n in levels.items()}
     finally:
         path.unlink()
         log.unlink(missing_ok=True)
@@ -201,6 +210,7 @@ def overhead_rows(
         rows.append(
             {
                 "concurrency": c,
+                "requests": engine["requests"],
                 "ttft_p50_ms_engine": engine["ttft_p50_ms"],
                 "ttft_p50_ms_http": served["ttft_p50_ms"],
                 "ttft_overhead_ms": served["ttft_p50_ms"] - engine["ttft_p50_ms"],
@@ -251,7 +261,7 @@ def main() -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--concurrency", default="1,16", help="comma list, e.g. 1,32,256")
     parser.add_argument(
-        "--requests", type=int, default=None, help="per level; default max(32, 2 x most)"
+        "--requests", type=int, default=None, help="per level; default max(32, 2 x concurrency)"
     )
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--routers", type=int, default=1, help="Router replicas")
@@ -263,12 +273,15 @@ def main() -> None:
         "--name", default=None, help="default serve_overhead_cpu.json / serve_overhead_gpu.json"
     )
     args = parser.parse_args()
-    levels = [int(c) for c in args.concurrency.split(",")]
-    requests = args.requests or max(32, 2 * max(levels))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the server on the way out
+    levels = {
+        c: args.requests or max(32, 2 * c) for c in (int(x) for x in args.concurrency.split(","))
+    }
     env = parse_env(args.env)
     name = args.name or f"serve_overhead_{'gpu' if args.device == 'cuda' else 'cpu'}.json"
     tokenizer = AutoTokenizer.from_pretrained(BUNDLED_MODEL)  # the GPU model shares it
-    texts = [tokenizer.decode(p, skip_special_tokens=True) for p in heldout_prompts(requests, 96)]
+    prompts = heldout_prompts(max(levels.values()), 96)
+    texts = [tokenizer.decode(p, skip_special_tokens=True) for p in prompts]
     ready_s = 600 if args.device == "cuda" else 300
     with tempfile.TemporaryDirectory(dir=ROOT, prefix="serve_overhead_model_") as tmp:
         model_dir = BUNDLED_MODEL
@@ -296,10 +309,9 @@ def main() -> None:
             many = run_over_http(
                 config(args.llm_replicas), texts, args.new_tokens, levels, **measured
             )
-    rows = overhead_rows(levels, local, http)
+    rows = overhead_rows(list(levels), local, http)
     payload: dict[str, Any] = {
         "hardware": hardware(),
-        "requests": requests,
         "new_tokens": args.new_tokens,
         "routers": args.routers,
         "env": env,
@@ -309,13 +321,13 @@ def main() -> None:
     if args.device == "cuda":
         payload["model"] = "random-weight Llama, benchmarks.gpu_suite.SHAPE_1B, bf16"
     print(
-        f"\n{hardware()}; {requests} requests of {args.new_tokens} tokens per level, greedy, "
+        f"\n{hardware()}; requests of {args.new_tokens} tokens, greedy, "
         f"speculation off; HTTP = Ray Serve + OpenAI API on this machine, {args.routers} "
         f"Router replica(s), env {env or 'none'}"
     )
     print_table(rows)
     if many is not None:
-        scaling = scaling_rows(levels, args.llm_replicas, local, http, many)
+        scaling = scaling_rows(list(levels), args.llm_replicas, local, http, many)
         payload["llm_replicas"] = args.llm_replicas
         payload["replica_scaling"] = scaling
         print(f"\nHTTP (streamed) with 1 vs {args.llm_replicas} LLMServer replicas:")
