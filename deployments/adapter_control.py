@@ -76,8 +76,13 @@ class AdapterControl:
         self.catalog.record_ack(replica_id, known_version, held)
         return await self.catalog.wait_changed(known_version, timeout_s)
 
-    async def watch(self, known_version: int, timeout_s: float) -> AdapterSet:
-        """Long poll for Router replicas' mirrors (no ack: a Router holds no adapters)."""
+    async def watch(
+        self, known_version: int, timeout_s: float, known: dict[str, str]
+    ) -> AdapterSet:
+        """Long poll for Router replicas' mirrors (no ack: a Router holds no adapters). A
+        mirror ahead of this catalog means this replica restarted and lost its state: the
+        mirror's set is adopted, as an LLMServer replica's is (AdapterCatalog.record_ack)."""
+        self.catalog.adopt(AdapterSet(known_version, known))
         return await self.catalog.wait_changed(known_version, timeout_s)
 
     def adapter_status(self) -> dict[str, Any]:

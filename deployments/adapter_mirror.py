@@ -49,8 +49,10 @@ class AdapterMirror:
     async def run(self) -> None:
         while True:
             try:
-                known = self.catalog.snapshot().version
-                desired = await self._control.watch.remote(known, POLL_TIMEOUT_S)
+                known = self.catalog.snapshot()
+                desired = await self._control.watch.remote(
+                    known.version, POLL_TIMEOUT_S, dict(known.adapters)
+                )
                 # the control plane is the authority: follow it even backwards (restarted)
                 self.catalog.adopt(desired, newer_only=False)
             except asyncio.CancelledError:

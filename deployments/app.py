@@ -149,6 +149,9 @@ def build_app(args: AppArgs) -> Application:
         ray_actor_options=with_env({"num_cpus": 0}, ONE_LOOP),
         max_ongoing_requests=CONTROL_MAX_ONGOING,
         logging_config=QUIET,
+        # what it serves is long polls (their callers retry) and loads waiting for acks
+        graceful_shutdown_timeout_s=DRAIN_CHECK_S,
+        graceful_shutdown_wait_loop_s=DRAIN_CHECK_S,
     ).bind(llm, name, roots, args.adapters.preload)
     routers = args.router.num_replicas
     batch_slots = args.llm.num_replicas * engine.max_num_seqs
