@@ -18,18 +18,32 @@ logger = logging.getLogger(__name__)
 
 POLL_TIMEOUT_S = 10.0
 RETRY_S = 1.0
+FIRST_SYNC_WAIT_S = 10.0  # the most an adapter request waits for a new replica's first sync
 
 
 class AdapterSync:
-    def __init__(self, server: Any, control_plane: str) -> None:
-        """`server` has async load_adapter(name, path) / unload_adapter(name)."""
-        context = serve.get_replica_context()
+    def __init__(
+        self, server: Any, control_plane: str, replica: tuple[str, str] | None = None
+    ) -> None:
+        """`server` has async load_adapter(name, path) / unload_adapter(name). `replica`:
+        (app name, replica id); default this Serve replica's."""
+        if replica is None:
+            context = serve.get_replica_context()
+            replica = (context.app_name, context.replica_id.unique_id)
         self._server = server
         self._control_plane = control_plane
-        self._app_name = context.app_name
-        self.replica_id = context.replica_id.unique_id
+        self._app_name, self.replica_id = replica
         self.version = 0
         self.applied: dict[str, str] = {}
+        self._first_sync = asyncio.Event()  # set once the desired set was applied
+
+    async def ready(self, timeout_s: float = FIRST_SYNC_WAIT_S) -> None:
+        """Return once this replica applied the desired set (at once after the first
+        time), or after `timeout_s`: a replica that just started, and that Serve already
+        routes to, must not answer an adapter it is about to load with a 404."""
+        if not self._first_sync.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._first_sync.wait(), timeout_s)
 
     def note_loaded(self, name: str, path: str) -> None:
         """An adapter loaded directly (the control plane's trial load) is already in place."""
@@ -62,3 +76,4 @@ class AdapterSync:
             except ValueError:  # the trial load passed; log and keep serving
                 logger.exception("could not load adapter %s from %s", name, path)
         self.version = desired.version
+        self._first_sync.set()

@@ -76,6 +76,8 @@ class LLMServer:
         self, request: GenerateRequest, caller: Caller | None = None
     ) -> AsyncIterator[list[TokenDelta]]:
         """`caller`: the calling actor (name, namespace); its death aborts the request."""
+        if request.adapter is not None and self._adapter_sync is not None:
+            await self._adapter_sync.ready()  # a new replica serves the set from its start
         completed = False
         try:
             with self.callers.watching(caller, request.request_id):
