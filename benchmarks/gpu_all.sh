@@ -19,7 +19,7 @@ steps=("$@")
 mkdir -p "$out"
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
-declare -A limit=([tests]=240 [suite]=300 [suite8b]=240 [spec]=200 [serve]=240 [quant]=120)
+declare -A limit=([tests]=240 [suite]=300 [suite8b]=240 [spec]=200 [serve]=540 [quant]=120)
 
 install_wheels() {  # $1: a folder of wheels; installed once into /tmp/site
   [[ -d $1 ]] || { echo "no $1/ here"; return 1; }
@@ -34,7 +34,7 @@ run_step() {
     suite8b) python3 -m benchmarks.gpu_suite --shape 8b ;;
     spec) python3 -m benchmarks.spec_oracle ;;
     serve) install_wheels .whl && python3 -m benchmarks.serve_overhead --device cuda \
-      --concurrency 1,32 ;;
+      --concurrency 1,32,256 --routers 4 --llm-replicas 2 ;;
     quant) install_wheels .whl-bnb && python3 -m benchmarks.gpu_quant ;;
     *) echo "unknown step $1"; return 2 ;;
   esac

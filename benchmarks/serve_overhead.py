@@ -1,14 +1,22 @@
 """Serve overhead: TTFT and output tokens/s through HTTP (Ray Serve, the OpenAI API, SSE)
-vs the same engine in-process, at each concurrency (default 1 and 16), in one run.
+vs the same engine in-process, at each concurrency, in one run.
 
-Both sides: the same engine settings with speculation off, the same prompts (held-out
-Python), greedy, 64 new tokens, EOS ignored, one warm-up request each. Prints a table, writes
-JSON. On CPU (the default): config.tiny.yaml's settings and the bundled model. With
-`--device cuda`: a random-weight 1.1B Llama in bf16 (benchmarks/serve_gpu_model.py), one GPU
-for the replica, up to 256 sequences and 8192 tokens per step, CUDA graphs on.
+Both sides: the same engine settings with speculation and LoRA off, the same prompts
+(held-out Python, 96 tokens), greedy, `--new-tokens` (64) new tokens, EOS ignored, one
+warm-up request per level; `concurrency` clients each send their next request as soon as
+the previous one ends, until `--requests` (default max(32, 2 x concurrency)) are done. HTTP
+is measured streamed (SSE; TTFT is the first text) and whole (the same requests without
+streaming). `--routers N` runs N
+Router replicas; `--llm-replicas N` adds a second HTTP run with N LLMServer replicas
+(sharing the one GPU on cuda: num_gpus 1/N and 1/N of the KV memory each) and reports how
+HTTP throughput grows from 1 to N replicas; the in-process baseline stays one engine, which
+is what one replica is. `--env KEY=VALUE` (repeatable) goes to the `serve run` subprocess
+(e.g. RAY_SERVE_THROUGHPUT_OPTIMIZED=1). The app's config is built in
+benchmarks/serve_process.py. Prints tables, writes JSON.
 
-    .venv/bin/python -m benchmarks.serve_overhead
-    python -m benchmarks.serve_overhead --device cuda --concurrency 1,32
+    .venv/bin/python -m benchmarks.serve_overhead --concurrency 1,4 --requests 8
+    python -m benchmarks.serve_overhead --device cuda --concurrency 1,32,256 --routers 4 \\
+        --llm-replicas 2 --env RAY_SERVE_THROUGHPUT_OPTIMIZED=1
 """
 
 from __future__ import annotations
@@ -17,12 +25,12 @@ import argparse
 import asyncio
 import gc
 import json
-import os
+import math
 import signal
-import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +40,16 @@ import yaml
 from transformers import AutoTokenizer
 
 from benchmarks.common import hardware, median, print_table, write_json
+from benchmarks.serve_process import (
+    BUNDLED_MODEL,
+    GPU_MODEL_NAME,
+    ROOT,
+    URL,
+    engine_settings,
+    serve_config,
+    served_model_name,
+    serving,
+)
 from benchmarks.spec_decode import heldout_prompts
 from deployments.engine_settings import EngineSettings
 from workers.async_engine import AsyncEngine
@@ -39,64 +57,28 @@ from workers.engine import LLMEngine
 from workers.protocol import GenerateRequest
 from workers.sampling_params import SamplingParams
 
-ROOT = Path(__file__).resolve().parent.parent
-URL = "http://127.0.0.1:8000"
-SERVE_CLI = "from ray.serve.scripts import cli; cli()"  # `serve`, where it is not on PATH
-RAY_CLI = "from ray.scripts.scripts import main; main()"  # `ray`
-GPU_MODEL_NAME = "llama-1b-random"
-GPU_ENGINE = {
-    "device": "cuda",
-    "dtype": "bfloat16",
-    "memory_fraction": 0.6,
-    "max_num_seqs": 256,
-    "max_num_batched_tokens": 8192,
-    "lora": None,
-    "spec": None,
-}
-
-
-def plain_config() -> dict[str, Any]:
-    """config.tiny.yaml (the bundled model) without speculation and without the DraftServer."""
-    config = yaml.safe_load((ROOT / "config.tiny.yaml").read_text())
-    args = config["applications"][0]["args"]
-    args["llm"]["engine"]["spec"] = None
-    args["draft"]["enabled"] = False
-    args["router"]["speculation"] = {"mode": "off"}
-    return config
-
-
-def build_config(device: str, model_dir: Path | None = None) -> dict[str, Any]:
-    """The Serve config of the run; for cuda, `model_dir` is the GPU model's directory."""
-    config = plain_config()
-    if device == "cpu":
-        return config
-    args = config["applications"][0]["args"]
-    args["model"] = str(model_dir)
-    args["served_model_name"] = GPU_MODEL_NAME
-    args["llm"]["ray_actor_options"] = {"num_cpus": 1, "num_gpus": 1}
-    args["llm"]["engine"] = dict(GPU_ENGINE)
-    args["adapters"]["preload"] = {}  # the bundled adapters fit the bundled model only
-    return config
-
-
-def served_model_name(app_args: dict[str, Any]) -> str:
-    """The name clients send as `model` (as deployments.app.build_app derives it)."""
-    return app_args.get("served_model_name") or Path(app_args["model"]).name
+Call = Callable[[], Awaitable[tuple[float, int]]]  # -> (TTFT or latency in s, tokens)
 
 
 async def one_http(
-    client: httpx.AsyncClient, model: str, text: str, new_tokens: int
+    client: httpx.AsyncClient, model: str, text: str, new_tokens: int, stream: bool
 ) -> tuple[float, int]:
-    body = {
+    """(TTFT, tokens) streamed; (latency, tokens) whole. Tokens as the usage reports."""
+    body: dict[str, Any] = {
         "model": model,
         "prompt": text,
         "max_tokens": new_tokens,
         "temperature": 0,
         "ignore_eos": True,
-        "stream": True,
+        "stream": stream,
     }
     start = time.perf_counter()
-    first = None
+    if not stream:
+        response = await client.post(f"{URL}/v1/completions", json=body)
+        response.raise_for_status()
+        return time.perf_counter() - start, response.json()["usage"]["completion_tokens"]
+    body["stream_options"] = {"include_usage": True}
+    first = math.nan
     tokens = 0
     async with client.stream("POST", f"{URL}/v1/completions", json=body) as response:
         response.raise_for_status()
@@ -104,10 +86,13 @@ async def one_http(
             if not line.startswith("data: ") or line == "data: [DONE]":
                 continue
             chunk = json.loads(line[6:])
-            if chunk["choices"] and chunk["choices"][0]["text"]:
-                first = first or time.perf_counter() - start
-        tokens = new_tokens
-    return first or float("nan"), tokens
+            if "error" in chunk:
+                raise RuntimeError(f"the stream failed: {chunk['error']}")
+            if math.isnan(first) and chunk["choices"] and chunk["choices"][0]["text"]:
+                first = time.perf_counter() - start
+            if chunk.get("usage"):
+                tokens = chunk["usage"]["completion_tokens"]
+    return first, tokens
 
 
 async def one_engine(
@@ -115,187 +100,239 @@ async def one_engine(
 ) -> tuple[float, int]:
     params = SamplingParams(max_tokens=new_tokens, temperature=0, ignore_eos=True)
     start = time.perf_counter()
-    first = None
+    first = math.nan
     tokens = 0
     async for delta in engine.add_request(GenerateRequest(rid, tuple(ids), params)):
-        if delta.token_ids and first is None:
+        if delta.token_ids and math.isnan(first):
             first = time.perf_counter() - start
         tokens += len(delta.token_ids)
-    return first or float("nan"), tokens
+    return first, tokens
 
 
-async def measure(calls: list, concurrency: int) -> dict[str, float]:
+async def measure(calls: list[Call], concurrency: int) -> dict[str, float]:
+    """`concurrency` clients, each starting the next call as soon as its last one ended."""
+    pending = iter(calls)
+    results: list[tuple[float, int]] = []
+
+    async def client() -> None:
+        for call in pending:  # shared: each call runs once
+            results.append(await call())
+
     start = time.perf_counter()
-    results = []
-    for i in range(0, len(calls), concurrency):
-        results += await asyncio.gather(*(c() for c in calls[i : i + concurrency]))
+    await asyncio.gather(*(client() for _ in range(concurrency)))
     elapsed = time.perf_counter() - start
     return {
         "ttft_p50_ms": 1000 * median([r[0] for r in results]),
         "tokens_per_s": sum(r[1] for r in results) / elapsed,
+        "tokens": sum(r[1] for r in results),
+        "requests": len(results),
     }
 
 
 def run_in_process(
-    app_args: dict[str, Any], model_dir: str, texts: list[str], new_tokens: int, levels: list[int]
+    model_dir: Path,
+    engine: dict[str, Any],
+    texts: list[str],
+    new_tokens: int,
+    levels: dict[int, int],
 ) -> dict[int, dict[str, float]]:
-    """The engine in this process, with the replica's settings; freed before returning."""
+    """The engine in this process, with one replica's settings; freed before returning.
+    `levels`: concurrency -> how many requests (the first of `texts`)."""
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     ids = [tokenizer(t)["input_ids"] for t in texts]
-    engine = AsyncEngine(
-        LLMEngine(EngineSettings(**app_args["llm"]["engine"]).engine_config(model_dir))
-    )
+    config = EngineSettings(**engine).engine_config(str(model_dir))
+    async_engine = AsyncEngine(LLMEngine(config))
 
-    async def at(engine: AsyncEngine, concurrency: int) -> dict[str, float]:
-        await one_engine(engine, ids[0], 4, f"warm-{concurrency}")  # as the HTTP side
-        calls = [
-            lambda i=i: one_engine(engine, ids[i], new_tokens, f"c{concurrency}-{i}")
-            for i in range(len(texts))
+    async def at(concurrency: int, count: int) -> dict[str, float]:
+        await one_engine(async_engine, ids[0], 4, f"warm-{concurrency}")  # as the HTTP side
+        calls: list[Call] = [
+            lambda i=i: one_engine(async_engine, ids[i], new_tokens, f"c{concurrency}-{i}")
+            for i in range(count)
         ]
         return await measure(calls, concurrency)
 
     try:
-        return {c: asyncio.run(at(engine, c)) for c in levels}
+        return {c: asyncio.run(at(c, n)) for c, n in levels.items()}
     finally:
-        engine.shutdown()
-        del engine
+        async_engine.shutdown()
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()  # the replica sizes its KV cache from free memory
 
 
 def run_over_http(
-    config: dict[str, Any], texts: list[str], new_tokens: int, levels: list[int], ready_s: float
+    config: dict[str, Any],
+    texts: list[str],
+    new_tokens: int,
+    levels: dict[int, int],
+    *,
+    whole: bool,
+    env: dict[str, str],
+    ready_s: float,
 ) -> dict[int, dict[str, float]]:
-    """`serve run` of `config` in a subprocess, measured through the OpenAI API, stopped."""
-    model = served_model_name(config["applications"][0]["args"])
+    """`serve run` of `config`, measured through the OpenAI API (streamed, and whole if
+    `whole`), then stopped."""
+    model = served_model_name(config)
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=ROOT, delete=False) as f:
         yaml.safe_dump(config, f)
-    log = Path(f.name).with_suffix(".log")
-    with log.open("w") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-c", SERVE_CLI, "run", f.name],
-            cwd=ROOT,
-            env=os.environ.copy(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_ready(server, ready_s)
+    path = Path(f.name)
+    log = path.with_suffix(".log")
 
-        async def at(concurrency: int) -> dict[str, float]:
-            async with httpx.AsyncClient(timeout=ready_s) as client:
-                await one_http(client, model, texts[0], 4)  # warm-up
-                calls = [
-                    lambda i=i: one_http(client, model, texts[i], new_tokens)
-                    for i in range(len(texts))
+    async def at(concurrency: int, count: int) -> dict[str, float]:
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+        async with httpx.AsyncClient(timeout=ready_s, limits=limits) as client:
+            await one_http(client, model, texts[0], 4, stream=True)  # warm-up
+
+            def calls(stream: bool) -> list[Call]:
+                return [lambda t=t: one_http(client, model, t, new_tokens, stream) for t in texts]
+
+            result = await measure(calls(True), concurrency)
+            if whole:
+                result["tokens_per_s_whole"] = (await measure(calls(False), concurrency))[
+                    "tokens_per_s"
                 ]
-                return await measure(calls, concurrency)
+            return result
 
-        return {c: asyncio.run(at(c)) for c in levels}
-    except BaseException:
-        print(f"--- serve run output ({log}) ---\n{_tail(log)}", file=sys.stderr)
-        raise
+    try:
+        with serving(path, env, ready_s, log):
+            return {c: asyncio.run(at(c, n)) for c, n in levels.items()}
     finally:
-        stop_server(server)
-        Path(f.name).unlink()
+        path.unlink()
         log.unlink(missing_ok=True)
 
 
-def wait_ready(server: subprocess.Popen, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"serve run exited with {server.returncode}")
-        try:
-            if httpx.get(f"{URL}/v1/models", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    raise TimeoutError("the Serve app did not come up")
+def overhead_rows(
+    levels: list[int], local: dict[int, dict[str, float]], http: dict[int, dict[str, float]]
+) -> list[dict[str, Any]]:
+    rows = []
+    for c in levels:
+        engine, served = local[c], http[c]
+        rows.append(
+            {
+                "concurrency": c,
+                "requests": engine["requests"],
+                "ttft_p50_ms_engine": engine["ttft_p50_ms"],
+                "ttft_p50_ms_http": served["ttft_p50_ms"],
+                "ttft_overhead_ms": served["ttft_p50_ms"] - engine["ttft_p50_ms"],
+                "tok_s_engine": engine["tokens_per_s"],
+                "tok_s_http_stream": served["tokens_per_s"],
+                "ratio_stream": served["tokens_per_s"] / engine["tokens_per_s"],
+                "tok_s_http_whole": served["tokens_per_s_whole"],
+                "ratio_whole": served["tokens_per_s_whole"] / engine["tokens_per_s"],
+            }
+        )
+    return rows
 
 
-def stop_server(server: subprocess.Popen) -> None:
-    """Ctrl-C (serve shuts down, and the Ray it started); force if that does not end it."""
-    for sig, wait_s in ((signal.SIGINT, 60), (signal.SIGTERM, 30)):
-        if server.poll() is None:
-            server.send_signal(sig)
-        try:
-            server.wait(timeout=wait_s)
-            return
-        except subprocess.TimeoutExpired:
-            pass
-    server.kill()
-    server.wait()
-    subprocess.run([sys.executable, "-c", RAY_CLI, "stop", "--force"], cwd=ROOT, check=False)
+def scaling_rows(
+    levels: list[int],
+    replicas: int,
+    local: dict[int, dict[str, float]],
+    one: dict[int, dict[str, float]],
+    many: dict[int, dict[str, float]],
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "concurrency": c,
+            "tok_s_engine": local[c]["tokens_per_s"],
+            "tok_s_http_1_replica": one[c]["tokens_per_s"],
+            f"tok_s_http_{replicas}_replicas": many[c]["tokens_per_s"],
+            "growth": many[c]["tokens_per_s"] / one[c]["tokens_per_s"],
+            f"ttft_p50_ms_{replicas}_replicas": many[c]["ttft_p50_ms"],
+        }
+        for c in levels
+    ]
 
 
-def _tail(path: Path, chars: int = 6000) -> str:
-    return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+def parse_env(pairs: list[str]) -> dict[str, str]:
+    env = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--env takes KEY=VALUE, not {pair!r}")
+        env[key] = value
+    return env
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--concurrency", default="1,16", help="comma list, e.g. 1,32")
+    parser.add_argument("--concurrency", default="1,16", help="comma list, e.g. 1,32,256")
     parser.add_argument(
-        "--requests", type=int, default=None, help="default max(32, 2 x most concurrent)"
+        "--requests", type=int, default=None, help="per level; default max(32, 2 x concurrency)"
     )
     parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--routers", type=int, default=1, help="Router replicas")
+    parser.add_argument(
+        "--llm-replicas", type=int, default=1, help="N > 1: also measure N LLMServer replicas"
+    )
+    parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for serve run")
     parser.add_argument(
         "--name", default=None, help="default serve_overhead_cpu.json / serve_overhead_gpu.json"
     )
     args = parser.parse_args()
-    levels = [int(c) for c in args.concurrency.split(",")]
-    requests = args.requests or max(32, 2 * max(levels))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the server on the way out
+    levels = {
+        c: args.requests or max(32, 2 * c) for c in (int(x) for x in args.concurrency.split(","))
+    }
+    env = parse_env(args.env)
     name = args.name or f"serve_overhead_{'gpu' if args.device == 'cuda' else 'cpu'}.json"
-    # prompts from the bundled tokenizer, which the GPU model shares
-    bundled = ROOT / plain_config()["applications"][0]["args"]["model"]
-    tokenizer = AutoTokenizer.from_pretrained(bundled)
-    prompts = heldout_prompts(requests, 96)
+    tokenizer = AutoTokenizer.from_pretrained(BUNDLED_MODEL)  # the GPU model shares it
+    prompts = heldout_prompts(max(levels.values()), 96)
     texts = [tokenizer.decode(p, skip_special_tokens=True) for p in prompts]
+    ready_s = 600 if args.device == "cuda" else 300
     with tempfile.TemporaryDirectory(dir=ROOT, prefix="serve_overhead_model_") as tmp:
-        model_dir = None
+        model_dir = BUNDLED_MODEL
         if args.device == "cuda":
             from benchmarks.serve_gpu_model import save_gpu_model
 
-            model_dir = save_gpu_model(Path(tmp) / GPU_MODEL_NAME, bundled)
-        config = build_config(args.device, model_dir)
-        app_args = config["applications"][0]["args"]
-        local = run_in_process(
-            app_args, str(ROOT / app_args["model"]), texts, args.new_tokens, levels
-        )
-        ready_s = 600 if args.device == "cuda" else 180
-        http = run_over_http(config, texts, args.new_tokens, levels, ready_s)
-    rows = []
-    for c in levels:
-        rows.append(
-            {
-                "concurrency": c,
-                "ttft_p50_ms_engine": local[c]["ttft_p50_ms"],
-                "ttft_p50_ms_http": http[c]["ttft_p50_ms"],
-                "ttft_overhead_ms": http[c]["ttft_p50_ms"] - local[c]["ttft_p50_ms"],
-                "tok_s_engine": local[c]["tokens_per_s"],
-                "tok_s_http": http[c]["tokens_per_s"],
-                "throughput_ratio": http[c]["tokens_per_s"] / local[c]["tokens_per_s"],
-            }
-        )
+            model_dir = save_gpu_model(Path(tmp) / GPU_MODEL_NAME, BUNDLED_MODEL)
+        engine = engine_settings(args.device)
+        local = run_in_process(model_dir, engine, texts, args.new_tokens, levels)
+
+        def config(llm_replicas: int) -> dict[str, Any]:
+            return serve_config(
+                args.device,
+                model_dir,
+                routers=args.routers,
+                llm_replicas=llm_replicas,
+                max_concurrency=max(levels),
+            )
+
+        measured = {"whole": True, "env": env, "ready_s": ready_s}
+        http = run_over_http(config(1), texts, args.new_tokens, levels, **measured)
+        many = None
+        if args.llm_replicas > 1:
+            measured["whole"] = False
+            many = run_over_http(
+                config(args.llm_replicas), texts, args.new_tokens, levels, **measured
+            )
+    rows = overhead_rows(list(levels), local, http)
     payload: dict[str, Any] = {
         "hardware": hardware(),
-        "requests": requests,
         "new_tokens": args.new_tokens,
+        "routers": args.routers,
+        "env": env,
+        "engine": engine,
         "results": rows,
     }
     if args.device == "cuda":
         payload["model"] = "random-weight Llama, benchmarks.gpu_suite.SHAPE_1B, bf16"
-        payload["engine"] = app_args["llm"]["engine"]
-    write_json(name, payload)
     print(
-        f"\n{hardware()}; {requests} requests of {args.new_tokens} tokens, greedy, "
-        "speculation off; HTTP = Ray Serve + OpenAI API + SSE on this machine"
+        f"\n{hardware()}; requests of {args.new_tokens} tokens, greedy, "
+        f"speculation off; HTTP = Ray Serve + OpenAI API on this machine, {args.routers} "
+        f"Router replica(s), env {env or 'none'}"
     )
     print_table(rows)
+    if many is not None:
+        scaling = scaling_rows(list(levels), args.llm_replicas, local, http, many)
+        payload["llm_replicas"] = args.llm_replicas
+        payload["replica_scaling"] = scaling
+        print(f"\nHTTP (streamed) with 1 vs {args.llm_replicas} LLMServer replicas:")
+        print_table(scaling)
+    print(f"JSON: {write_json(name, payload)}")
 
 
 if __name__ == "__main__":

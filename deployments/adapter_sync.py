@@ -1,6 +1,7 @@
-"""A replica follows the Router's desired adapter set: it long-polls the Router and loads or
-unloads the difference, so replicas that start later serve the same adapters. Each poll also
-tells the Router which version this replica holds."""
+"""A replica follows the cluster's desired adapter set: it long-polls the control plane
+(deployments/adapter_control.py) and loads or unloads the difference, so replicas that start
+later serve the same adapters. Each poll also tells the control plane which version this
+replica holds."""
 
 from __future__ import annotations
 
@@ -17,34 +18,48 @@ logger = logging.getLogger(__name__)
 
 POLL_TIMEOUT_S = 10.0
 RETRY_S = 1.0
+FIRST_SYNC_WAIT_S = 10.0  # the most an adapter request waits for a new replica's first sync
 
 
 class AdapterSync:
-    def __init__(self, server: Any, control_plane: str) -> None:
-        """`server` has async load_adapter(name, path) / unload_adapter(name)."""
-        context = serve.get_replica_context()
+    def __init__(
+        self, server: Any, control_plane: str, replica: tuple[str, str] | None = None
+    ) -> None:
+        """`server` has async load_adapter(name, path) / unload_adapter(name). `replica`:
+        (app name, replica id); default this Serve replica's."""
+        if replica is None:
+            context = serve.get_replica_context()
+            replica = (context.app_name, context.replica_id.unique_id)
         self._server = server
         self._control_plane = control_plane
-        self._app_name = context.app_name
-        self.replica_id = context.replica_id.unique_id
+        self._app_name, self.replica_id = replica
         self.version = 0
         self.applied: dict[str, str] = {}
+        self._first_sync = asyncio.Event()  # set once the desired set was applied
+
+    async def ready(self, timeout_s: float = FIRST_SYNC_WAIT_S) -> None:
+        """Return once this replica applied the desired set (at once after the first
+        time), or after `timeout_s`: a replica that just started, and that Serve already
+        routes to, must not answer an adapter it is about to load with a 404."""
+        if not self._first_sync.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._first_sync.wait(), timeout_s)
 
     def note_loaded(self, name: str, path: str) -> None:
-        """An adapter loaded directly (the Router's trial load) is already in place."""
+        """An adapter loaded directly (the control plane's trial load) is already in place."""
         self.applied[name] = path
 
     async def run(self) -> None:
-        router = serve.get_deployment_handle(self._control_plane, self._app_name)
+        control = serve.get_deployment_handle(self._control_plane, self._app_name)
         while True:
             try:
-                desired = await router.adapter_updates.remote(
+                desired = await control.adapter_updates.remote(
                     self.version, self.replica_id, POLL_TIMEOUT_S, dict(self.applied)
                 )
                 await self.apply(desired)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # the Router may be restarting: try again shortly
+            except Exception:  # the control plane may be restarting: try again shortly
                 logger.exception("adapter sync with %s failed", self._control_plane)
                 await asyncio.sleep(RETRY_S)
 
@@ -58,6 +73,7 @@ class AdapterSync:
             try:
                 await self._server.load_adapter(name, path)
                 self.applied[name] = path
-            except ValueError:  # the Router's trial load passed; log and keep serving
+            except ValueError:  # the trial load passed; log and keep serving
                 logger.exception("could not load adapter %s from %s", name, path)
         self.version = desired.version
+        self._first_sync.set()

@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from ray.serve import Application
 from ray.serve.config import RequestRouterConfig
 
+from deployments.adapter_control import NAME as ADAPTER_CONTROL
+from deployments.adapter_control import AdapterControl
 from deployments.draft_server import DraftServer
 from deployments.engine_settings import EngineSettings, context_length, resolve_path
 from deployments.llm_server import LLMServer
@@ -26,7 +28,8 @@ REQUEST_ROUTER = "router.request_router:TandemRequestRouter"
 DRAIN_CHECK_S = 0.5
 LLM_SHUTDOWN_MARGIN_S = 5.0
 QUIET = {"enable_access_log": False}  # internal calls (stats every second, proposals per step)
-CONTROL_HEADROOM = 64  # adapter long polls, /health, /v1/models beside the admitted requests
+CONTROL_MAX_ONGOING = 4096  # long polls: one per LLMServer and per Router replica, + loads
+CONTROL_HEADROOM = 64  # /health, /v1/models, adapter loads beside the admitted requests
 # Serve runs a replica's user code on a loop of its own thread beside the replica's control
 # loop (and a handle's routing on a third), so every request and streamed message crosses
 # threads, each crossing waiting for the GIL. Our replicas never block their loop (the engine
@@ -141,28 +144,45 @@ def build_app(args: AppArgs) -> Application:
             request_router_kwargs=args.llm.routing.model_dump(exclude={"stats_period_s"}),
             request_routing_stats_period_s=args.llm.routing.stats_period_s,
         ),
-    ).bind(model_dir, name, engine.model_dump(), roots, "Router", draft)
+    ).bind(model_dir, name, engine.model_dump(), roots, ADAPTER_CONTROL, draft)
+    control = AdapterControl.options(
+        ray_actor_options=with_env({"num_cpus": 0}, ONE_LOOP),
+        max_ongoing_requests=CONTROL_MAX_ONGOING,
+        logging_config=QUIET,
+        # what it serves is long polls (their callers retry) and loads waiting for acks
+        graceful_shutdown_timeout_s=DRAIN_CHECK_S,
+        graceful_shutdown_wait_loop_s=DRAIN_CHECK_S,
+    ).bind(llm, name, roots, args.adapters.preload)
+    routers = args.router.num_replicas
     batch_slots = args.llm.num_replicas * engine.max_num_seqs
     settings = RouterSettings(
-        **args.router.model_dump(exclude={"max_running"}),
+        **args.router.model_dump(exclude={"max_running", "max_waiting"}),
         adapter_roots=roots,
         preload_adapters=args.adapters.preload,
-        max_running=args.router.max_running or batch_slots,
+        max_running=share(args.router.max_running or batch_slots, routers),
+        max_waiting=share(args.router.max_waiting, routers),
         model_name=name,
         tokenizer_dir=model_dir,
         max_model_len=context_length(model_dir, engine.max_model_len),
         vocab_size=ModelConfig.from_dir(model_dir).vocab_size,
         max_sequences=engine.max_num_seqs,
-        batch_slots=batch_slots,
+        batch_slots=share(batch_slots, routers),
         proposers=_proposers(engine, draft is not None),
     )
     return Router.options(
+        num_replicas=routers,
         ray_actor_options=with_env(args.router.ray_actor_options, ROUTER_ONE_LOOP),
         # admission is the Router's own (429 with Retry-After); Serve must not queue first
         max_ongoing_requests=settings.max_running + settings.max_waiting + CONTROL_HEADROOM,
         graceful_shutdown_timeout_s=settings.shutdown_timeout_s,
         graceful_shutdown_wait_loop_s=DRAIN_CHECK_S,
-    ).bind(llm, settings.model_dump())
+    ).bind(llm, control, settings.model_dump())
+
+
+def share(total: int, replicas: int) -> int:
+    """One of `replicas` Router replicas' share of a cluster-wide limit (rounded up, so
+    the cluster admits at least `total`)."""
+    return -(-total // replicas)
 
 
 def _draft(args: DraftArgs) -> Application | None:

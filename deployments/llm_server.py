@@ -23,7 +23,7 @@ from deployments.engine_settings import EngineSettings
 from deployments.metrics import RayMetrics
 from deployments.remote_draft import DraftServerClient
 from router.metrics import labels
-from router.replica_stream import pack, replica_stream
+from router.replica_stream import MessageBudget, pack, replica_stream
 from workers.async_engine import AsyncEngine
 from workers.engine import LLMEngine
 from workers.protocol import AdapterInfo, GenerateRequest, ReplicaStats, TokenDelta
@@ -49,8 +49,8 @@ class LLMServer:
         control_plane: str | None = None,
         draft: DeploymentHandle | None = None,
     ) -> None:
-        """`control_plane`: the Router deployment's name, whose desired adapter set this
-        replica follows (None: no runtime adapters). `draft`: a DraftServer handle that
+        """`control_plane`: the AdapterControl deployment's name, whose desired adapter set
+        this replica follows (None: no runtime adapters). `draft`: a DraftServer handle that
         serves SpeculationMode.REMOTE requests (needs `engine.spec`)."""
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)  # this process is the replica's own
         settings = EngineSettings.model_validate(engine)
@@ -61,6 +61,7 @@ class LLMServer:
             llm_engine.attach_remote_draft(DraftServerClient(draft, config.spec.remote_timeout_s))
         self.engine = AsyncEngine(llm_engine)
         self.num_abandoned = 0  # streams that ended before the request finished
+        self.budget = MessageBudget()  # paces every stream of this replica
         self._tags = labels(model_name, None)
         self._metrics = RayMetrics()
         self.callers = CallerWatch(self.engine.abort)
@@ -75,10 +76,12 @@ class LLMServer:
         self, request: GenerateRequest, caller: Caller | None = None
     ) -> AsyncIterator[list[TokenDelta]]:
         """`caller`: the calling actor (name, namespace); its death aborts the request."""
+        if request.adapter is not None and self._adapter_sync is not None:
+            await self._adapter_sync.ready()  # a new replica serves the set from its start
         completed = False
         try:
             with self.callers.watching(caller, request.request_id):
-                async for batch in replica_stream(self.engine, request):
+                async for batch in replica_stream(self.engine, request, self.budget):
                     yield batch
             completed = True
         finally:

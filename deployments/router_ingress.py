@@ -1,6 +1,7 @@
 """The Router ingress: the OpenAI API (router/app.py) on Ray Serve, over LLMServer handles.
 
-Besides HTTP, LLMServer replicas call `adapter_updates` to follow the desired adapter set.
+Any number of replicas: each admits its share of the limits (deployments/app.py) and mirrors
+the cluster's adapters from the AdapterControl deployment (deployments/adapter_mirror.py).
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from fastapi import FastAPI
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from deployments.adapter_control import preloaded_catalog
+from deployments.adapter_mirror import AdapterMirror, RemoteAdapterControl
 from deployments.caller_watch import this_replica
 from deployments.metrics import RayMetrics
 from deployments.metrics_scrape import cluster_tandem_metrics
 from deployments.router_settings import RouterSettings
 from deployments.serve_backend import ServeBackend
-from router.adapter_catalog import AdapterCatalog, AdapterSet
 from router.admission import AdmissionConfig
 from router.app import build_openai_app
 from router.assemble import make_service
@@ -34,17 +36,19 @@ LOAD_REFRESH_S = 1.0
 @serve.deployment(name="Router")
 @serve.ingress()
 class Router:
-    def __init__(self, llm: DeploymentHandle, settings: dict[str, Any]) -> None:
+    def __init__(
+        self, llm: DeploymentHandle, control: DeploymentHandle, settings: dict[str, Any]
+    ) -> None:
+        """`control`: the AdapterControl deployment, which owns the cluster's adapters;
+        this replica mirrors its desired set (seeded with the same preloads)."""
         s = RouterSettings.model_validate(settings)
-        catalog = AdapterCatalog(s.model_name, s.adapter_roots)
-        for name, path in s.preload_adapters.items():  # replicas pick these up as they start
-            catalog.add(name, catalog.check(name, path))
+        catalog = preloaded_catalog(s.model_name, s.adapter_roots, s.preload_adapters)
         self.service = make_service(
             model_name=s.model_name,
             max_model_len=s.max_model_len,
             limits=RequestLimits(s.vocab_size, s.max_sequences),
             tokenizer=PromptTokenizer.from_pretrained(s.tokenizer_dir),
-            backend=ServeBackend(llm, catalog, this_replica()),
+            backend=ServeBackend(llm, this_replica()),
             admission=AdmissionConfig(s.max_running, s.max_waiting, s.retry_after_s),
             batch_slots=s.batch_slots,
             api_keys=s.resolved_api_keys(),
@@ -52,9 +56,14 @@ class Router:
             speculation=s.speculation_policy(),
             metrics=RayMetrics(),
             catalog=catalog,
+            adapters=RemoteAdapterControl(control),
         )
         self._limits = s.edge.body_limits()
-        self._refresher = asyncio.get_running_loop().create_task(self._refresh_load())
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._refresh_load()),
+            loop.create_task(AdapterMirror(control, catalog).run()),
+        ]
         freeze_long_lived_objects()  # set up: what lives now lives as long as the replica
 
     def __serve_build_asgi_app__(self) -> FastAPI:
@@ -62,22 +71,19 @@ class Router:
             self.service, limits=self._limits, metrics_text=cluster_tandem_metrics
         )
 
-    async def adapter_updates(
-        self, known_version: int, replica_id: str, timeout_s: float, held: dict[str, str]
-    ) -> AdapterSet:
-        """Long poll for LLMServer replicas: returns the desired set once it differs from
-        `known_version` (or after timeout_s). The call reports what the replica holds."""
-        self.service.catalog.record_ack(replica_id, known_version, held)
-        return await self.service.catalog.wait_changed(known_version, timeout_s)
-
-    def adapter_status(self) -> dict[str, Any]:
-        """The desired set and the version each replica reported holding."""
-        snapshot = self.service.catalog.snapshot()
+    def admission_state(self) -> dict[str, int]:
+        """This replica's admission: its share of the limits, and what it holds now."""
+        admission = self.service.admission
         return {
-            "version": snapshot.version,
-            "adapters": snapshot.adapters,
-            "replicas": self.service.catalog.replica_versions(),
+            "max_running": admission.config.max_running,
+            "max_waiting": admission.config.max_waiting,
+            "running": admission.num_running,
+            "waiting": admission.num_waiting,
         }
+
+    def adapter_mirror(self) -> tuple[str, list[str]]:
+        """(this replica's id, the adapters its mirror resolves)."""
+        return serve.get_replica_context().replica_id.unique_id, self.service.catalog.names()
 
     async def _refresh_load(self) -> None:
         while True:

@@ -102,11 +102,24 @@ class RouterArgs(BaseModel):
     api_keys_env: str | None = Field(
         "TANDEM_API_KEYS", description="Env var with more comma-separated API keys."
     )
+    num_replicas: int = Field(
+        1,
+        ge=1,
+        description="Router replicas (the HTTP front end; each tokenizes, admits and streams "
+        "its share of the requests). Adapter state lives in the AdapterControl deployment, "
+        "so any number share it.",
+    )
     max_running: int | None = Field(
         None,
-        description="Requests dispatched to replicas at once; default replicas x max_num_seqs.",
+        description="Requests dispatched to replicas at once, cluster-wide; default LLM "
+        "replicas x max_num_seqs. Each Router replica admits max_running / num_replicas "
+        "(rounded up).",
     )
-    max_waiting: int = Field(256, description="Requests queued in the router beyond that.")
+    max_waiting: int = Field(
+        256,
+        description="Requests queued in the Routers beyond that, cluster-wide; each Router "
+        "replica queues max_waiting / num_replicas (rounded up), then answers 429.",
+    )
     retry_after_s: float = Field(1.0, description="Retry-After sent with 429/503.")
     speculation: SpeculationArgs = Field(
         default_factory=SpeculationArgs, description="Speculative routing policy."
@@ -115,8 +128,7 @@ class RouterArgs(BaseModel):
         30.0,
         gt=0,
         description="On shutdown or redeploy, streams in flight get this long to finish; "
-        "what is still running then ends with an error event. LLM polls for adapter updates "
-        "(up to 10 s) also hold a stopping Router.",
+        "what is still running then ends with an error event.",
     )
     edge: EdgeArgs = Field(
         default_factory=EdgeArgs, description="Request size and read-time limits."
@@ -127,7 +139,8 @@ class RouterArgs(BaseModel):
 
 
 class RouterSettings(RouterArgs):
-    """RouterArgs plus what the app builder derived; passed to the Router deployment."""
+    """RouterArgs plus what the app builder derived; passed to the Router deployment.
+    max_running and max_waiting here are one Router replica's share."""
 
     model_name: str = Field(description="The base model's served name.")
     tokenizer_dir: str = Field(description="Directory AutoTokenizer loads from.")
@@ -139,7 +152,9 @@ class RouterSettings(RouterArgs):
             "the engine's max_num_seqs."
         ),
     )
-    batch_slots: int = Field(description="Replicas x max_num_seqs.")
+    batch_slots: int = Field(
+        description="This Router replica's share of LLM replicas x max_num_seqs."
+    )
     proposers: list[SpeculationMode] = Field(
         default_factory=list, description="Speculation modes the replicas can serve."
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,23 +10,16 @@ from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
 from deployments.caller_watch import Caller
-from router.adapter_catalog import AdapterCatalog, AdapterSet
 from router.errors import overloaded
 from router.replica_stream import open_stream, unpack
 from workers.protocol import GenerateRequest, TokenDelta
 
-SYNC_WAIT_S = 30.0  # how long load/unload wait for every replica to catch up
-ACK_MAX_AGE_S = 25.0  # replicas not heard from for this long are presumed gone
-
 
 class ServeBackend:
-    def __init__(
-        self, llm: DeploymentHandle, catalog: AdapterCatalog, caller: Caller | None = None
-    ) -> None:
+    def __init__(self, llm: DeploymentHandle, caller: Caller | None = None) -> None:
         """`caller`: this Router replica's actor, whose death aborts its requests."""
         self._llm = llm
         self._stream = llm.options(stream=True)
-        self._catalog = catalog
         self._caller = caller
 
     async def submit(self, request: GenerateRequest) -> AsyncIterator[list[TokenDelta]]:
@@ -38,21 +30,6 @@ class ServeBackend:
             raise overloaded("no replica can take more requests; retry shortly", 1.0, 503) from e
         except Exception as e:
             raise tandem_error(e) from None
-
-    async def try_adapter(self, name: str, path: str) -> None:
-        try:
-            await self._llm.load_adapter.remote(name, path)
-        except Exception as e:
-            raise tandem_error(e) from None
-
-    async def sync_adapters(self, desired: AdapterSet) -> None:
-        """Wait (bounded) until every replica that polls the catalog holds `desired`."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + SYNC_WAIT_S
-        while self._catalog.lagging(desired.version, ACK_MAX_AGE_S):
-            if loop.time() > deadline:
-                return  # the laggards converge on their own when they poll again
-            await asyncio.sleep(0.05)
 
     async def kv_usage(self) -> float:
         stats = await self._llm.stats.remote()

@@ -1,4 +1,5 @@
-"""The cluster's desired set of LoRA adapters, kept by the router.
+"""The cluster's desired set of LoRA adapters, kept by the control plane (and mirrored by
+each Router replica, `adopt`).
 
 Replicas converge on it: each one long-polls `wait_changed(version)` and loads/unloads the
 difference (`plan_sync`), so a replica that starts later serves the same adapters as the
@@ -118,6 +119,16 @@ class AdapterCatalog:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), timeout_s)
         return self.snapshot()
+
+    def adopt(self, desired: AdapterSet, newer_only: bool = True) -> bool:
+        """Mirror a desired set kept elsewhere (the control plane); False if unchanged.
+        `newer_only=False` follows an older version too (the control plane restarted)."""
+        if desired.version == self._version or (newer_only and desired.version < self._version):
+            return False
+        self._adapters = dict(desired.adapters)
+        self._version = desired.version - 1
+        self._bump()
+        return True
 
     def _bump(self) -> None:
         self._version += 1

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import cast
 
 from router.adapter_catalog import AdapterCatalog
+from router.adapter_control import AdapterControl, AdapterControlPlane, AdapterReplicas
 from router.admission import AdmissionConfig, AdmissionController
 from router.auth import ApiKeyAuth
 from router.backend import Backend
@@ -31,12 +33,20 @@ def make_service(
     speculation: SpeculationPolicy | None = None,
     metrics: MetricsSink | None = None,
     catalog: AdapterCatalog | None = None,
+    adapters: AdapterControl | None = None,
 ) -> OpenAIService:
+    """`catalog`: the desired adapter set as this service sees it; `adapters`: who changes
+    it (default: a control plane over `catalog` driving `backend`, which must then load
+    adapters too, as LocalBackend does)."""
+    catalog = catalog or AdapterCatalog(model_name, adapter_roots)
+    if adapters is None:
+        adapters = AdapterControlPlane(catalog, cast(AdapterReplicas, backend))
     return OpenAIService(
         settings=ServiceSettings(model_name, max_model_len, limits, int(time.time())),
         tokenizer=tokenizer,
         backend=backend,
-        catalog=catalog or AdapterCatalog(model_name, adapter_roots),
+        catalog=catalog,
+        adapters=adapters,
         admission=AdmissionController(admission),
         speculation=speculation or SpeculationPolicy(),
         load=LoadTracker(batch_slots=batch_slots),

@@ -8,13 +8,15 @@ stream), so it sends a few batches a second instead of one message per item. The
 ramps up to it rather than starting there: a batch waits at most as long as the stream has
 been sending (the first two go at once, then gaps of 1, 2, 4 ... items' time), so a reader
 that needs a few items before it has something to show (a character split over tokens, text
-held back by a stop string) is not kept waiting a whole interval at the start.
+held back by a stop string) is not kept waiting a whole interval at the start. The interval
+may be a function, read before each batch (a replica's budget that grows with its streams);
+the last batch never waits: a source that ends flushes what it made at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -25,9 +27,12 @@ class _End:
         self.error = error
 
 
-async def coalesce(source: AsyncIterator[T], min_interval_s: float = 0.0) -> AsyncIterator[list[T]]:
+async def coalesce(
+    source: AsyncIterator[T], min_interval_s: float | Callable[[], float] = 0.0
+) -> AsyncIterator[list[T]]:
     """Batches of what `source` produced since the previous batch. Closing the result (or
     cancelling its consumer) cancels the reader, which closes `source`."""
+    interval = min_interval_s if callable(min_interval_s) else lambda: min_interval_s
     queue: asyncio.Queue[T | _End] = asyncio.Queue()
     loop = asyncio.get_running_loop()
     first: float | None = None  # when the first batch went out
@@ -47,9 +52,9 @@ async def coalesce(source: AsyncIterator[T], min_interval_s: float = 0.0) -> Asy
         while True:
             items = [await queue.get()]
             if first is not None and not isinstance(items[0], _End):
-                wait = last + min(min_interval_s, last - first) - loop.time()
-                if wait > 0:
-                    await asyncio.sleep(wait)  # let the batch fill
+                wait = last + min(interval(), last - first) - loop.time()
+                if wait > 0 and not reader.done():  # let the batch fill, unless it is the last
+                    await asyncio.wait((reader,), timeout=wait)
             while not queue.empty():
                 items.append(queue.get_nowait())
             end = next((i for i in items if isinstance(i, _End)), None)

@@ -2,11 +2,14 @@
 
 A replica's `generate` yields `[]` once the engine accepted the request (so the router can
 still answer a validation error with a 400 before it commits to a 200), then lists of
-TokenDeltas, coalesced when the engine outpaces the reader and settling to one batch every
-CHUNK_INTERVAL_S (each message of a Serve stream costs the same whatever it carries). The
-first tokens are never held back: the spacing ramps up from none (router/coalesce.py), so
-text that needs a few tokens to show does not wait an interval. Closing the stream aborts
-the request in the engine.
+TokenDeltas, coalesced when the engine outpaces the reader and settling to one batch per
+interval: each message of a Serve stream costs the same whatever it carries (about 0.7 ms of
+the receiving Router's CPU, nearly all Ray Serve's), so a replica paces its streams to a
+budget of messages per second in total (`MessageBudget`): a lone stream sends every 20 ms,
+32 streams every 32 ms each, 100 or more every 100 ms. The first tokens are never held back:
+the spacing ramps up from none (router/coalesce.py), so text that needs a few tokens to show
+does not wait an interval, and the last batch goes as soon as the request finishes. Closing
+the stream aborts the request in the engine.
 
 Over Ray Serve each batch travels pickled by the standard library (`pack`/`unpack`): Ray
 would cloudpickle a list of dataclasses, whose Python-level reducer hooks cost several times
@@ -16,14 +19,40 @@ more per message, and the replica's loop pays that while its engine thread wants
 from __future__ import annotations
 
 import pickle
-from collections.abc import AsyncIterator
-from contextlib import aclosing
+from collections.abc import AsyncIterator, Iterator
+from contextlib import aclosing, contextmanager
+from dataclasses import dataclass
 from typing import Protocol
 
 from router.coalesce import coalesce
 from workers.protocol import GenerateRequest, TokenDelta
 
-CHUNK_INTERVAL_S = 0.02
+CHUNK_INTERVAL_S = 0.02  # a lone stream's spacing
+MAX_CHUNK_INTERVAL_S = 0.1  # the most a busy replica holds a stream's tokens
+MESSAGE_COST_S = 0.001  # per-replica budget: 1000 messages a second over all its streams
+
+
+@dataclass
+class MessageBudget:
+    """One replica's pacing: every stream's interval is `streams x cost_s`, clamped to
+    [min_interval_s, max_interval_s], so the replica sends about 1 / cost_s messages a second
+    in total however many streams it serves (until the clamp)."""
+
+    cost_s: float = MESSAGE_COST_S
+    min_interval_s: float = CHUNK_INTERVAL_S
+    max_interval_s: float = MAX_CHUNK_INTERVAL_S
+    streams: int = 0
+
+    def interval(self) -> float:
+        return min(self.max_interval_s, max(self.min_interval_s, self.streams * self.cost_s))
+
+    @contextmanager
+    def stream(self) -> Iterator[None]:
+        self.streams += 1
+        try:
+            yield
+        finally:
+            self.streams -= 1
 
 
 class DeltaSource(Protocol):
@@ -31,13 +60,16 @@ class DeltaSource(Protocol):
 
 
 async def replica_stream(
-    engine: DeltaSource, request: GenerateRequest
+    engine: DeltaSource, request: GenerateRequest, budget: MessageBudget | None = None
 ) -> AsyncIterator[list[TokenDelta]]:
+    """`budget`: the replica's, shared by its streams (default: this stream's alone)."""
+    budget = budget or MessageBudget()
     deltas = engine.add_request(request)  # raises ValueError for a bad request
     yield []
-    async with aclosing(coalesce(deltas, CHUNK_INTERVAL_S)) as batches:
-        async for batch in batches:
-            yield batch
+    with budget.stream():
+        async with aclosing(coalesce(deltas, budget.interval)) as batches:
+            async for batch in batches:
+                yield batch
 
 
 async def open_stream(

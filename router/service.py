@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from router.adapter_catalog import AdapterCatalog
+from router.adapter_control import AdapterControl
 from router.admission import AdmissionController
 from router.auth import ApiKeyAuth
 from router.backend import Backend
@@ -65,7 +66,8 @@ class OpenAIService:
     settings: ServiceSettings
     tokenizer: PromptTokenizer
     backend: Backend
-    catalog: AdapterCatalog
+    catalog: AdapterCatalog  # the desired set as this service sees it (names, /v1/models)
+    adapters: AdapterControl  # who changes it
     admission: AdmissionController
     speculation: SpeculationPolicy
     load: LoadTracker
@@ -139,26 +141,14 @@ class OpenAIService:
         return {"prompt": self.tokenizer.decode(body.tokens, skip_special_tokens=False)}
 
     async def load_adapter(self, body: LoadLoraAdapterRequest) -> str:
-        if body.lora_name in self.catalog.names() and not body.load_inplace:
-            raise bad_request(
-                f"the adapter {body.lora_name!r} is already loaded; unload it first, or set "
-                "load_inplace: true to replace it",
-                "lora_name",
-            )
-        path = self.catalog.check(body.lora_name, body.lora_path)
-        try:
-            await self.backend.try_adapter(body.lora_name, path)
-        except APIError:
-            raise
-        except ValueError as e:  # AdapterLoadError: the adapter at lora_path is unusable
-            raise bad_request(f"cannot load the adapter: {e}", "lora_path") from e
-        await self.backend.sync_adapters(self.catalog.add(body.lora_name, path))
+        desired = await self.adapters.load(body.lora_name, body.lora_path, body.load_inplace)
+        self.catalog.adopt(desired)  # this replica's mirror: visible here at once
         tags = labels(self.settings.model_name, body.lora_name)
         self.metrics.record("tandem:lora_loads_total", 1, tags)
         return f"Success: LoRA adapter '{body.lora_name}' added successfully."
 
     async def unload_adapter(self, body: UnloadLoraAdapterRequest) -> str:
-        await self.backend.sync_adapters(self.catalog.remove(body.lora_name))
+        self.catalog.adopt(await self.adapters.unload(body.lora_name))
         return f"Success: LoRA adapter '{body.lora_name}' removed successfully."
 
     async def refresh_load(self) -> None:

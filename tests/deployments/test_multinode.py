@@ -80,7 +80,7 @@ def wait_for_replicas_at(app, version: int, count: int, timeout_s: float = 120.0
     deadline = time.monotonic() + timeout_s
     status: dict = {}
     while time.monotonic() < deadline:
-        status = app.handle("Router").adapter_status.remote().result()
+        status = app.handle("AdapterControl").adapter_status.remote().result()
         at_version = [r for r, v in status["replicas"].items() if v >= version]
         if len(at_version) >= count:
             return status

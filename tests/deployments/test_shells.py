@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
+from deployments.adapter_sync import AdapterSync
 from deployments.app import AppArgs, build_app
 from deployments.llm_server import LLMServer
+from router.adapter_catalog import AdapterSet
 from router.replica_stream import unpack
 from workers.protocol import GenerateRequest
 from workers.sampling_params import SamplingParams
@@ -70,3 +72,33 @@ def test_the_repo_configs_parse() -> None:
         (app,) = config["applications"]
         assert app["import_path"] == "deployments.app:build_app"
         AppArgs.model_validate(app["args"])
+
+
+class RecordingServer:
+    def __init__(self) -> None:
+        self.loaded: list[str] = []
+
+    async def load_adapter(self, name: str, path: str) -> None:
+        await asyncio.sleep(0.05)
+        self.loaded.append(name)
+
+    async def unload_adapter(self, name: str) -> None:
+        self.loaded.remove(name)
+
+
+def test_a_new_replica_holds_adapter_requests_until_its_first_sync() -> None:
+    async def main() -> None:
+        server = RecordingServer()
+        sync = AdapterSync(server, "AdapterControl", replica=("app", "r1"))
+        started = asyncio.get_running_loop().time()
+        await sync.ready(timeout_s=0.05)  # nothing applied yet: gives up after the timeout
+        assert asyncio.get_running_loop().time() - started >= 0.04
+        waiter = asyncio.create_task(sync.ready(timeout_s=5))
+        await asyncio.sleep(0.01)
+        assert not waiter.done()
+        await sync.apply(AdapterSet(3, {"sql": "/adapters/sql"}))
+        await asyncio.wait_for(waiter, 1)  # released by the first sync, with sql in place
+        assert server.loaded == ["sql"] and sync.version == 3
+        await asyncio.wait_for(sync.ready(timeout_s=5), 0.01)  # at once from now on
+
+    asyncio.run(main())

@@ -10,7 +10,8 @@ import httpx
 import openai
 import pytest
 
-from router.adapter_catalog import AdapterCatalog, plan_sync
+from router.adapter_catalog import AdapterCatalog, AdapterSet, plan_sync
+from router.adapter_control import AdapterControlPlane
 from router.errors import APIError
 from router.model_names import resolve_adapter
 from tests.factories import make_engine
@@ -143,3 +144,63 @@ def test_model_names_resolve_to_adapters() -> None:
         with pytest.raises(APIError) as e:
             resolve_adapter(unknown, "base", {"a"})
         assert e.value.status == 404
+
+
+def test_a_mirror_adopts_newer_sets_and_follows_a_restarted_control_plane() -> None:
+    control = AdapterCatalog("base", [])
+    mirror = AdapterCatalog("base", [])
+    control.add("a", "/adapters/a")
+    second = control.add("b", "/adapters/b")
+    assert mirror.adopt(second) and mirror.names() == ["a", "b"]
+    assert mirror.snapshot().version == second.version
+    stale = AdapterSet(1, {"a": "/adapters/a"})
+    assert not mirror.adopt(stale)  # an older answer (a load's reply racing a poll) is ignored
+    assert mirror.names() == ["a", "b"]
+    assert mirror.adopt(stale, newer_only=False) and mirror.names() == ["a"]
+
+    async def woken() -> int:  # the mirror's own waiters see adopted changes
+        waiter = asyncio.create_task(mirror.wait_changed(1, timeout_s=5))
+        await asyncio.sleep(0.01)
+        mirror.adopt(AdapterSet(5, {}))
+        return (await waiter).version
+
+    assert asyncio.run(woken()) == 5
+
+
+class RecordingReplicas:
+    def __init__(self, bad: set[str]) -> None:
+        self.bad = bad
+        self.tried: list[str] = []
+        self.synced: list[int] = []
+
+    async def try_adapter(self, name: str, path: str) -> None:
+        self.tried.append(name)
+        if name in self.bad:
+            raise ValueError("not a PEFT adapter")
+
+    async def sync_adapters(self, desired: AdapterSet) -> None:
+        self.synced.append(desired.version)
+
+
+def test_the_control_plane_tries_then_adds_then_waits(tmp_path) -> None:
+    for name in ("a", "broken"):
+        (tmp_path / name).mkdir()
+    replicas = RecordingReplicas(bad={"broken"})
+    plane = AdapterControlPlane(AdapterCatalog("base", [str(tmp_path)]), replicas)
+
+    async def scenario() -> None:
+        loaded = await plane.load("a", "a", replace=False)
+        assert loaded.adapters == {"a": str(tmp_path / "a")} and replicas.synced == [1]
+        with pytest.raises(APIError) as twice:
+            await plane.load("a", "a", replace=False)
+        assert twice.value.status == 400 and twice.value.param == "lora_name"
+        with pytest.raises(APIError) as broken:
+            await plane.load("broken", "broken", replace=False)
+        assert broken.value.param == "lora_path" and "broken" not in plane.catalog
+        assert (await plane.unload("a")).adapters == {} and replicas.synced == [1, 2]
+        with pytest.raises(APIError) as gone:
+            await plane.unload("a")
+        assert gone.value.status == 404
+
+    asyncio.run(scenario())
+    assert replicas.tried == ["a", "broken"]
