@@ -13,11 +13,13 @@ import threading
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-
-import xgrammar as xgr
+from typing import TYPE_CHECKING
 
 from workers.structured.grammars import build_grammar
 from workers.structured.spec import StructuredOutput
+
+if TYPE_CHECKING:  # imported where used: the engine runs without xgrammar
+    import xgrammar as xgr
 
 
 class GrammarCompilation:
@@ -72,6 +74,8 @@ class GrammarCompilation:
 
     def _compiler_for_tokenizer(self) -> xgr.GrammarCompiler:
         """Only the worker thread calls this: no lock needed around the lazy build."""
+        import xgrammar as xgr
+
         if self._compiler is None:
             from transformers import AutoTokenizer  # heavy import, only when first needed
 

@@ -17,13 +17,16 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
-import xgrammar as xgr
 
 from workers.scheduler_output import ScheduledSeq
 from workers.stop_checker import stop_token_ids
 from workers.structured.compiler import GrammarCompilation
+
+if TYPE_CHECKING:  # imported where used: the engine runs without xgrammar
+    import xgrammar as xgr
 
 _BITS = torch.arange(32, dtype=torch.int32)
 
@@ -101,6 +104,8 @@ class StructuredDecoding:
         return len(self._seqs)
 
     def _fill(self, s: ScheduledSeq) -> StepMask:
+        import xgrammar as xgr
+
         start = time.perf_counter()
         matcher = self._matcher(s)
         drafts = s.spec_token_ids
@@ -122,6 +127,8 @@ class StructuredDecoding:
     def _matcher(self, s: ScheduledSeq) -> xgr.GrammarMatcher:
         """The sequence's matcher at its known outputs (rolled back if a step that never
         reached the sequence, e.g. one re-run after a failure, advanced it)."""
+        import xgrammar as xgr
+
         entry = self._seqs.get(s.seq_id)
         if entry is None:
             assert s.num_output_tokens == 0, "a constrained sequence lost its matcher"

@@ -8,11 +8,12 @@ router calls it to answer a bad schema with a 400 before any replica sees the re
 from __future__ import annotations
 
 import json
-from typing import Any
-
-import xgrammar as xgr
+from typing import TYPE_CHECKING, Any
 
 from workers.structured.spec import StructuredOutput
+
+if TYPE_CHECKING:  # imported where used: the engine runs without xgrammar
+    import xgrammar as xgr
 
 
 def build_grammar(spec: StructuredOutput) -> xgr.Grammar:
@@ -28,6 +29,8 @@ def build_grammar(spec: StructuredOutput) -> xgr.Grammar:
 
 
 def _build(spec: StructuredOutput) -> xgr.Grammar:
+    import xgrammar as xgr
+
     if spec.kind == "json":  # OpenAI's json_object: an object, whatever its keys
         return xgr.Grammar.from_json_schema(
             '{"type": "object"}', any_whitespace=False, strict_mode=False
