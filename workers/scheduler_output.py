@@ -82,4 +82,5 @@ class ModelRunnerOutput:
     sampled: dict[int, tuple[TokenLogprob, ...]]
     beam_topk: dict[int, tuple[tuple[int, float], ...]]
     failed: tuple[RequestFailure, ...] = ()
-    prompt_logprobs: dict[int, tuple[TokenLogprob, ...]] | None = None  # per seq_id, a chunk's
+    # per seq_id: the prompt log-probabilities this step computed (its prompt rows)
+    prompt_logprobs: dict[int, tuple[TokenLogprob, ...]] | None = None

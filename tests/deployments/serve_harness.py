@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -89,3 +91,33 @@ def running_app(
     finally:
         serve.shutdown()
         ray.shutdown()
+
+
+def completion_burst(
+    app: ServedApp, count: int, prompt: str, model: str
+) -> tuple[list[tuple[float, Any]], list[tuple[float, Any]]]:
+    """`count` greedy 40-token completions at once: (accepted, refused with 429), each as
+    (seconds until answered, the completion or the error)."""
+
+    async def one(client: openai.AsyncOpenAI) -> tuple[str, float, Any]:
+        start = time.monotonic()
+        try:
+            out = await client.completions.create(
+                model=model,
+                prompt=prompt,
+                max_tokens=40,
+                temperature=0,
+                extra_body={"ignore_eos": True},
+            )
+            return "ok", time.monotonic() - start, out
+        except openai.RateLimitError as e:
+            return "429", time.monotonic() - start, e
+
+    async def main() -> list[tuple[str, float, Any]]:
+        client = app.async_client()
+        return await asyncio.gather(*(one(client) for _ in range(count)))
+
+    results = asyncio.run(main())
+    accepted = [(seconds, out) for kind, seconds, out in results if kind == "ok"]
+    refused = [(seconds, out) for kind, seconds, out in results if kind == "429"]
+    return accepted, refused

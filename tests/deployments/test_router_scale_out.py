@@ -4,7 +4,6 @@ its share of the limits and refuses the rest with 429."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
@@ -14,7 +13,13 @@ import pytest
 import ray
 
 from tests.deployments.oracle import engine_greedy
-from tests.deployments.serve_harness import API_KEY, ServedApp, running_app, small_app_args
+from tests.deployments.serve_harness import (
+    API_KEY,
+    ServedApp,
+    completion_burst,
+    running_app,
+    small_app_args,
+)
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 
@@ -117,29 +122,9 @@ def test_each_router_replica_admits_its_share_and_refuses_the_rest_with_429(app)
     shares = {tuple(sorted(router.admission_state.remote().result().items())) for _ in range(4)}
     assert shares == {(("max_running", 1), ("max_waiting", 1), ("running", 0), ("waiting", 0))}
 
-    async def one(client: openai.AsyncOpenAI) -> tuple[str, float, object]:
-        start = time.monotonic()
-        try:
-            out = await client.completions.create(
-                model=MODEL,
-                prompt=PROMPT,
-                max_tokens=40,
-                temperature=0,
-                extra_body={"ignore_eos": True},
-            )
-            return "ok", time.monotonic() - start, out
-        except openai.RateLimitError as e:
-            return "429", time.monotonic() - start, e
-
-    async def main():
-        client = app.async_client()
-        return await asyncio.gather(*(one(client) for _ in range(10)))
-
-    results = asyncio.run(main())
-    refused = [r for r in results if r[0] == "429"]
-    accepted = [r for r in results if r[0] == "ok"]
+    accepted, refused = completion_burst(app, 10, PROMPT, MODEL)
     # each replica holds at most its 1 running + 1 waiting; the rest are refused at once
     assert 2 <= len(accepted) <= MAX_RUNNING + MAX_WAITING and refused
-    assert all(r[1] < 2.0 for r in refused)
-    assert all(int(r[2].response.headers["retry-after"]) >= 1 for r in refused)
-    assert all(r[2].usage.completion_tokens == 40 for r in accepted)
+    assert all(seconds < 2.0 for seconds, _ in refused)
+    assert all(int(e.response.headers["retry-after"]) >= 1 for _, e in refused)
+    assert all(out.usage.completion_tokens == 40 for _, out in accepted)

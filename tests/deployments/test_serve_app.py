@@ -3,7 +3,6 @@ for the module (LLMServer with LoRA and remote speculation, DraftServer, Router)
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
@@ -12,7 +11,13 @@ import openai
 import pytest
 
 from tests.deployments.oracle import engine_greedy
-from tests.deployments.serve_harness import API_KEY, ServedApp, running_app, small_app_args
+from tests.deployments.serve_harness import (
+    API_KEY,
+    ServedApp,
+    completion_burst,
+    running_app,
+    small_app_args,
+)
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 
@@ -159,31 +164,11 @@ def test_client_disconnect_aborts_the_request_and_frees_its_blocks(app):
 
 
 def test_overload_is_refused_quickly_and_every_accepted_request_completes(app):
-    async def one(client: openai.AsyncOpenAI) -> tuple[str, float, object]:
-        start = time.monotonic()
-        try:
-            out = await client.completions.create(
-                model=MODEL,
-                prompt=PROMPT,
-                max_tokens=40,
-                temperature=0,
-                extra_body={"ignore_eos": True},
-            )
-            return "ok", time.monotonic() - start, out
-        except openai.RateLimitError as e:
-            return "429", time.monotonic() - start, e
-
-    async def main():
-        client = app.async_client()
-        return await asyncio.gather(*(one(client) for _ in range(12)))
-
-    results = asyncio.run(main())
-    refused = [r for r in results if r[0] == "429"]
-    accepted = [r for r in results if r[0] == "ok"]
+    accepted, refused = completion_burst(app, 12, PROMPT, MODEL)
     assert len(accepted) >= MAX_RUNNING + MAX_WAITING - 1 and refused
-    assert all(r[1] < 2.0 for r in refused)
-    assert all(int(r[2].response.headers["retry-after"]) >= 1 for r in refused)
-    assert all(r[2].usage.completion_tokens == 40 for r in accepted)
+    assert all(seconds < 2.0 for seconds, _ in refused)
+    assert all(int(e.response.headers["retry-after"]) >= 1 for _, e in refused)
+    assert all(out.usage.completion_tokens == 40 for _, out in accepted)
     assert engine_idle(app)
 
 
