@@ -67,6 +67,12 @@ class LLMServerArgs(BaseModel):
     engine: EngineSettings = Field(
         default_factory=EngineSettings, description="Engine settings of every replica."
     )
+    engine_process: bool | None = Field(
+        None,
+        description="Each replica's engine steps in a process of its own, so it never waits "
+        "for the GIL while the replica streams (workers/engine_core.py). None: on with CUDA, "
+        "where the engine is host-bound; off on CPU, where the model's threads take the cores.",
+    )
     routing: RoutingArgs = Field(
         default_factory=RoutingArgs, description="Replica choice (TandemRequestRouter)."
     )
@@ -144,7 +150,9 @@ def build_app(args: AppArgs) -> Application:
             request_router_kwargs=args.llm.routing.model_dump(exclude={"stats_period_s"}),
             request_routing_stats_period_s=args.llm.routing.stats_period_s,
         ),
-    ).bind(model_dir, name, engine.model_dump(), roots, ADAPTER_CONTROL, draft)
+    ).bind(
+        model_dir, name, engine.model_dump(), roots, ADAPTER_CONTROL, draft, _engine_process(args)
+    )
     control = AdapterControl.options(
         ray_actor_options=with_env({"num_cpus": 0}, ONE_LOOP),
         max_ongoing_requests=CONTROL_MAX_ONGOING,
@@ -201,6 +209,12 @@ def with_env(actor_options: dict[str, Any], env: dict[str, str]) -> dict[str, An
     runtime_env = dict(actor_options.get("runtime_env") or {})
     runtime_env["env_vars"] = {**env, **(runtime_env.get("env_vars") or {})}
     return {**actor_options, "runtime_env": runtime_env}
+
+
+def _engine_process(args: AppArgs) -> bool:
+    if args.llm.engine_process is not None:
+        return args.llm.engine_process
+    return args.llm.engine.device.startswith("cuda")
 
 
 def _proposers(engine: EngineSettings, has_draft_server: bool) -> list[SpeculationMode]:

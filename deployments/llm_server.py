@@ -1,4 +1,5 @@
-"""LLMServer: one AsyncEngine per replica, streaming TokenDeltas to the Router.
+"""LLMServer: one engine per replica (stepping on a thread here, AsyncEngine, or in a process
+of its own, ProcessEngine), streaming TokenDeltas to the Router.
 
 Methods the Router calls through its handle: `generate_packed` (`generate`'s stream with each
 batch packed, see router/replica_stream.py), `stats`, and the adapter methods. Serve calls
@@ -26,6 +27,7 @@ from router.metrics import labels
 from router.replica_stream import MessageBudget, pack, replica_stream
 from workers.async_engine import AsyncEngine
 from workers.engine import LLMEngine
+from workers.process_engine import ProcessEngine
 from workers.protocol import AdapterInfo, GenerateRequest, ReplicaStats, TokenDelta
 
 logger = logging.getLogger(__name__)
@@ -48,18 +50,26 @@ class LLMServer:
         adapter_roots: list[str] | None = None,
         control_plane: str | None = None,
         draft: DeploymentHandle | None = None,
+        engine_process: bool = False,
     ) -> None:
         """`control_plane`: the AdapterControl deployment's name, whose desired adapter set
         this replica follows (None: no runtime adapters). `draft`: a DraftServer handle that
-        serves SpeculationMode.REMOTE requests (needs `engine.spec`)."""
+        serves SpeculationMode.REMOTE requests (needs `engine.spec`). `engine_process`: the
+        engine steps in a process of its own (ProcessEngine), else on a thread here."""
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)  # this process is the replica's own
         settings = EngineSettings.model_validate(engine)
         config = settings.engine_config(model_dir, tuple(adapter_roots or ()))
-        llm_engine = LLMEngine(config)
+        remote = None
         if draft is not None and config.spec is not None:
-            # before the loop starts: the engine is not shared with its thread yet
-            llm_engine.attach_remote_draft(DraftServerClient(draft, config.spec.remote_timeout_s))
-        self.engine = AsyncEngine(llm_engine)
+            remote = DraftServerClient(draft, config.spec.remote_timeout_s)
+        self.engine: AsyncEngine | ProcessEngine
+        if engine_process:
+            self.engine = ProcessEngine(config, remote_draft=remote)
+        else:
+            llm_engine = LLMEngine(config)
+            if remote is not None:  # before the loop starts: not shared with its thread yet
+                llm_engine.attach_remote_draft(remote)
+            self.engine = AsyncEngine(llm_engine)
         self.num_abandoned = 0  # streams that ended before the request finished
         self.budget = MessageBudget()  # paces every stream of this replica
         self._tags = labels(model_name, None)

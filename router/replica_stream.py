@@ -56,7 +56,9 @@ class MessageBudget:
 
 
 class DeltaSource(Protocol):
-    def add_request(self, spec: GenerateRequest) -> AsyncIterator[TokenDelta]: ...
+    """AsyncEngine or ProcessEngine: `open` raises ValueError for a bad request."""
+
+    async def open(self, spec: GenerateRequest) -> AsyncIterator[TokenDelta]: ...
 
 
 async def replica_stream(
@@ -64,7 +66,7 @@ async def replica_stream(
 ) -> AsyncIterator[list[TokenDelta]]:
     """`budget`: the replica's, shared by its streams (default: this stream's alone)."""
     budget = budget or MessageBudget()
-    deltas = engine.add_request(request)  # raises ValueError for a bad request
+    deltas = await engine.open(request)  # raises ValueError for a bad request
     yield []
     with budget.stream():
         async with aclosing(coalesce(deltas, budget.interval)) as batches:

@@ -52,28 +52,31 @@ def load_hf(path: Path) -> Any:
     return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
 
 
-def make_engine(
+def engine_config(
     model_dir: Path,
     num_blocks: int | None = 256,
     block_size: int = 4,
     max_num_seqs: int = 16,
     max_num_batched_tokens: int = 512,
     **kwargs: Any,
-) -> LLMEngine:
-    return LLMEngine(
-        EngineConfig(
-            model=str(model_dir),
-            cache=CacheConfig(
-                block_size=block_size,
-                num_blocks=num_blocks,
-                enable_prefix_caching=kwargs.pop("enable_prefix_caching", True),
-            ),
-            scheduler=SchedulerConfig(
-                max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens
-            ),
-            **kwargs,
-        )
+) -> EngineConfig:
+    return EngineConfig(
+        model=str(model_dir),
+        cache=CacheConfig(
+            block_size=block_size,
+            num_blocks=num_blocks,
+            enable_prefix_caching=kwargs.pop("enable_prefix_caching", True),
+        ),
+        scheduler=SchedulerConfig(
+            max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens
+        ),
+        **kwargs,
     )
+
+
+def make_engine(model_dir: Path, **kwargs: Any) -> LLMEngine:
+    """An engine over `engine_config(model_dir, **kwargs)`."""
+    return LLMEngine(engine_config(model_dir, **kwargs))
 
 
 def hf_greedy(hf_model: Any, prompt: list[int], max_new_tokens: int, **kwargs: Any) -> list[int]:

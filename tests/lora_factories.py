@@ -8,8 +8,9 @@ from typing import Any
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 
-from tests.factories import hf_greedy, load_hf, make_engine
-from workers.config import LoRAConfig
+from tests.factories import engine_config, hf_greedy, load_hf
+from workers.config import EngineConfig, LoRAConfig
+from workers.engine import LLMEngine
 
 ALL_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -49,9 +50,13 @@ def peft_greedy(
     return hf_greedy(model, prompt, max_new_tokens)
 
 
-def make_lora_engine(base_dir: Path, root: Path, **lora: Any):
+def lora_engine_config(base_dir: Path, root: Path, **lora: Any) -> EngineConfig:
     kwargs = {
         k: lora.pop(k) for k in list(lora) if k in ("num_blocks", "block_size", "max_num_seqs")
     }
     config = LoRAConfig(adapter_roots=(str(root),), **lora)
-    return make_engine(base_dir, lora=config, **kwargs)
+    return engine_config(base_dir, lora=config, **kwargs)
+
+
+def make_lora_engine(base_dir: Path, root: Path, **lora: Any) -> LLMEngine:
+    return LLMEngine(lora_engine_config(base_dir, root, **lora))

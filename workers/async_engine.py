@@ -75,6 +75,10 @@ class AsyncEngine:
             self._check_alive()
         return self._iterate(spec.request_id, stream)
 
+    async def open(self, spec: GenerateRequest) -> AsyncIterator[TokenDelta]:
+        """add_request, awaitable as ProcessEngine.open is (router/replica_stream.py)."""
+        return self.add_request(spec)
+
     def abort(self, request_id: str) -> None:
         """Cancel a request; its KV blocks return to the pool in the next loop turn."""
         self._submit(lambda: self._abort(request_id))

@@ -22,3 +22,8 @@ def break_engine_loop(replica_actor: Any) -> None:
         raise RuntimeError("an engine bug in /secret/path.py at 10.0.0.7")
 
     user_callable(replica_actor).engine.engine.step = broken_step
+
+
+def engine_core_pid(replica_actor: Any) -> int:
+    """The pid of a ProcessEngine replica's engine-core process."""
+    return user_callable(replica_actor).engine._process.pid

@@ -1,5 +1,6 @@
 """The Tandem app on Ray Serve, through the official openai client: one local Ray cluster
-for the module (LLMServer with LoRA and remote speculation, DraftServer, Router)."""
+for the module (LLMServer with LoRA and remote speculation, DraftServer, Router), with the
+replica's engine on a thread and then in a process of its own."""
 
 from __future__ import annotations
 
@@ -26,15 +27,19 @@ PROMPT = "def add(a, b):"
 MAX_RUNNING, MAX_WAITING = 2, 2
 
 
-@pytest.fixture(scope="module")
-def app(served_model_dir: Path, adapter_root: Path):
+@pytest.fixture(scope="module", params=["engine-thread", "engine-process"])
+def app(request: pytest.FixtureRequest, served_model_dir: Path, adapter_root: Path):
+    """Every test twice: the replica's engine on a thread, then in a process of its own."""
     engine = {
         "lora": {"max_loras": 2, "max_lora_rank": 8, "max_cpu_loras": 2},
         "spec": {"num_speculative_tokens": 3, "remote_timeout_s": 5.0},
     }
     args = small_app_args(
         str(served_model_dir),
-        llm={"engine": {**small_app_args("")["llm"]["engine"], **engine}},
+        llm={
+            "engine": {**small_app_args("")["llm"]["engine"], **engine},
+            "engine_process": request.param == "engine-process",
+        },
         draft={"enabled": True, "model": str(served_model_dir), "engine": {"block_size": 4}},
         adapters={"roots": [str(adapter_root)]},
         router={

@@ -24,7 +24,10 @@ class FakeEngine:
         self.first_token_at: dict[str, float] = {}
         self.last_token_at: dict[str, float] = {}
 
-    async def add_request(self, spec: GenerateRequest) -> AsyncIterator[TokenDelta]:
+    async def open(self, spec: GenerateRequest) -> AsyncIterator[TokenDelta]:
+        return self._deltas(spec)
+
+    async def _deltas(self, spec: GenerateRequest) -> AsyncIterator[TokenDelta]:
         for i in range(self.tokens):
             await asyncio.sleep(STEP_S)
             now = asyncio.get_running_loop().time()
