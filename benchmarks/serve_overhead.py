@@ -199,10 +199,11 @@ def run_over_http(
 
     try:
         with serving(path, env, ready_s, log):
-            return {c: asyncio.run(at(c, n)) for c, n in levels.items()}
+            result = {c: asyncio.run(at(c, n)) for c, n in levels.items()}
     finally:
         path.unlink()
-        log.unlink(missing_ok=True)
+    log.unlink(missing_ok=True)  # kept when the run failed
+    return result
 
 
 def overhead_rows(
@@ -274,6 +275,12 @@ def main() -> None:
     )
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for serve run")
     parser.add_argument(
+        "--engine-process",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="the replicas' engine in a process of its own (auto: on with CUDA)",
+    )
+    parser.add_argument(
         "--name", default=None, help="default serve_overhead_cpu.json / serve_overhead_gpu.json"
     )
     args = parser.parse_args()
@@ -303,6 +310,7 @@ def main() -> None:
                 routers=args.routers,
                 llm_replicas=llm_replicas,
                 max_concurrency=max(levels),
+                engine_process={"auto": None, "on": True, "off": False}[args.engine_process],
             )
 
         measured = {"whole": True, "env": env, "ready_s": ready_s}
@@ -318,6 +326,7 @@ def main() -> None:
         "hardware": hardware(),
         "new_tokens": args.new_tokens,
         "routers": args.routers,
+        "engine_process": args.engine_process,
         "env": env,
         "engine": engine,
         "results": rows,

@@ -62,8 +62,10 @@ def serve_config(
     routers: int = 1,
     llm_replicas: int = 1,
     max_concurrency: int = 1,
+    engine_process: bool | None = None,
 ) -> dict[str, Any]:
-    """The Serve config (`serve run` YAML) of one measured app."""
+    """The Serve config (`serve run` YAML) of one measured app. `engine_process`: the
+    replicas' engine in a process of their own (None: the app's default, on with CUDA)."""
     if device == "cpu":  # Ray reserves CPUs; the Routers' use does not need a reservation
         cores = os.cpu_count() or 1
         llm_options: dict[str, Any] = {"num_cpus": min(1.0, cores / llm_replicas)}
@@ -78,6 +80,7 @@ def serve_config(
             "num_replicas": llm_replicas,
             "ray_actor_options": llm_options,
             "engine": engine_settings(device, llm_replicas),
+            "engine_process": engine_process,
         },
         "draft": {"enabled": False},
         "adapters": {"preload": {}},

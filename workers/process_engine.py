@@ -102,8 +102,8 @@ class ProcessEngine:
         except BaseException:
             self._streams.pop(spec.request_id, None)
             self._accepting.pop(spec.request_id, None)
-            if not accepted.done() or accepted.exception() is None:
-                self.abort(spec.request_id)  # cancelled while the core took it
+            if accepted.cancelled() or not accepted.done() or accepted.exception() is None:
+                self.abort(spec.request_id)  # the caller left while the core took it
             raise
         return self._iterate(spec.request_id, stream)
 
