@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 SUPPORTED_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 @dataclass(frozen=True)
 class LoRAConfig:
-    """max_loras: adapters active in one step (device weight slots); max_cpu_loras: adapters
-    kept in host memory (LRU beyond that, re-read from disk on demand); adapter_roots:
-    directories adapters may be loaded from (empty: loading is disabled)."""
+    """Each option's `metadata["description"]` is its user-facing help (config.yaml's
+    `llm.engine.lora`, derived in deployments/engine_settings.py)."""
 
-    max_loras: int = 4
-    max_lora_rank: int = 16
-    max_cpu_loras: int = 8
-    adapter_roots: tuple[str, ...] = ()
+    max_loras: int = field(
+        default=4, metadata={"description": "Adapters active in one step (device weight slots)."}
+    )
+    max_lora_rank: int = field(
+        default=16, metadata={"description": "Largest adapter rank accepted."}
+    )
+    max_cpu_loras: int = field(
+        default=8,
+        metadata={
+            "description": "Adapters kept in host memory (LRU beyond, re-read from disk on "
+            "demand); at least max_loras."
+        },
+    )
+    adapter_roots: tuple[str, ...] = field(
+        default=(),
+        metadata={"description": "Directories adapters may be loaded from (empty: disabled)."},
+    )
 
     def __post_init__(self) -> None:
         if self.max_loras < 1 or self.max_lora_rank < 1:

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import torch
 
+from adapters.base_model import BaseModelShape
 from adapters.config import LoRAConfig
+from adapters.errors import AdapterLoadError, AdapterNotFoundError
+from adapters.info import AdapterInfo
 from adapters.paths import resolve_adapter_dir
 from adapters.peft_loader import load_peft_adapter
 from adapters.slots import LoRASlots
 from adapters.weights import LoRAWeights
-from workers.errors import AdapterLoadError, AdapterNotFoundError
-from workers.models.model_config import ModelConfig
-from workers.protocol import AdapterInfo
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class LoRAManager:
     """Used from the engine's loop thread; `read` may run on any thread."""
 
     def __init__(
-        self, config: LoRAConfig, model: ModelConfig, dtype: torch.dtype, device: torch.device
+        self, config: LoRAConfig, model: BaseModelShape, dtype: torch.dtype, device: torch.device
     ) -> None:
         self.config = config
         self.model = model

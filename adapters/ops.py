@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from adapters.host_copy import to_device
 from adapters.slots import LoRASlots
-from workers.host_copy import to_device
 
 
 def lora_delta_reference(

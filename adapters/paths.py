@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from workers.errors import AdapterLoadError
+from adapters.errors import AdapterLoadError
 
 
 def resolve_adapter_dir(path: str, roots: tuple[str, ...]) -> Path:

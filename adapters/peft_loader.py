@@ -13,11 +13,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from adapters.base_model import BaseModelShape
 from adapters.config import SUPPORTED_MODULES
+from adapters.errors import AdapterLoadError
 from adapters.paths import confined_file
 from adapters.weights import LoRAWeights
-from workers.errors import AdapterLoadError
-from workers.models.model_config import ModelConfig
 
 _KEY = re.compile(
     r"^base_model\.model\.model\.layers\.(\d+)\.(?:self_attn|mlp)\.(\w+)\.lora_([AB])\.weight$"
@@ -25,7 +25,7 @@ _KEY = re.compile(
 
 
 def load_peft_adapter(
-    directory: Path, model: ModelConfig, max_rank: int, roots: tuple[str, ...]
+    directory: Path, model: BaseModelShape, max_rank: int, roots: tuple[str, ...]
 ) -> LoRAWeights:
     config = _read_config(confined_file(directory, "adapter_config.json", roots))
     rank, scaling = _check_config(config, max_rank)
@@ -136,7 +136,7 @@ def _check_tensor(
     module: str,
     which: str,
     rank: int,
-    model: ModelConfig,
+    model: BaseModelShape,
 ) -> None:
     if module not in SUPPORTED_MODULES:
         raise AdapterLoadError(f"module {module!r} in {key!r} is not supported")
@@ -156,7 +156,7 @@ def _check_tensor(
         raise AdapterLoadError(f"{key!r} holds NaN or infinite values")
 
 
-def module_shape(model: ModelConfig, module: str) -> tuple[int, int]:
+def module_shape(model: BaseModelShape, module: str) -> tuple[int, int]:
     """(in_features, out_features) of a projection of the base model."""
     hidden, inter = model.hidden_size, model.intermediate_size
     q_size = model.num_attention_heads * model.head_dim

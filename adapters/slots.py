@@ -7,10 +7,10 @@ from collections.abc import Callable
 
 import torch
 
+from adapters.base_model import BaseModelShape
 from adapters.config import SUPPORTED_MODULES
 from adapters.peft_loader import module_shape
 from adapters.weights import LoRAWeights
-from workers.models.model_config import ModelConfig
 
 
 class LoRASlots:
@@ -20,7 +20,7 @@ class LoRASlots:
 
     def __init__(
         self,
-        model: ModelConfig,
+        model: BaseModelShape,
         max_loras: int,
         max_rank: int,
         dtype: torch.dtype,

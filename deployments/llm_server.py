@@ -25,6 +25,7 @@ from deployments.metrics import RayMetrics
 from deployments.remote_draft import DraftServerClient
 from router.metrics import labels
 from router.replica_stream import MessageBudget, pack, replica_stream
+from router.routing_stats import RoutingStats
 from workers.async_engine import AsyncEngine
 from workers.engine import LLMEngine
 from workers.process_engine import ProcessEngine
@@ -117,16 +118,9 @@ class LLMServer:
         return self.callers.num_orphans_aborted
 
     def record_routing_stats(self) -> dict[str, Any]:
-        s = self.engine.stats()
-        return {
-            "num_free_blocks": s.num_free_blocks,
-            "num_total_blocks": s.num_total_blocks,
-            "num_running": s.num_running,
-            "num_waiting": s.num_waiting,
-            "resident_adapters": list(s.resident_adapters),
-            "spec_acceptance_rate": s.spec_acceptance_rate,
-            "adapter_version": self._adapter_sync.version if self._adapter_sync else 0,
-        }
+        """A RoutingStats as a dict: Serve's contract (router/routing_stats.py says why)."""
+        version = self._adapter_sync.version if self._adapter_sync else 0
+        return RoutingStats.of(self.engine.stats(), adapter_version=version).to_dict()
 
     def check_health(self) -> None:
         if not self.engine.is_alive:

@@ -13,9 +13,10 @@ through to the next rank when all of its replicas are full.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+
+from router.routing_stats import RoutingStats
 
 
 @dataclass(frozen=True)
@@ -29,15 +30,15 @@ class ReplicaLoad:
     in_flight: int = 0  # requests this router sent that have not completed
 
     @classmethod
-    def from_stats(cls, replica_id: str, stats: Mapping[str, Any], in_flight: int) -> ReplicaLoad:
-        """From an LLMServer's `record_routing_stats()` dict (empty until first reported)."""
+    def from_stats(cls, replica_id: str, stats: RoutingStats, in_flight: int) -> ReplicaLoad:
+        """From an LLMServer's last report (all defaults until its first)."""
         return cls(
             replica_id=replica_id,
-            num_free_blocks=int(stats.get("num_free_blocks", 0)),
-            num_total_blocks=int(stats.get("num_total_blocks", 0)),
-            num_running=int(stats.get("num_running", 0)),
-            num_waiting=int(stats.get("num_waiting", 0)),
-            resident_adapters=frozenset(stats.get("resident_adapters", ())),
+            num_free_blocks=stats.num_free_blocks,
+            num_total_blocks=stats.num_total_blocks,
+            num_running=stats.num_running,
+            num_waiting=stats.num_waiting,
+            resident_adapters=frozenset(stats.resident_adapters),
             in_flight=in_flight,
         )
 

@@ -5,7 +5,7 @@ router-local state (in-flight counts, prefix affinity) between requests.
 Configure it on the LLMServer deployment:
     request_router_config=RequestRouterConfig(
         request_router_class="router.request_router:TandemRequestRouter", ...)
-Replica stats come from `LLMServer.record_routing_stats()`.
+Replica stats come from `LLMServer.record_routing_stats()`, as a RoutingStats dict.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from ray.serve.request_router import (
 
 from router.prefix_affinity import PrefixAffinity
 from router.replica_choice import ReplicaLoad, RoutingPolicy
+from router.routing_stats import RoutingStats
 from workers.protocol import GenerateRequest
 
 
@@ -55,7 +56,9 @@ class TandemRequestRouter(FIFOMixin, RequestRouter):
             return []
         by_id = {r.replica_id.unique_id: r for r in candidate_replicas}
         loads = [
-            ReplicaLoad.from_stats(rid, r.routing_stats or {}, self._in_flight[rid])
+            ReplicaLoad.from_stats(
+                rid, RoutingStats.from_dict(r.routing_stats), self._in_flight[rid]
+            )
             for rid, r in by_id.items()
         ]
         request = _generate_request(pending_request)

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
+from adapters.errors import AdapterLoadError, AdapterNotFoundError
+
+__all__ = ["AdapterLoadError", "AdapterNotFoundError", "EngineDeadError", "RequestFailedError"]
+
 
 class EngineDeadError(RuntimeError):
     """The engine's step loop stopped on an error; the replica must be restarted (HTTP 503)."""
-
-
-class AdapterNotFoundError(ValueError):
-    """A request or unload names an adapter that is not registered (HTTP 404)."""
-
-
-class AdapterLoadError(ValueError):
-    """An adapter failed validation or could not be read (HTTP 400)."""
 
 
 class RequestFailedError(RuntimeError):

@@ -6,7 +6,18 @@ import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from adapters.info import AdapterInfo
 from workers.sampling_params import SamplingParams
+
+__all__ = [
+    "AdapterInfo",
+    "FinishReason",
+    "GenerateRequest",
+    "ReplicaStats",
+    "SpeculationMode",
+    "TokenDelta",
+    "TokenLogprob",
+]
 
 
 class SpeculationMode(StrEnum):
@@ -87,16 +98,3 @@ class ReplicaStats:
     @property
     def kv_usage(self) -> float:
         return 1.0 - self.num_free_blocks / max(self.num_total_blocks, 1)
-
-
-@dataclass(frozen=True)
-class AdapterInfo:
-    """A registered LoRA adapter and where its weights are now."""
-
-    name: str
-    path: str
-    version: int
-    rank: int
-    residency: str  # "device" (in a weight slot), "cpu" (host memory) or "disk"
-    pinned: bool
-    num_running: int

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 from router.request_router import TandemRequestRouter
+from router.routing_stats import RoutingStats
 from workers.protocol import GenerateRequest
 
 
@@ -40,13 +41,8 @@ def choose(router, replicas, request) -> list[list[str]]:
 
 
 def stats(running: int = 0, adapters: tuple[str, ...] = ()) -> dict:
-    return {
-        "num_free_blocks": 90,
-        "num_total_blocks": 100,
-        "num_running": running,
-        "num_waiting": 0,
-        "resident_adapters": list(adapters),
-    }
+    """What Serve hands the router: the replica's `record_routing_stats()` dict."""
+    return RoutingStats(90, 100, running, 0, resident_adapters=adapters).to_dict()
 
 
 def test_adapter_residency_then_load_from_routing_stats() -> None:
