@@ -36,7 +36,7 @@ from workers.sequence import Request
 from workers.spec.draft_model import DraftModelProposer
 from workers.spec.proposers import NgramProposer, Proposer, RemoteClient, RemoteProposer
 from workers.spec.speculator import Speculator
-from workers.step_results import advance_in_flight, apply_step, delta_of, fork_samples
+from workers.step_results import advance_in_flight, apply_step
 from workers.stop_checker import stop_token_ids
 from workers.structured.compiler import GrammarCompilation
 from workers.structured.decoding import StructuredDecoding
@@ -155,21 +155,19 @@ class LLMEngine:
             self.adapters.acquire(req.adapter_key)
         if spec.sampling.structured is not None:  # compiles while the prompt is prefilled
             self.structured.compilation.submit(spec.sampling.structured)
-        if req.needs_fork and len(spec.prompt_token_ids) == 1:
-            fork_samples(self.kv, req)  # nothing to share: the samples start apart
         self._request_ids.add(spec.request_id)
         self.scheduler.add(req)
 
     def abort(self, request_id: str) -> list[TokenDelta]:
         """Cancel a request: its blocks return to the pool at once."""
-        req = self.scheduler.remove(request_id)
-        if req is None:
+        deltas = self.scheduler.abort(request_id)
+        if not deltas:
             return []
         self._request_ids.discard(request_id)
         if self.speculator is not None:
             self.speculator.release(request_id)
         self._release_matchers()
-        return [delta_of(req, seq, FinishReason.ABORT) for seq in req.seqs]
+        return deltas
 
     # -- adapters ---------------------------------------------------------------------------
 
@@ -231,16 +229,14 @@ class LLMEngine:
             seconds = time.perf_counter() - start
             self.speculator.observe(self.scheduler, step, result, seconds, produced)
         if any(delta.finished for delta in deltas):
-            self._request_ids &= self._live_request_ids()
+            self._request_ids &= self.scheduler.live_request_ids()
             self._release_matchers()
         return deltas
 
     def _release_matchers(self) -> None:
         """Grammar matchers of sequences no longer running or waiting are dropped."""
         if self.structured.num_matchers:
-            queued = [r for _, r in self.scheduler.waiting]
-            live = {seq.seq_id for r in self.scheduler.running + queued for seq in r.seqs}
-            self.structured.retain(live)
+            self.structured.retain(self.scheduler.live_seq_ids())
 
     def _launch(self, step: SchedulerOutput) -> PendingOutput:
         """Queue the step; if that raises, run it again one request at a time."""
@@ -305,7 +301,7 @@ class LLMEngine:
         return ReplicaStats(
             num_free_blocks=self.kv.pool.num_free_blocks,
             num_total_blocks=self.kv.pool.num_blocks,
-            num_running=len(self.scheduler.running),
+            num_running=self.scheduler.num_running,
             num_waiting=self.scheduler.num_waiting,
             prefix_cache_hit_rate=self.kv.prefix_hit_rate,
             resident_adapters=tuple(
@@ -316,10 +312,6 @@ class LLMEngine:
                 self.speculator.policy.stats.acceptance_rate if self.speculator else 0.0
             ),
         )
-
-    def _live_request_ids(self) -> set[str]:
-        queued = [r for _, r in self.scheduler.waiting]
-        return {r.request_id for r in self.scheduler.running + queued}
 
     # -- speculation ------------------------------------------------------------------------
 

@@ -15,9 +15,11 @@ from adapters.admission import AdapterGate
 from adapters.manager import LoRAManager
 from workers.config import SchedulerConfig
 from workers.kv_cache.manager import KVCacheManager
+from workers.protocol import FinishReason, TokenDelta
 from workers.request_failure import RequestFailure, failure_from_exception
 from workers.scheduler_output import ScheduledSeq, SchedulerOutput
 from workers.sequence import Request, Sequence
+from workers.step_results import delta_of, fork_samples
 
 
 class Scheduler:
@@ -42,7 +44,22 @@ class Scheduler:
     # -- queues -----------------------------------------------------------------------------
 
     def add(self, req: Request) -> None:
+        """Queue a new request. One whose prompt is a single token forks its samples now:
+        there is nothing for them to share."""
+        if req.needs_fork and len(req.spec.prompt_token_ids) == 1:
+            fork_samples(self.kv, req)
+        self._queue(req)
+
+    def _queue(self, req: Request) -> None:
         heapq.heappush(self.waiting, (req.sort_key, req))
+
+    def abort(self, request_id: str) -> list[TokenDelta]:
+        """Cancel a request (its blocks return to the pool at once): an ABORT delta per
+        sequence, none if the request is unknown."""
+        req = self.remove(request_id)
+        if req is None:
+            return []
+        return [delta_of(req, seq, FinishReason.ABORT) for seq in req.seqs]
 
     def remove(self, request_id: str) -> Request | None:
         """Take a request out of the queues and free its blocks."""
@@ -68,6 +85,20 @@ class Scheduler:
     def _release(self, req: Request) -> None:
         if req.adapter_key is not None and self.adapters is not None:
             self.adapters.release(req.adapter_key)
+
+    def requests(self) -> list[Request]:
+        """Every request not finished: running ones, then waiting ones (in no order)."""
+        return self.running + [req for _, req in self.waiting]
+
+    def live_request_ids(self) -> set[str]:
+        return {req.request_id for req in self.requests()}
+
+    def live_seq_ids(self) -> set[int]:
+        return {seq.seq_id for req in self.requests() for seq in req.seqs}
+
+    @property
+    def num_running(self) -> int:
+        return len(self.running)
 
     @property
     def num_running_seqs(self) -> int:
@@ -248,7 +279,7 @@ class Scheduler:
         for seq in req.seqs:
             seq.num_computed_tokens = 0
         self.num_preemptions += 1
-        self.add(req)
+        self._queue(req)
 
     def _fail(self, req: Request, error: Exception) -> None:
         self.remove(req.request_id)

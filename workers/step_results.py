@@ -3,13 +3,17 @@ the TokenDeltas a caller sees."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from workers.beam_search import beam_step
 from workers.kv_cache.manager import KVCacheManager
 from workers.protocol import FinishReason, TokenDelta, TokenLogprob
-from workers.scheduler import Scheduler
 from workers.scheduler_output import ModelRunnerOutput, ScheduledSeq, SchedulerOutput
 from workers.sequence import Request, Sequence, make_generator
 from workers.stop_checker import finish_reason
+
+if TYPE_CHECKING:
+    from workers.scheduler import Scheduler
 
 
 def advance_in_flight(scheduler: Scheduler, step: SchedulerOutput) -> None:
