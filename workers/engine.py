@@ -23,20 +23,17 @@ from workers.models.model_config import ModelConfig
 from workers.models.quantize import quantize_projections
 from workers.protocol import (
     AdapterInfo,
-    FinishReason,
     GenerateRequest,
     ReplicaStats,
     SpeculationMode,
     TokenDelta,
 )
-from workers.request_failure import RequestFailure
 from workers.scheduler import Scheduler
 from workers.scheduler_output import SchedulerOutput
 from workers.sequence import Request
 from workers.spec.draft_model import DraftModelProposer
 from workers.spec.proposers import NgramProposer, Proposer, RemoteClient, RemoteProposer
 from workers.spec.speculator import Speculator
-from workers.step_results import advance_in_flight, apply_step
 from workers.stop_checker import stop_token_ids
 from workers.structured.compiler import GrammarCompilation
 from workers.structured.decoding import StructuredDecoding
@@ -219,11 +216,13 @@ class LLMEngine:
         step = current.step
         overlap = self.async_scheduling and _overlaps(step) and self._may_skip_drafts()
         if overlap:
-            advance_in_flight(self.scheduler, step)
+            self.scheduler.count_in_flight(step)
             self._launch_ahead()
         result = current.output.result()
-        deltas = self._fail_requests(self.scheduler.take_failures() + list(result.failed))
-        deltas += apply_step(self.scheduler, step, result, self.max_model_len, in_flight=overlap)
+        if self.speculator is not None:
+            for failure in self.scheduler.failures + list(result.failed):
+                self.speculator.release(failure.request_id)
+        deltas = self.scheduler.update_from_output(step, result)
         if self.speculator is not None:
             produced = sum(len(delta.token_ids) for delta in deltas)
             seconds = time.perf_counter() - start
@@ -268,24 +267,6 @@ class LLMEngine:
         if self.speculator is not None:
             self.speculator.scheduled_without_drafts(self.scheduler, ahead)
         self._in_flight = LaunchedStep(ahead, launched)
-
-    def _fail_requests(self, failures: list[RequestFailure]) -> list[TokenDelta]:
-        """End each failed request with an ERROR delta; its blocks return to the pool."""
-        deltas = []
-        for failure in failures:
-            self.scheduler.remove(failure.request_id)  # no-op if the scheduler did it
-            if self.speculator is not None:
-                self.speculator.release(failure.request_id)
-            deltas.append(
-                TokenDelta(
-                    failure.request_id,
-                    0,
-                    (),
-                    finish_reason=FinishReason.ERROR,
-                    error=failure.message,
-                )
-            )
-        return deltas
 
     def generate(self, specs: list[GenerateRequest]) -> dict[str, list[list[int]]]:
         """Run the given requests to completion: output token ids per request and sample."""

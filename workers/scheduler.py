@@ -17,9 +17,9 @@ from workers.config import SchedulerConfig
 from workers.kv_cache.manager import KVCacheManager
 from workers.protocol import FinishReason, TokenDelta
 from workers.request_failure import RequestFailure, failure_from_exception
-from workers.scheduler_output import ScheduledSeq, SchedulerOutput
+from workers.scheduler_output import ModelRunnerOutput, ScheduledSeq, SchedulerOutput
 from workers.sequence import Request, Sequence
-from workers.step_results import delta_of, fork_samples
+from workers.step_results import advance_in_flight, apply_output, delta_of, fork_samples
 
 
 class Scheduler:
@@ -38,8 +38,11 @@ class Scheduler:
         self.waiting: list[tuple[tuple[int, float, int], Request]] = []
         self.running: list[Request] = []
         self.num_preemptions = 0
-        # Requests whose scheduling raised: removed, blocks freed; the engine reports them.
+        # Requests whose scheduling raised: removed, blocks freed; reported with the next
+        # step's output.
         self.failures: list[RequestFailure] = []
+        # The step whose tokens were counted at launch (scheduling ahead of it).
+        self._counted: SchedulerOutput | None = None
 
     # -- queues -----------------------------------------------------------------------------
 
@@ -78,7 +81,7 @@ class Scheduler:
                 return req
         return None
 
-    def finish(self, req: Request) -> None:
+    def _finish(self, req: Request) -> None:
         self.running.remove(req)
         self._release(req)
 
@@ -264,6 +267,52 @@ class Scheduler:
             prompt_next_ids=tuple(seq.token_ids[row_start + 1 : row_start + 1 + num_rows]),
             prompt_top=params.prompt_logprobs or 0,
         )
+
+    # -- a step's output ----------------------------------------------------------------------
+
+    def count_in_flight(self, step: SchedulerOutput) -> None:
+        """Count a launched step's tokens before its output is known, so that the next step
+        can be scheduled (async scheduling): each sampling sequence holds a placeholder for
+        its next token until update_from_output replaces it."""
+        by_id = {s.seq_id: s for s in step.seqs}
+        for req in self.running:
+            advance_in_flight(req, by_id)
+        self._counted = step
+
+    def update_from_output(
+        self, scheduler_output: SchedulerOutput, model_runner_output: ModelRunnerOutput
+    ) -> list[TokenDelta]:
+        """Apply a launched step's output, the one writer of the requests' progress: failed
+        requests end with an ERROR delta, the others append their accepted tokens, apply
+        stops, fork or advance their beams; finished requests leave running and free their
+        blocks. Returns the deltas of the step, per request and sample."""
+        step, result = scheduler_output, model_runner_output
+        deltas = self._fail_requests(self.take_failures() + list(result.failed))
+        in_flight = self._counted is step
+        if in_flight:
+            self._counted = None
+        by_id = {s.seq_id: s for s in step.seqs}
+        for req in list(self.running):
+            deltas += apply_output(self.kv, req, by_id, result, self.max_model_len, in_flight)
+            if req.finished:
+                self._finish(req)
+        return deltas
+
+    def _fail_requests(self, failures: list[RequestFailure]) -> list[TokenDelta]:
+        """End each failed request with an ERROR delta; its blocks return to the pool."""
+        deltas = []
+        for failure in failures:
+            self.remove(failure.request_id)  # no-op if scheduling failed it
+            deltas.append(
+                TokenDelta(
+                    failure.request_id,
+                    0,
+                    (),
+                    finish_reason=FinishReason.ERROR,
+                    error=failure.message,
+                )
+            )
+        return deltas
 
     # -- preemption -------------------------------------------------------------------------
 
