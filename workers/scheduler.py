@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import heapq
 import sys
+import time
+from dataclasses import replace
 
 from adapters.admission import AdapterGate
 from adapters.manager import LoRAManager
@@ -17,8 +19,11 @@ from workers.config import SchedulerConfig
 from workers.kv_cache.manager import KVCacheManager
 from workers.protocol import FinishReason, TokenDelta
 from workers.request_failure import RequestFailure, failure_from_exception
+from workers.scheduler_drafts import draft_candidates, draft_outcome, running_modes
 from workers.scheduler_output import ModelRunnerOutput, ScheduledSeq, SchedulerOutput
 from workers.sequence import Request, Sequence
+from workers.spec.plan import DraftPlan, DraftPlanner, DraftRound
+from workers.spec.proposers import Proposal
 from workers.step_results import advance_in_flight, apply_output, delta_of, fork_samples
 
 
@@ -29,12 +34,16 @@ class Scheduler:
         kv: KVCacheManager,
         adapters: LoRAManager | None = None,
         max_model_len: int | None = None,
+        speculator: DraftPlanner | None = None,
     ) -> None:
+        """speculator: asked for drafts of the decodes each step schedules; None: no
+        speculative decoding."""
         self.config = config
         # a sequence of this many tokens is done
         self.max_model_len = sys.maxsize if max_model_len is None else max_model_len
         self.kv = kv
         self.adapters = adapters
+        self.speculator = speculator
         self.waiting: list[tuple[tuple[int, float, int], Request]] = []
         self.running: list[Request] = []
         self.num_preemptions = 0
@@ -65,19 +74,25 @@ class Scheduler:
         return [delta_of(req, seq, FinishReason.ABORT) for seq in req.seqs]
 
     def remove(self, request_id: str) -> Request | None:
-        """Take a request out of the queues and free its blocks."""
+        """Take a request out of the queues and free its blocks (and the speculator's state
+        of it)."""
+        req = self._take(request_id)
+        if req is not None:
+            self._free_all(req)
+            self._release(req)
+            if self.speculator is not None:
+                self.speculator.release(request_id)
+        return req
+
+    def _take(self, request_id: str) -> Request | None:
         for i, req in enumerate(self.running):
             if req.request_id == request_id:
                 del self.running[i]
-                self._free_all(req)
-                self._release(req)
                 return req
         for i, (_, req) in enumerate(self.waiting):
             if req.request_id == request_id:
                 self.waiting.pop(i)
                 heapq.heapify(self.waiting)
-                self._free_all(req)
-                self._release(req)
                 return req
         return None
 
@@ -117,9 +132,44 @@ class Scheduler:
     # -- one step ---------------------------------------------------------------------------
 
     def schedule(self, preempt: bool = True) -> SchedulerOutput:
-        """The next step. preempt=False (scheduling ahead of a step in flight, whose
-        sequences hold tokens not known yet) never preempts: where blocks run out, the step
-        ends there and admits nothing."""
+        """The next step, with drafts where the speculator proposes them (their KV slots
+        reserved here). preempt=False (scheduling ahead of a step in flight, whose sequences
+        hold tokens not known yet: see schedule_ahead) never preempts, where blocks run out
+        the step ends there and admits nothing, and it never drafts."""
+        step = self._schedule(preempt)
+        if preempt and self.speculator is not None:
+            step = self._with_drafts(step, self.speculator)
+        return step
+
+    def schedule_ahead(self, in_flight: SchedulerOutput) -> SchedulerOutput | None:
+        """The step after `in_flight` (launched, its output not back yet), scheduled now so
+        that it can be queued on the device behind it (async scheduling); None when it
+        must wait for that output: `in_flight` samples in a way the host must see first,
+        or drafting would pay for the next step. Its tokens count as computed from now on,
+        each sampling sequence holding a placeholder for its token until
+        update_from_output(in_flight) knows it. A step ahead that is never launched is
+        handed to discard()."""
+        if not in_flight.overlappable:
+            return None
+        plan: DraftPlan | None = None
+        if self.speculator is not None:
+            modes = running_modes(self.running)
+            ahead = DraftRound(self.num_running_seqs, tokens_known=False, modes=modes)
+            plan = self.speculator.plan(ahead)
+            if plan.wait:
+                return None
+        self._count_in_flight(in_flight)
+        step = self.schedule(preempt=False)
+        if plan is not None and plan.gate is not None:
+            step = replace(step, speculation=plan)
+        return step
+
+    def discard(self, step: SchedulerOutput) -> None:
+        """A scheduled step that never ran: its block copies are put back (they go first);
+        its allocations stay, and the next schedule() plans the same work again."""
+        self.kv.requeue_copies(step.block_copies)
+
+    def _schedule(self, preempt: bool) -> SchedulerOutput:
         budget = self.config.max_num_batched_tokens
         scheduled: list[ScheduledSeq] = []
         preempted_before = self.num_preemptions
@@ -146,6 +196,37 @@ class Scheduler:
             seqs=tuple(scheduled),
             block_copies=self.kv.take_pending_copies(),
             num_preempted=self.num_preemptions - preempted_before,
+            num_running_seqs=self.num_running_seqs,
+        )
+
+    def _with_drafts(self, step: SchedulerOutput, speculator: DraftPlanner) -> SchedulerOutput:
+        """The step with the drafts the speculator proposes for its decodes, each in slots
+        reserved after the sequence's token (a sequence without room decodes plainly)."""
+        round = DraftRound(
+            batch_size=step.num_running_seqs,
+            candidates=draft_candidates(self.running, step, self.max_model_len),
+            budget=self.config.max_num_batched_tokens - step.num_tokens,
+            decode_only=all(s.num_tokens == 1 for s in step.seqs),
+        )
+        plan = speculator.plan(round)
+        if not plan.drafts:
+            return step if plan.gate is None else replace(step, speculation=plan)
+        seqs = tuple(self._reserve_drafts(s, plan.drafts.get(s.seq_id)) for s in step.seqs)
+        copies = step.block_copies + self.kv.take_pending_copies()
+        return replace(step, seqs=seqs, block_copies=copies, speculation=plan)
+
+    def _reserve_drafts(self, s: ScheduledSeq, proposal: Proposal | None) -> ScheduledSeq:
+        if proposal is None:
+            return s
+        tokens = proposal.token_ids
+        if self.kv.allocate_slots(s.seq_id, s.start_pos + 1, len(tokens)) is None:
+            return s  # no room for the drafts: decode plainly this step
+        return replace(
+            s,
+            token_ids=s.token_ids + tokens,
+            spec_token_ids=tokens,
+            spec_probs=proposal.probs,
+            block_table=tuple(self.kv.block_tables[s.seq_id]),
         )
 
     def _schedule_running(
@@ -270,7 +351,7 @@ class Scheduler:
 
     # -- a step's output ----------------------------------------------------------------------
 
-    def count_in_flight(self, step: SchedulerOutput) -> None:
+    def _count_in_flight(self, step: SchedulerOutput) -> None:
         """Count a launched step's tokens before its output is known, so that the next step
         can be scheduled (async scheduling): each sampling sequence holds a placeholder for
         its next token until update_from_output replaces it."""
@@ -280,12 +361,17 @@ class Scheduler:
         self._counted = step
 
     def update_from_output(
-        self, scheduler_output: SchedulerOutput, model_runner_output: ModelRunnerOutput
+        self,
+        scheduler_output: SchedulerOutput,
+        model_runner_output: ModelRunnerOutput,
+        started: float | None = None,
     ) -> list[TokenDelta]:
         """Apply a launched step's output, the one writer of the requests' progress: failed
         requests end with an ERROR delta, the others append their accepted tokens, apply
         stops, fork or advance their beams; finished requests leave running and free their
-        blocks. Returns the deltas of the step, per request and sample."""
+        blocks. The speculator then observes how its drafts fared (`started`: when the
+        caller began this step, time.perf_counter(), for the throughput it measures).
+        Returns the deltas of the step, per request and sample."""
         step, result = scheduler_output, model_runner_output
         deltas = self._fail_requests(self.take_failures() + list(result.failed))
         in_flight = self._counted is step
@@ -296,6 +382,9 @@ class Scheduler:
             deltas += apply_output(self.kv, req, by_id, result, self.max_model_len, in_flight)
             if req.finished:
                 self._finish(req)
+        if self.speculator is not None:
+            seconds = 0.0 if started is None else time.perf_counter() - started
+            self.speculator.observe(draft_outcome(step, result, deltas, self.running, seconds))
         return deltas
 
     def _fail_requests(self, failures: list[RequestFailure]) -> list[TokenDelta]:
