@@ -4,6 +4,11 @@ Every step gives each running sequence N new tokens (a prefill chunk, a recomput
 preemption, or one decode token) under `max_num_batched_tokens`, running requests first in
 priority order, then waiting ones. When blocks run out, the lowest-priority running request
 is preempted: its blocks are freed and it is recomputed later.
+
+The scheduler owns the step and is the one writer of its requests and their KV blocks:
+schedule() (or schedule_ahead(), with async scheduling) plans a step, drafts included (the
+speculator proposes them, the scheduler reserves their slots); update_from_output() applies
+the step's output, finishes and frees requests, and tells the speculator what was accepted.
 """
 
 from __future__ import annotations
