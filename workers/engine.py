@@ -17,26 +17,23 @@ from workers.errors import AdapterNotFoundError
 from workers.fault_isolation import run_isolated
 from workers.kv_cache.block_pool import BlockPool
 from workers.kv_cache.manager import KVCacheManager
-from workers.model_runner import ModelRunner, PendingOutput, plain_greedy
+from workers.model_runner import ModelRunner, PendingOutput
 from workers.models.loader import load_model, resolve_dtype
 from workers.models.model_config import ModelConfig
 from workers.models.quantize import quantize_projections
 from workers.protocol import (
     AdapterInfo,
-    FinishReason,
     GenerateRequest,
     ReplicaStats,
     SpeculationMode,
     TokenDelta,
 )
-from workers.request_failure import RequestFailure
 from workers.scheduler import Scheduler
 from workers.scheduler_output import SchedulerOutput
 from workers.sequence import Request
 from workers.spec.draft_model import DraftModelProposer
 from workers.spec.proposers import NgramProposer, Proposer, RemoteClient, RemoteProposer
 from workers.spec.speculator import Speculator
-from workers.step_results import advance_in_flight, apply_step, delta_of, fork_samples
 from workers.stop_checker import stop_token_ids
 from workers.structured.compiler import GrammarCompilation
 from workers.structured.decoding import StructuredDecoding
@@ -67,7 +64,6 @@ class LLMEngine:
         self.adapters = (
             LoRAManager(config.lora, cfg, dtype, self.device) if config.lora is not None else None
         )
-        self.scheduler = Scheduler(config.scheduler, self.kv, self.adapters, self.max_model_len)
         # bitsandbytes layers synchronize with the host: no graph capture with them.
         graphs = config.cuda_graphs and config.quantization is None
         graph_batch = min(config.scheduler.max_num_seqs, 256) if graphs else 0
@@ -83,17 +79,18 @@ class LLMEngine:
             max_model_len=self.max_model_len,
             graph_tokens=1 + config.spec.num_speculative_tokens if config.spec else 1,
         )
+        overlap = config.async_scheduling
+        self.async_scheduling = self.device.type == "cuda" if overlap is None else overlap
         self.speculator = self._make_speculator(dtype)
+        self.scheduler = Scheduler(
+            config.scheduler, self.kv, self.adapters, self.max_model_len, self.speculator
+        )
         # Structured outputs: the tokenizer's grammar compiler is built on first use.
         self.structured = StructuredDecoding(
             GrammarCompilation(config.model, cfg.vocab_size, cfg.eos_token_ids), cfg.eos_token_ids
         )
         self.runner.structured = self.structured
-        overlap = config.async_scheduling
-        self.async_scheduling = self.device.type == "cuda" if overlap is None else overlap
         self._in_flight: LaunchedStep | None = None
-        if self.speculator is not None:
-            self.speculator.overlaps = self.async_scheduling
         self._order = itertools.count()
         self._request_ids: set[str] = set()
 
@@ -155,21 +152,17 @@ class LLMEngine:
             self.adapters.acquire(req.adapter_key)
         if spec.sampling.structured is not None:  # compiles while the prompt is prefilled
             self.structured.compilation.submit(spec.sampling.structured)
-        if req.needs_fork and len(spec.prompt_token_ids) == 1:
-            fork_samples(self.kv, req)  # nothing to share: the samples start apart
         self._request_ids.add(spec.request_id)
         self.scheduler.add(req)
 
     def abort(self, request_id: str) -> list[TokenDelta]:
         """Cancel a request: its blocks return to the pool at once."""
-        req = self.scheduler.remove(request_id)
-        if req is None:
+        deltas = self.scheduler.abort(request_id)
+        if not deltas:
             return []
         self._request_ids.discard(request_id)
-        if self.speculator is not None:
-            self.speculator.release(request_id)
         self._release_matchers()
-        return [delta_of(req, seq, FinishReason.ABORT) for seq in req.seqs]
+        return deltas
 
     # -- adapters ---------------------------------------------------------------------------
 
@@ -195,11 +188,6 @@ class LLMEngine:
     def has_unfinished(self) -> bool:
         return self.scheduler.has_work()
 
-    def _may_skip_drafts(self) -> bool:
-        """Drafting needs every token on the host: a step overlaps the one before it only
-        when it will not draft."""
-        return self.speculator is None or self.speculator.may_skip_drafts(self.scheduler)
-
     @property
     def step_in_flight(self) -> bool:
         """Whether the next step is already queued on the device (async scheduling)."""
@@ -215,32 +203,22 @@ class LLMEngine:
         current, self._in_flight = self._in_flight, None
         if current is None:
             step = self.scheduler.schedule()
-            if self.speculator is not None:
-                step = self.speculator.attach_drafts(self.scheduler, step)
             current = LaunchedStep(step, self._launch(step))
-        step = current.step
-        overlap = self.async_scheduling and _overlaps(step) and self._may_skip_drafts()
-        if overlap:
-            advance_in_flight(self.scheduler, step)
-            self._launch_ahead()
+        if self.async_scheduling:
+            ahead = self.scheduler.schedule_ahead(current.step)
+            if ahead is not None:
+                self._launch_ahead(ahead)
         result = current.output.result()
-        deltas = self._fail_requests(self.scheduler.take_failures() + list(result.failed))
-        deltas += apply_step(self.scheduler, step, result, self.max_model_len, in_flight=overlap)
-        if self.speculator is not None:
-            produced = sum(len(delta.token_ids) for delta in deltas)
-            seconds = time.perf_counter() - start
-            self.speculator.observe(self.scheduler, step, result, seconds, produced)
+        deltas = self.scheduler.update_from_output(current.step, result, started=start)
         if any(delta.finished for delta in deltas):
-            self._request_ids &= self._live_request_ids()
+            self._request_ids &= self.scheduler.live_request_ids()
             self._release_matchers()
         return deltas
 
     def _release_matchers(self) -> None:
         """Grammar matchers of sequences no longer running or waiting are dropped."""
         if self.structured.num_matchers:
-            queued = [r for _, r in self.scheduler.waiting]
-            live = {seq.seq_id for r in self.scheduler.running + queued for seq in r.seqs}
-            self.structured.retain(live)
+            self.structured.retain(self.scheduler.live_seq_ids())
 
     def _launch(self, step: SchedulerOutput) -> PendingOutput:
         """Queue the step; if that raises, run it again one request at a time."""
@@ -250,46 +228,21 @@ class LLMEngine:
             logger.exception("launching a step failed")
             return PendingOutput(ready=run_isolated(self.runner, step))
 
-    def _launch_ahead(self) -> None:
-        """Schedule and queue the next step while the current one runs (async scheduling).
-        If queueing it raises, it is dropped: the next step() schedules the same work again
+    def _launch_ahead(self, ahead: SchedulerOutput) -> None:
+        """Queue the step scheduled ahead while the current one runs (async scheduling). If
+        queueing it raises, it is dropped: the next step() schedules the same work again
         synchronously (allocations are idempotent; its block copies are put back)."""
-        ahead = self.scheduler.schedule(preempt=False)
         try:
             launched = self.runner.launch(ahead)
         except Exception:
             logger.exception("queueing a step ahead failed; it runs again synchronously")
-            self.kv.requeue_copies(ahead.block_copies)
-            if self.speculator is not None:
-                self.speculator.forget_decision()
+            self.scheduler.discard(ahead)
             return
         if ahead.empty:
             # It may still have planned copy-on-write block copies (a sample that got its
             # block before the blocks ran out): queued now by launch, after the current step.
-            if self.speculator is not None:
-                self.speculator.forget_decision()
             return
-        if self.speculator is not None:
-            self.speculator.scheduled_without_drafts(self.scheduler, ahead)
         self._in_flight = LaunchedStep(ahead, launched)
-
-    def _fail_requests(self, failures: list[RequestFailure]) -> list[TokenDelta]:
-        """End each failed request with an ERROR delta; its blocks return to the pool."""
-        deltas = []
-        for failure in failures:
-            self.scheduler.remove(failure.request_id)  # no-op if the scheduler did it
-            if self.speculator is not None:
-                self.speculator.release(failure.request_id)
-            deltas.append(
-                TokenDelta(
-                    failure.request_id,
-                    0,
-                    (),
-                    finish_reason=FinishReason.ERROR,
-                    error=failure.message,
-                )
-            )
-        return deltas
 
     def generate(self, specs: list[GenerateRequest]) -> dict[str, list[list[int]]]:
         """Run the given requests to completion: output token ids per request and sample."""
@@ -305,7 +258,7 @@ class LLMEngine:
         return ReplicaStats(
             num_free_blocks=self.kv.pool.num_free_blocks,
             num_total_blocks=self.kv.pool.num_blocks,
-            num_running=len(self.scheduler.running),
+            num_running=self.scheduler.num_running,
             num_waiting=self.scheduler.num_waiting,
             prefix_cache_hit_rate=self.kv.prefix_hit_rate,
             resident_adapters=tuple(
@@ -316,10 +269,6 @@ class LLMEngine:
                 self.speculator.policy.stats.acceptance_rate if self.speculator else 0.0
             ),
         )
-
-    def _live_request_ids(self) -> set[str]:
-        queued = [r for _, r in self.scheduler.waiting]
-        return {r.request_id for r in self.scheduler.running + queued}
 
     # -- speculation ------------------------------------------------------------------------
 
@@ -355,7 +304,7 @@ class LLMEngine:
                     f"({self.model_config.vocab_size}); the draft must share its tokenizer"
                 )
             proposers[SpeculationMode.COLOCATED] = draft
-        return Speculator(spec, proposers, self.max_model_len)
+        return Speculator(spec, proposers, overlaps=self.async_scheduling)
 
     # -- sizing -----------------------------------------------------------------------------
 
@@ -387,18 +336,6 @@ class LLMEngine:
 class LaunchedStep:
     step: SchedulerOutput
     output: PendingOutput
-
-
-def _overlaps(step: SchedulerOutput) -> bool:
-    """Whether the next step can be scheduled before this one's tokens are known: every
-    sequence samples at most one token, greedily on the device, and nothing forks."""
-    for s in step.seqs:
-        params = s.sampling
-        if params.n > 1 or params.use_beam_search or s.spec_token_ids or s.num_prompt_rows:
-            return False
-        if s.sample and not (plain_greedy(s) and not params.logprobs):
-            return False
-    return not step.empty
 
 
 def _free_memory(device: torch.device) -> int:

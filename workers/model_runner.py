@@ -17,7 +17,12 @@ from workers.models.llama import LlamaForCausalLM
 from workers.protocol import TokenLogprob
 from workers.request_failure import NON_FINITE, RequestFailure, failure_from_exception
 from workers.sampler import draw, processed_logits, sampling_probs, top_logprobs
-from workers.scheduler_output import ModelRunnerOutput, ScheduledSeq, SchedulerOutput
+from workers.scheduler_output import (
+    ModelRunnerOutput,
+    ScheduledSeq,
+    SchedulerOutput,
+    plain_greedy,
+)
 from workers.sequence import PLACEHOLDER
 from workers.spec.verify import accept_greedy, verify_drafts
 from workers.stop_checker import stop_token_ids
@@ -426,15 +431,3 @@ def _greedy_rows(
             TokenLogprob(t, lp) for t, lp in zip(tokens, values[rows], strict=False)
         )
     return ModelRunnerOutput(sampled, {})
-
-
-def plain_greedy(s: ScheduledSeq) -> bool:
-    """Greedy with nothing that changes the argmax (penalties, a logit bias, a grammar,
-    held-back stop tokens)."""
-    params = s.sampling
-    return (
-        params.greedy
-        and not params.changes_argmax
-        and s.num_output_tokens >= params.min_tokens
-        and not s.beam_topk
-    )

@@ -4,20 +4,32 @@ Every step gives each running sequence N new tokens (a prefill chunk, a recomput
 preemption, or one decode token) under `max_num_batched_tokens`, running requests first in
 priority order, then waiting ones. When blocks run out, the lowest-priority running request
 is preempted: its blocks are freed and it is recomputed later.
+
+The scheduler owns the step and is the one writer of its requests and their KV blocks:
+schedule() (or schedule_ahead(), with async scheduling) plans a step, drafts included (the
+speculator proposes them, the scheduler reserves their slots); update_from_output() applies
+the step's output, finishes and frees requests, and tells the speculator what was accepted.
 """
 
 from __future__ import annotations
 
 import heapq
 import sys
+import time
+from dataclasses import replace
 
 from adapters.admission import AdapterGate
 from adapters.manager import LoRAManager
 from workers.config import SchedulerConfig
 from workers.kv_cache.manager import KVCacheManager
+from workers.protocol import FinishReason, TokenDelta
 from workers.request_failure import RequestFailure, failure_from_exception
-from workers.scheduler_output import ScheduledSeq, SchedulerOutput
+from workers.scheduler_drafts import draft_candidates, draft_outcome, running_modes
+from workers.scheduler_output import ModelRunnerOutput, ScheduledSeq, SchedulerOutput
 from workers.sequence import Request, Sequence
+from workers.spec.plan import DraftPlan, DraftPlanner, DraftRound
+from workers.spec.proposers import Proposal
+from workers.step_results import advance_in_flight, apply_output, delta_of, fork_samples
 
 
 class Scheduler:
@@ -27,47 +39,89 @@ class Scheduler:
         kv: KVCacheManager,
         adapters: LoRAManager | None = None,
         max_model_len: int | None = None,
+        speculator: DraftPlanner | None = None,
     ) -> None:
+        """speculator: asked for drafts of the decodes each step schedules; None: no
+        speculative decoding."""
         self.config = config
         # a sequence of this many tokens is done
         self.max_model_len = sys.maxsize if max_model_len is None else max_model_len
         self.kv = kv
         self.adapters = adapters
+        self.speculator = speculator
         self.waiting: list[tuple[tuple[int, float, int], Request]] = []
         self.running: list[Request] = []
         self.num_preemptions = 0
-        # Requests whose scheduling raised: removed, blocks freed; the engine reports them.
+        # Requests whose scheduling raised: removed, blocks freed; reported with the next
+        # step's output.
         self.failures: list[RequestFailure] = []
+        # The step whose tokens were counted at launch (scheduling ahead of it).
+        self._counted: SchedulerOutput | None = None
 
     # -- queues -----------------------------------------------------------------------------
 
     def add(self, req: Request) -> None:
+        """Queue a new request. One whose prompt is a single token forks its samples now:
+        there is nothing for them to share."""
+        if req.needs_fork and len(req.spec.prompt_token_ids) == 1:
+            fork_samples(self.kv, req)
+        self._queue(req)
+
+    def _queue(self, req: Request) -> None:
         heapq.heappush(self.waiting, (req.sort_key, req))
 
+    def abort(self, request_id: str) -> list[TokenDelta]:
+        """Cancel a request (its blocks return to the pool at once): an ABORT delta per
+        sequence, none if the request is unknown."""
+        req = self.remove(request_id)
+        if req is None:
+            return []
+        return [delta_of(req, seq, FinishReason.ABORT) for seq in req.seqs]
+
     def remove(self, request_id: str) -> Request | None:
-        """Take a request out of the queues and free its blocks."""
+        """Take a request out of the queues and free its blocks (and the speculator's state
+        of it)."""
+        req = self._take(request_id)
+        if req is not None:
+            self._free_all(req)
+            self._release(req)
+            if self.speculator is not None:
+                self.speculator.release(request_id)
+        return req
+
+    def _take(self, request_id: str) -> Request | None:
         for i, req in enumerate(self.running):
             if req.request_id == request_id:
                 del self.running[i]
-                self._free_all(req)
-                self._release(req)
                 return req
         for i, (_, req) in enumerate(self.waiting):
             if req.request_id == request_id:
                 self.waiting.pop(i)
                 heapq.heapify(self.waiting)
-                self._free_all(req)
-                self._release(req)
                 return req
         return None
 
-    def finish(self, req: Request) -> None:
+    def _finish(self, req: Request) -> None:
         self.running.remove(req)
         self._release(req)
 
     def _release(self, req: Request) -> None:
         if req.adapter_key is not None and self.adapters is not None:
             self.adapters.release(req.adapter_key)
+
+    def requests(self) -> list[Request]:
+        """Every request not finished: running ones, then waiting ones (in no order)."""
+        return self.running + [req for _, req in self.waiting]
+
+    def live_request_ids(self) -> set[str]:
+        return {req.request_id for req in self.requests()}
+
+    def live_seq_ids(self) -> set[int]:
+        return {seq.seq_id for req in self.requests() for seq in req.seqs}
+
+    @property
+    def num_running(self) -> int:
+        return len(self.running)
 
     @property
     def num_running_seqs(self) -> int:
@@ -83,9 +137,44 @@ class Scheduler:
     # -- one step ---------------------------------------------------------------------------
 
     def schedule(self, preempt: bool = True) -> SchedulerOutput:
-        """The next step. preempt=False (scheduling ahead of a step in flight, whose
-        sequences hold tokens not known yet) never preempts: where blocks run out, the step
-        ends there and admits nothing."""
+        """The next step, with drafts where the speculator proposes them (their KV slots
+        reserved here). preempt=False (scheduling ahead of a step in flight, whose sequences
+        hold tokens not known yet: see schedule_ahead) never preempts, where blocks run out
+        the step ends there and admits nothing, and it never drafts."""
+        step = self._schedule(preempt)
+        if preempt and self.speculator is not None:
+            step = self._with_drafts(step, self.speculator)
+        return step
+
+    def schedule_ahead(self, in_flight: SchedulerOutput) -> SchedulerOutput | None:
+        """The step after `in_flight` (launched, its output not back yet), scheduled now so
+        that it can be queued on the device behind it (async scheduling); None when it
+        must wait for that output: `in_flight` samples in a way the host must see first,
+        or drafting would pay for the next step. Its tokens count as computed from now on,
+        each sampling sequence holding a placeholder for its token until
+        update_from_output(in_flight) knows it. A step ahead that is never launched is
+        handed to discard()."""
+        if not in_flight.overlappable:
+            return None
+        plan: DraftPlan | None = None
+        if self.speculator is not None:
+            modes = running_modes(self.running)
+            ahead = DraftRound(self.num_running_seqs, tokens_known=False, modes=modes)
+            plan = self.speculator.plan(ahead)
+            if plan.wait:
+                return None
+        self._count_in_flight(in_flight)
+        step = self.schedule(preempt=False)
+        if plan is not None and plan.gate is not None:
+            step = replace(step, speculation=plan)
+        return step
+
+    def discard(self, step: SchedulerOutput) -> None:
+        """A scheduled step that never ran: its block copies are put back (they go first);
+        its allocations stay, and the next schedule() plans the same work again."""
+        self.kv.requeue_copies(step.block_copies)
+
+    def _schedule(self, preempt: bool) -> SchedulerOutput:
         budget = self.config.max_num_batched_tokens
         scheduled: list[ScheduledSeq] = []
         preempted_before = self.num_preemptions
@@ -112,6 +201,37 @@ class Scheduler:
             seqs=tuple(scheduled),
             block_copies=self.kv.take_pending_copies(),
             num_preempted=self.num_preemptions - preempted_before,
+            num_running_seqs=self.num_running_seqs,
+        )
+
+    def _with_drafts(self, step: SchedulerOutput, speculator: DraftPlanner) -> SchedulerOutput:
+        """The step with the drafts the speculator proposes for its decodes, each in slots
+        reserved after the sequence's token (a sequence without room decodes plainly)."""
+        round = DraftRound(
+            batch_size=step.num_running_seqs,
+            candidates=draft_candidates(self.running, step, self.max_model_len),
+            budget=self.config.max_num_batched_tokens - step.num_tokens,
+            decode_only=all(s.num_tokens == 1 for s in step.seqs),
+        )
+        plan = speculator.plan(round)
+        if not plan.drafts:
+            return step if plan.gate is None else replace(step, speculation=plan)
+        seqs = tuple(self._reserve_drafts(s, plan.drafts.get(s.seq_id)) for s in step.seqs)
+        copies = step.block_copies + self.kv.take_pending_copies()
+        return replace(step, seqs=seqs, block_copies=copies, speculation=plan)
+
+    def _reserve_drafts(self, s: ScheduledSeq, proposal: Proposal | None) -> ScheduledSeq:
+        if proposal is None:
+            return s
+        tokens = proposal.token_ids
+        if self.kv.allocate_slots(s.seq_id, s.start_pos + 1, len(tokens)) is None:
+            return s  # no room for the drafts: decode plainly this step
+        return replace(
+            s,
+            token_ids=s.token_ids + tokens,
+            spec_token_ids=tokens,
+            spec_probs=proposal.probs,
+            block_table=tuple(self.kv.block_tables[s.seq_id]),
         )
 
     def _schedule_running(
@@ -234,6 +354,60 @@ class Scheduler:
             prompt_top=params.prompt_logprobs or 0,
         )
 
+    # -- a step's output ----------------------------------------------------------------------
+
+    def _count_in_flight(self, step: SchedulerOutput) -> None:
+        """Count a launched step's tokens before its output is known, so that the next step
+        can be scheduled (async scheduling): each sampling sequence holds a placeholder for
+        its next token until update_from_output replaces it."""
+        by_id = {s.seq_id: s for s in step.seqs}
+        for req in self.running:
+            advance_in_flight(req, by_id)
+        self._counted = step
+
+    def update_from_output(
+        self,
+        scheduler_output: SchedulerOutput,
+        model_runner_output: ModelRunnerOutput,
+        started: float | None = None,
+    ) -> list[TokenDelta]:
+        """Apply a launched step's output, the one writer of the requests' progress: failed
+        requests end with an ERROR delta, the others append their accepted tokens, apply
+        stops, fork or advance their beams; finished requests leave running and free their
+        blocks. The speculator then observes how its drafts fared (`started`: when the
+        caller began this step, time.perf_counter(), for the throughput it measures).
+        Returns the deltas of the step, per request and sample."""
+        step, result = scheduler_output, model_runner_output
+        deltas = self._fail_requests(self.take_failures() + list(result.failed))
+        in_flight = self._counted is step
+        if in_flight:
+            self._counted = None
+        by_id = {s.seq_id: s for s in step.seqs}
+        for req in list(self.running):
+            deltas += apply_output(self.kv, req, by_id, result, self.max_model_len, in_flight)
+            if req.finished:
+                self._finish(req)
+        if self.speculator is not None:
+            seconds = 0.0 if started is None else time.perf_counter() - started
+            self.speculator.observe(draft_outcome(step, result, deltas, self.running, seconds))
+        return deltas
+
+    def _fail_requests(self, failures: list[RequestFailure]) -> list[TokenDelta]:
+        """End each failed request with an ERROR delta; its blocks return to the pool."""
+        deltas = []
+        for failure in failures:
+            self.remove(failure.request_id)  # no-op if scheduling failed it
+            deltas.append(
+                TokenDelta(
+                    failure.request_id,
+                    0,
+                    (),
+                    finish_reason=FinishReason.ERROR,
+                    error=failure.message,
+                )
+            )
+        return deltas
+
     # -- preemption -------------------------------------------------------------------------
 
     def _preempt(self, req: Request) -> None:
@@ -248,7 +422,7 @@ class Scheduler:
         for seq in req.seqs:
             seq.num_computed_tokens = 0
         self.num_preemptions += 1
-        self.add(req)
+        self._queue(req)
 
     def _fail(self, req: Request, error: Exception) -> None:
         self.remove(req.request_id)

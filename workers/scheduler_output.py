@@ -9,6 +9,7 @@ import torch
 from workers.protocol import TokenLogprob
 from workers.request_failure import RequestFailure
 from workers.sampling_params import SamplingParams
+from workers.spec.plan import DraftPlan
 
 
 @dataclass(frozen=True)
@@ -56,11 +57,29 @@ class ScheduledSeq:
         return self.num_prompt_rows + self.num_sample_rows
 
 
+def plain_greedy(s: ScheduledSeq) -> bool:
+    """Greedy with nothing that changes the argmax (penalties, a logit bias, a grammar,
+    held-back stop tokens)."""
+    params = s.sampling
+    return (
+        params.greedy
+        and not params.changes_argmax
+        and s.num_output_tokens >= params.min_tokens
+        and not s.beam_topk
+    )
+
+
 @dataclass(frozen=True)
 class SchedulerOutput:
+    """One step: the sequences to compute (drafted tokens included, whose KV slots the
+    scheduler reserved), block copies to do first, and what the speculator planned for it
+    (learnt from when its output comes back). num_running_seqs: the batch it runs in."""
+
     seqs: tuple[ScheduledSeq, ...]
     block_copies: tuple[tuple[int, int], ...] = ()
     num_preempted: int = 0
+    speculation: DraftPlan | None = None
+    num_running_seqs: int = 0
 
     @property
     def num_tokens(self) -> int:
@@ -69,6 +88,23 @@ class SchedulerOutput:
     @property
     def empty(self) -> bool:
         return not self.seqs
+
+    @property
+    def draft_token_ids(self) -> dict[str, tuple[int, ...]]:
+        """The drafted tokens the step verifies, per request."""
+        return {s.request_id: s.spec_token_ids for s in self.seqs if s.spec_token_ids}
+
+    @property
+    def overlappable(self) -> bool:
+        """Whether the next step can be scheduled before this one's tokens are known: every
+        sequence samples at most one token, greedily on the device, and nothing forks."""
+        for s in self.seqs:
+            params = s.sampling
+            if params.n > 1 or params.use_beam_search or s.spec_token_ids or s.num_prompt_rows:
+                return False
+            if s.sample and not (plain_greedy(s) and not params.logprobs):
+                return False
+        return not self.empty
 
 
 @dataclass(frozen=True)

@@ -1,63 +1,77 @@
-"""Apply a step's ModelRunnerOutput to the requests: progress, new tokens, forks, beams, and
-the TokenDeltas a caller sees."""
+"""Apply a step's ModelRunnerOutput to one request: progress, new tokens, forks, beams, and
+the TokenDeltas a caller sees. Helpers of Scheduler.update_from_output, which alone calls
+them: nothing here touches the scheduler's queues."""
 
 from __future__ import annotations
+
+from typing import Protocol
 
 from workers.beam_search import beam_step
 from workers.kv_cache.manager import KVCacheManager
 from workers.protocol import FinishReason, TokenDelta, TokenLogprob
-from workers.scheduler import Scheduler
 from workers.scheduler_output import ModelRunnerOutput, ScheduledSeq, SchedulerOutput
 from workers.sequence import Request, Sequence, make_generator
 from workers.stop_checker import finish_reason
 
 
-def advance_in_flight(scheduler: Scheduler, step: SchedulerOutput) -> None:
+def advance_in_flight(req: Request, by_id: dict[int, ScheduledSeq]) -> None:
     """Account for a launched step before its result is known, so the next one can be
     scheduled: its tokens count as computed, and each sampling sequence holds a PLACEHOLDER
     for its next token. Only for steps without drafts, forks or beams (one token per
     sampling sequence, whatever it turns out to be)."""
-    by_id = {s.seq_id: s for s in step.seqs}
-    for req in scheduler.running:
-        for seq in req.seqs:
-            scheduled = by_id.get(seq.seq_id)
-            if scheduled is not None:
-                seq.num_computed_tokens += scheduled.num_tokens
-                if scheduled.sample:
-                    seq.add_pending()
+    for seq in req.seqs:
+        scheduled = by_id.get(seq.seq_id)
+        if scheduled is not None:
+            seq.num_computed_tokens += scheduled.num_tokens
+            if scheduled.sample:
+                seq.add_pending()
 
 
-def apply_step(
-    scheduler: Scheduler,
-    step: SchedulerOutput,
+def apply_output(
+    kv: KVCacheManager,
+    req: Request,
+    by_id: dict[int, ScheduledSeq],
     result: ModelRunnerOutput,
     max_model_len: int,
     in_flight: bool = False,
 ) -> list[TokenDelta]:
-    """in_flight: the step went through advance_in_flight; its tokens replace placeholders."""
-    by_id = {s.seq_id: s for s in step.seqs}
-    kv = scheduler.kv
+    """Apply the step's output to one request (its sequences in by_id): progress, tokens,
+    stops, forks, beams; the deltas its caller sees. Sequences that finish release their
+    blocks; the request is finished when none is left. in_flight: the step went through
+    advance_in_flight; its tokens replace placeholders."""
+    progressed = [(seq, by_id[seq.seq_id]) for seq in req.seqs if seq.seq_id in by_id]
+    if not progressed:
+        return []
+    if result.prompt_logprobs:
+        for seq, _ in progressed:
+            req.prompt_logprobs += result.prompt_logprobs.get(seq.seq_id, ())
+    for seq, scheduled in progressed:
+        if in_flight:
+            _resolve(kv, req, seq, result, max_model_len)
+        else:
+            _advance(kv, req, seq, scheduled, result, max_model_len)
     deltas: list[TokenDelta] = []
-    for req in list(scheduler.running):
-        progressed = [(seq, by_id[seq.seq_id]) for seq in req.seqs if seq.seq_id in by_id]
-        if not progressed:
-            continue
-        if result.prompt_logprobs:
-            for seq, _ in progressed:
-                req.prompt_logprobs += result.prompt_logprobs.get(seq.seq_id, ())
-        for seq, scheduled in progressed:
-            if in_flight:
-                _resolve(kv, req, seq, result, max_model_len)
-            else:
-                _advance(kv, req, seq, scheduled, result, max_model_len)
-        if req.beam is not None and all(s.seq_id in result.beam_topk for s in req.seqs):
-            deltas += _advance_beams(kv, req, result, max_model_len)
-        if req.needs_fork and req.seqs[0].num_computed_tokens >= req.prefill_target(req.seqs[0]):
-            fork_samples(kv, req)
-        deltas += _collect(kv, req)
-        if req.finished:
-            scheduler.finish(req)
-    return deltas
+    if req.beam is not None and all(s.seq_id in result.beam_topk for s in req.seqs):
+        deltas += _advance_beams(kv, req, result, max_model_len)
+    if req.needs_fork and req.seqs[0].num_computed_tokens >= req.prefill_target(req.seqs[0]):
+        fork_samples(kv, req)
+    return deltas + _collect(kv, req)
+
+
+class _StepOwner(Protocol):
+    def update_from_output(
+        self, scheduler_output: SchedulerOutput, model_runner_output: ModelRunnerOutput
+    ) -> list[TokenDelta]: ...
+
+
+def apply_step(
+    scheduler: _StepOwner,
+    step: SchedulerOutput,
+    result: ModelRunnerOutput,
+    max_model_len: int | None = None,
+) -> list[TokenDelta]:
+    """The former name of Scheduler.update_from_output (which alone applies a step)."""
+    return scheduler.update_from_output(step, result)
 
 
 def fork_samples(kv: KVCacheManager, req: Request) -> None:

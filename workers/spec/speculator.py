@@ -1,18 +1,14 @@
-"""Speculator: after the scheduler has planned a step, give eligible decodes drafted tokens
-(they become extra query positions of the same step); afterwards, learn from the outcome."""
+"""Speculator: proposes drafts for the decodes the scheduler plans (they become extra query
+positions of the same step) where they pay, and learns from what verification accepted.
+Two calls, both made by the scheduler: plan() and observe() (see workers.spec.plan)."""
 
 from __future__ import annotations
 
 import logging
-from collections import deque
-from dataclasses import replace
 
-from workers.kv_cache.manager import KVCacheManager
 from workers.protocol import SpeculationMode
-from workers.scheduler import Scheduler
-from workers.scheduler_output import ModelRunnerOutput, ScheduledSeq, SchedulerOutput
-from workers.sequence import Request, Sequence
 from workers.spec.config import SpecConfig
+from workers.spec.plan import NO_DRAFTS, DraftCandidate, DraftOutcome, DraftPlan, DraftRound
 from workers.spec.policy import SpecPolicy
 from workers.spec.proposers import DraftQuery, Proposal, Proposer
 from workers.spec.throughput_gate import ThroughputGate
@@ -22,90 +18,73 @@ logger = logging.getLogger(__name__)
 
 class Speculator:
     def __init__(
-        self, config: SpecConfig, proposers: dict[SpeculationMode, Proposer], max_model_len: int
+        self,
+        config: SpecConfig,
+        proposers: dict[SpeculationMode, Proposer],
+        overlaps: bool = False,
     ) -> None:
+        """overlaps: whether the engine overlaps steps that do not draft (async
+        scheduling)."""
         self.config = config
         self.proposers = proposers
         self.policy = SpecPolicy(config)
-        self.max_model_len = max_model_len
-        self._modes: dict[int, SpeculationMode] = {}  # proposer of each drafted sequence
         self.gate = ThroughputGate(config.probe_interval * 2)
-        # (batch, drafted) of each launched step not yet observed, in launch order; None: a
-        # step that is no sample of either choice's speed.
-        self._measures: deque[tuple[int, bool] | None] = deque()
-        self._decided: bool | None = None  # the gate's answer for the next step, asked early
-        self.overlaps = False  # whether the engine overlaps steps that do not draft
+        self.overlaps = overlaps
+        # The gate's answer for a step that waits for its tokens to draft (asked by the
+        # ahead round before it; the next round to know its tokens uses it).
+        self._decided: bool | None = None
 
-    def may_skip_drafts(self, scheduler: Scheduler) -> bool:
-        """Whether the next step can go without drafts, so that it can be scheduled before
-        the current one's tokens are known (async scheduling): no running request asks for
-        them, or the gate says drafting does not pay at this batch size now."""
-        if not any(req.spec.speculation in self.proposers for req in scheduler.running):
-            return True
-        batch = scheduler.num_running_seqs
-        if batch > self.config.max_batch_size:
-            return True  # the policy drafts nothing at this batch size
-        self._decided = self.gate.allow(batch)
-        return not self._decided
-
-    def scheduled_without_drafts(self, scheduler: Scheduler, step: SchedulerOutput) -> None:
-        """A step was launched without asking for drafts (after may_skip_drafts)."""
-        plain = self._decided is False and all(s.num_tokens == 1 for s in step.seqs)
-        self._measures.append((scheduler.num_running_seqs, False) if plain else None)
-        self._decided = None
-
-    def forget_decision(self) -> None:
-        """The step ahead that may_skip_drafts answered for scheduled nothing: the answer
-        does not carry over to the next step, which may hold another batch."""
-        self._decided = None
-
-    def attach_drafts(self, scheduler: Scheduler, step: SchedulerOutput) -> SchedulerOutput:
-        """The step with drafts for the decodes that ask for them, where they pay; every
-        step it returns must then be launched and observed."""
+    def plan(self, round: DraftRound) -> DraftPlan:
+        """Drafts for the round's eligible candidates, where they pay; for a round ahead of
+        a step in flight, whether the step should wait for its tokens instead."""
+        if not round.tokens_known:
+            return self._plan_ahead(round)
         decided, self._decided = self._decided, None
-        self._measures.append(None)
-        owners = {seq.seq_id: (req, seq) for req in scheduler.running for seq in req.seqs}
-        candidates = [
-            (s, *owners[s.seq_id])
-            for s in step.seqs
-            if owners[s.seq_id][0].spec.speculation in self.proposers
-        ]
+        candidates = [c for c in round.candidates if c.mode in self.proposers]
         if not candidates:
-            return step
-        batch = scheduler.num_running_seqs
+            return NO_DRAFTS
+        batch = round.batch_size
         # Only steps of decodes alone compare fairly (a prefill chunk changes the cost). The
         # gate decides first: a step that will not draft does no per-request work.
-        if all(s.num_tokens == 1 for s in step.seqs):
-            drafting = self.gate.allow(batch) if decided is None else decided
-            self._measures[-1] = (batch, drafting)
-            if not drafting:
-                return step
-        budget = scheduler.config.max_num_batched_tokens - step.num_tokens
-        queries: dict[SpeculationMode, list[tuple[ScheduledSeq, DraftQuery]]] = {}
-        for s, req, seq in candidates:
-            k = self._num_drafts(req, seq, s, batch)
+        gate: bool | None = None
+        if round.decode_only:
+            gate = self.gate.allow(batch) if decided is None else decided
+            if not gate:
+                return DraftPlan(gate=False)
+        budget = round.budget
+        queries: dict[SpeculationMode, list[tuple[DraftCandidate, DraftQuery]]] = {}
+        for c in candidates:
+            k = self._num_drafts(c, batch)
             if k > 0 and budget >= k:
                 budget -= k
-                queries.setdefault(req.spec.speculation, []).append((s, _query(req, seq, k)))
+                queries.setdefault(c.mode, []).append((c, c.query(k)))
         drafts: dict[int, Proposal] = {}
-        self._modes = {}
+        modes: dict[int, SpeculationMode] = {}
         for mode, items in queries.items():
             proposals = self._propose(mode, [q for _, q in items])
-            for (s, _), proposal in zip(items, proposals, strict=True):
+            for (c, _), proposal in zip(items, proposals, strict=True):
                 if proposal is not None:
-                    drafts[s.seq_id] = proposal
-                    self._modes[s.seq_id] = mode
+                    drafts[c.seq_id] = proposal
+                    modes[c.seq_id] = mode
         if not drafts:
             # Allowed, but the policy drafted nothing. With async scheduling the step waited
             # for its tokens for nothing, which counts against allowing drafts (that choice
             # would otherwise never be measured); without, it is a plain step like any other.
-            if not self.overlaps:
-                self._measures[-1] = None
-            return step
-        seqs = tuple(self._extend(scheduler.kv, s, drafts.get(s.seq_id)) for s in step.seqs)
-        return replace(
-            step, seqs=seqs, block_copies=step.block_copies + scheduler.kv.take_pending_copies()
-        )
+            return DraftPlan(gate=gate) if self.overlaps else NO_DRAFTS
+        return DraftPlan(drafts, modes, gate)
+
+    def _plan_ahead(self, round: DraftRound) -> DraftPlan:
+        """The next step can go without drafts (and be scheduled before the current one's
+        tokens are known) where no running request asks for them, or where the gate says
+        drafting does not pay at this batch size now."""
+        if not any(mode in self.proposers for mode in round.modes):
+            return NO_DRAFTS
+        if round.batch_size > self.config.max_batch_size:
+            return NO_DRAFTS  # the policy drafts nothing at this batch size
+        if self.gate.allow(round.batch_size):
+            self._decided = True
+            return DraftPlan(wait=True)
+        return DraftPlan(gate=False)
 
     def _propose(self, mode: SpeculationMode, queries: list[DraftQuery]) -> list[Proposal | None]:
         """The proposer's drafts; if it raises, or proposes from a distribution that is not
@@ -122,81 +101,27 @@ class Speculator:
             for p in proposals
         ]
 
-    def observe(
-        self,
-        scheduler: Scheduler,
-        step: SchedulerOutput,
-        result: ModelRunnerOutput,
-        seconds: float = 0.0,
-        tokens: int = 0,
-    ) -> None:
-        """Update acceptance estimates and the measured throughput with and without drafts
-        (`tokens` the step gave requests in `seconds`, drafting included); release state of
-        finished requests."""
-        measured = self._measures.popleft() if self._measures else None
-        if measured is not None:
-            batch, drafted = measured
-            self.gate.record(batch, drafted, tokens, seconds)
-        live = {req.request_id for req in scheduler.running}
-        for s in step.seqs:
-            if s.spec_token_ids:
-                accepted = len(result.sampled.get(s.seq_id, ())) - 1
-                group = _group(s.adapter_key, self._modes[s.seq_id])
-                self.policy.record(
-                    s.request_id, s.adapter_key, group, len(s.spec_token_ids), max(accepted, 0)
-                )
-            if s.request_id not in live:
-                self.release(s.request_id)
+    def observe(self, outcome: DraftOutcome) -> None:
+        """Update acceptance estimates and the measured throughput with and without drafts;
+        release state of the requests that ended."""
+        plan = outcome.plan
+        if plan.gate is not None and outcome.decode_only:
+            self.gate.record(outcome.batch_size, plan.gate, outcome.num_tokens, outcome.seconds)
+        for v in outcome.verified:
+            group = _group(v.adapter_key, plan.modes[v.seq_id])
+            self.policy.record(v.request_id, v.adapter_key, group, v.num_drafted, v.num_accepted)
+        for request_id in outcome.finished:
+            self.release(request_id)
 
     def release(self, request_id: str) -> None:
         self.policy.forget(request_id)
         for proposer in self.proposers.values():
             proposer.release(request_id)
 
-    def _num_drafts(self, req: Request, seq: Sequence, s: ScheduledSeq, batch: int) -> int:
-        mode = req.spec.speculation
-        params = req.sampling
-        eligible = (
-            mode in self.proposers
-            and s.sample
-            and s.num_tokens == 1
-            and params.n == 1
-            and not params.use_beam_search
-        )
-        if not eligible:
+    def _num_drafts(self, c: DraftCandidate, batch: int) -> int:
+        if not c.eligible:
             return 0
-        room = (
-            min(params.max_tokens - seq.num_output_tokens, self.max_model_len - seq.num_tokens) - 1
-        )
-        return self.policy.num_drafts(req.request_id, _group(req.adapter_key, mode), batch, room)
-
-    def _extend(
-        self, kv: KVCacheManager, s: ScheduledSeq, proposal: Proposal | None
-    ) -> ScheduledSeq:
-        if proposal is None:
-            return s
-        tokens = proposal.token_ids
-        if kv.allocate_slots(s.seq_id, s.start_pos + 1, len(tokens)) is None:
-            return s  # no room for the drafts: decode plainly this step
-        return replace(
-            s,
-            token_ids=s.token_ids + tokens,
-            spec_token_ids=tokens,
-            spec_probs=proposal.probs,
-            block_table=tuple(kv.block_tables[s.seq_id]),
-        )
-
-
-def _query(req: Request, seq: Sequence, k: int) -> DraftQuery:
-    return DraftQuery(
-        key=req.request_id,
-        token_ids=tuple(seq.token_ids),
-        num_prompt_tokens=seq.num_prompt_tokens,
-        k=k,
-        sampling=req.sampling,
-        stop_ids=tuple(sorted(req.stop_ids)),
-        seed=req.sampling.seed,
-    )
+        return self.policy.num_drafts(c.request_id, _group(c.adapter_key, c.mode), batch, c.room)
 
 
 def _group(adapter_key: str | None, mode: SpeculationMode) -> str:
