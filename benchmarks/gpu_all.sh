@@ -5,8 +5,10 @@
 #
 # Steps (default: all, in this order): tests (pytest tests/kernels, the `gpu` marker),
 # suite (gpu_suite, 1.1B), suite8b (gpu_suite --shape 8b), spec (spec_oracle), serve
-# (serve_overhead --device cuda; needs the Ray wheels in .whl/, built here by
-# ../shared/gpu/ray-bundle.sh), quant (gpu_quant; needs bitsandbytes in .whl-bnb/). Each step
+# (serve_overhead --device cuda through HAProxy + direct ingress, one and two replicas;
+# needs .gpu_site.tar.xz, built here by benchmarks/gpu_site.sh: carry it, not .whl/),
+# profile (profile_serve at c=256 under HAProxy; its stacks go to OUTDIR/profile),
+# quant (gpu_quant; needs bitsandbytes in .whl-bnb/). Each step
 # runs under its own time limit (STEP_LIMIT_<step> seconds overrides it) and logs to
 # OUTDIR/<step>.log, whose tail is printed; the results JSON of the run are packed into
 # OUTDIR/results.tar after each step. A step that fails or runs out of time does not stop
@@ -15,16 +17,24 @@ set -uo pipefail
 out=${1:?usage: gpu_all.sh OUTDIR [STEP ...]}
 shift
 steps=("$@")
-[[ ${#steps[@]} -gt 0 ]] || steps=(tests suite suite8b spec serve quant)
+[[ ${#steps[@]} -gt 0 ]] || steps=(tests suite suite8b spec serve profile quant)
 mkdir -p "$out"
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
-declare -A limit=([tests]=240 [suite]=300 [suite8b]=240 [spec]=200 [serve]=540 [quant]=120)
+declare -A limit=([tests]=240 [suite]=300 [suite8b]=240 [spec]=200 [serve]=540 [profile]=200
+                  [quant]=120)
+FAST=(--env RAY_SERVE_THROUGHPUT_OPTIMIZED=1 --env RAY_SERVE_ENABLE_HA_PROXY=1)
 
 install_wheels() {  # $1: a folder of wheels; installed once into /tmp/site
   [[ -d $1 ]] || { echo "no $1/ here"; return 1; }
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site "$1"/*.whl && export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
+}
+
+install_site() {  # .gpu_site.tar.xz (benchmarks/gpu_site.sh): Ray, HAProxy, py-spy
+  [[ -f .gpu_site.tar.xz ]] || { echo "no .gpu_site.tar.xz here"; return 1; }
+  mkdir -p /tmp/site && tar -xJf .gpu_site.tar.xz -C /tmp/site \
+    && export PYTHONPATH=/tmp/site:${PYTHONPATH:-} PATH=/tmp/site/bin:$PATH
 }
 
 run_step() {
@@ -33,8 +43,11 @@ run_step() {
     suite) python3 -m benchmarks.gpu_suite ;;
     suite8b) python3 -m benchmarks.gpu_suite --shape 8b ;;
     spec) python3 -m benchmarks.spec_oracle ;;
-    serve) install_wheels .whl && python3 -m benchmarks.serve_overhead --device cuda \
-      --concurrency 1,32,256 --routers 4 --llm-replicas 2 ;;
+    serve) install_site && python3 -m benchmarks.serve_overhead --device cuda \
+      --concurrency 1,32,256 --routers 4 "${FAST[@]}" --llm-replicas 2 \
+      --name serve_overhead_gpu_haproxy.json ;;
+    profile) install_site && python3 -m benchmarks.profile_serve --device cuda \
+      --concurrency 256 --routers 4 "${FAST[@]}" --out "$out/profile" ;;
     quant) install_wheels .whl-bnb && python3 -m benchmarks.gpu_quant ;;
     *) echo "unknown step $1"; return 2 ;;
   esac
