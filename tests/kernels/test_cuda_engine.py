@@ -127,3 +127,34 @@ def test_cuda_async_scheduling_equals_cpu(llama_dir: Path) -> None:
     assert tokens(run_all(cuda, mixed_workload())) == tokens(run_all(cpu, mixed_workload()))
     assert overlapped > 10
     assert cuda.stats().num_free_blocks == cuda.stats().num_total_blocks
+
+
+def test_cuda_engine_in_its_own_process_equals_cpu(llama_dir: Path, llama_hf) -> None:
+    """ProcessEngine on CUDA (graphs, async scheduling: the Serve replica's default) streams
+    the tokens the CPU engine and transformers give."""
+    import asyncio
+
+    from tests.factories import engine_config
+    from workers.process_engine import ProcessEngine
+
+    prompts = random_prompts([5, 9, 17, 30])
+    sampling = SamplingParams(max_tokens=24, temperature=0)
+    config = engine_config(
+        llama_dir, device="cuda", dtype="float32", cuda_graphs=True, async_scheduling=True
+    )
+
+    async def main() -> list[list[int]]:
+        engine = ProcessEngine(config, start_timeout_s=300)
+        try:
+
+            async def one(i: int, p: list[int]) -> list[int]:
+                spec = GenerateRequest(f"r{i}", tuple(p), sampling)
+                return [t async for d in await engine.open(spec) for t in d.token_ids]
+
+            return await asyncio.gather(*(one(i, p) for i, p in enumerate(prompts)))
+        finally:
+            engine.shutdown()
+
+    ours = asyncio.run(main())
+    assert ours == greedy(make_engine(llama_dir), prompts)
+    assert ours == [hf_greedy(llama_hf, p, 24) for p in prompts]
