@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 STOP_GRACE_S = 45.0
+PORT_CLOSE_GRACE_S = 30.0  # how long stop() waits for the port to close
 
 
 class ClusterStartError(RuntimeError):
@@ -118,6 +119,20 @@ class LocalCluster:
             _signal_group(process.pid, signal.SIGKILL)
             process.wait(10)
         _signal_group(process.pid, signal.SIGKILL)  # anything of ours left behind
+        self._wait_port_closed()
+
+    def _wait_port_closed(self) -> None:
+        """Ray's proxy is a grandchild: it notices its raylet is gone a moment later (longer
+        on a loaded machine). Return once nothing answers on the port, or after the grace."""
+        http = self.config["http_options"]
+        host = "127.0.0.1" if http["host"] in ("0.0.0.0", "::") else http["host"]
+        deadline = time.monotonic() + PORT_CLOSE_GRACE_S
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection((host, http["port"]), 1).close()
+            except OSError:
+                return
+            time.sleep(0.5)
 
     def _wait_healthy(self) -> None:
         deadline = time.monotonic() + self.startup_timeout_s
