@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_gguf import write_tiny_llama_gguf
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from models.smollm2.convert import REQUIRED_FILES, convert
 from tests.factories import make_engine, prompt_logits
+from tests.models.tiny_gguf import write_tiny_llama_gguf
 
 MESSAGES = [{"role": "user", "content": "the theatre in Athens"}]
 
