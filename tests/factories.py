@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerBase
 
 from adapters.manager import LoRAManager
 from workers.config import CacheConfig, EngineConfig, SchedulerConfig
@@ -144,3 +145,12 @@ def adapters_of(engine: LLMEngine) -> LoRAManager:
     """The engine's LoRA manager (the test made the engine with `lora`)."""
     assert engine.adapters is not None, "the engine was made without lora"
     return engine.adapters
+
+
+def decode_text(tokenizer: PreTrainedTokenizerBase, ids: Sequence[int] | torch.Tensor) -> str:
+    """One sequence of ids as text, special tokens dropped."""
+    text = tokenizer.decode(
+        ids if isinstance(ids, torch.Tensor) else list(ids), skip_special_tokens=True
+    )
+    assert isinstance(text, str)  # one sequence decodes to one text
+    return text

@@ -58,6 +58,7 @@ def test_transformers_gives_the_gguf_models_logits_and_tokens(
     assert text == gguf_tok.apply_chat_template(
         MESSAGES, tokenize=False, add_generation_prompt=True
     )
+    assert isinstance(text, str)  # tokenize=False
     assert text.startswith("<|im_start|>user\n") and text.endswith("<|im_start|>assistant\n")
     ids = tokenizer(text, add_special_tokens=False).input_ids
     assert ids == gguf_tok(text, add_special_tokens=False).input_ids
