@@ -36,6 +36,7 @@ serve: $(STAMP) $(MODEL_STAMP)
 test: $(STAMP) $(MODEL_STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 	# pytest exits 5 when it collects nothing; make fails on any non-zero status.
 	$(PY) -m pytest -q -p no:cacheprovider --timeout=900
 	# The Triton kernels against their torch references, in the interpreter (no GPU here).

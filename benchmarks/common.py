@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerBase
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -21,6 +21,13 @@ def save_random_llama(path: Path, seed: int = 0, **shape: Any) -> Path:
     torch.manual_seed(seed)
     AutoModelForCausalLM.from_config(config, dtype=torch.float32).save_pretrained(path)
     return path
+
+
+def decode_text(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> str:
+    """One sequence of ids as text, special tokens dropped."""
+    text = tokenizer.decode(ids, skip_special_tokens=True)
+    assert isinstance(text, str)  # one sequence decodes to one text
+    return text
 
 
 def hardware() -> str:

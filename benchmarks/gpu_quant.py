@@ -14,6 +14,7 @@ import torch
 
 from benchmarks.common import hardware, print_table, write_json
 from benchmarks.gpu_suite import decode_step_ms, engine_for, save_model
+from workers.config import Quantization
 from workers.models.quantize import weight_bytes
 
 
@@ -21,7 +22,13 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = save_model(Path(tmp) / "llama-1b")
-        for quantization, graphs in ((None, True), (None, False), ("int8", False), ("nf4", False)):
+        variants: list[tuple[Quantization | None, bool]] = [
+            (None, True),
+            (None, False),
+            ("int8", False),
+            ("nf4", False),
+        ]
+        for quantization, graphs in variants:
             t0 = time.perf_counter()
             e = engine_for(model_dir, graphs, quantization=quantization)
             load_s = time.perf_counter() - t0

@@ -19,13 +19,14 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from benchmarks.common import hardware, median, print_table, write_json
 from benchmarks.lora_throughput import write_adapter
-from workers.config import CacheConfig, EngineConfig, LoRAConfig, SchedulerConfig
+from workers.config import CacheConfig, EngineConfig, LoRAConfig, Quantization, SchedulerConfig
 from workers.engine import LLMEngine
 from workers.gc_freeze import long_lived_objects_frozen
 from workers.models.model_config import ModelConfig
@@ -51,7 +52,7 @@ SHAPE_8B = dict(
     max_position_embeddings=2048,
     rope_theta=500000.0,
 )
-SHAPES = {"1b": SHAPE_1B, "8b": SHAPE_8B}
+SHAPES: dict[str, dict[str, Any]] = {"1b": SHAPE_1B, "8b": SHAPE_8B}
 # Stated prices of one GPU-hour for the cost figure (on-demand cloud list prices, rounded).
 GPU_HOUR_USD = {"H100": 2.50, "H200": 3.50}
 BF16_TFLOPS = 800.0  # dense bf16 matmul rate measured on the H100/H200 (../shared/gpu/README.md)
@@ -94,7 +95,7 @@ def engine_for(
     model_dir: Path,
     graphs: bool,
     lora: LoRAConfig | None = None,
-    quantization: str | None = None,
+    quantization: Quantization | None = None,
     overlap: bool = True,
 ) -> LLMEngine:
     return LLMEngine(
@@ -176,7 +177,8 @@ def run_serving(
 def run_hf(
     model_dir: Path, work: list[tuple[list[int], int]], batch: int, new_tokens: int
 ) -> float:
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16).cuda().eval()
+    # transformers' @wraps(nn.Module.to/cuda) leaves the method unbound to a checker
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16).cuda().eval()  # type: ignore[call-arg]
     prompts = [p for p, _ in work[:batch]]
     width = max(len(p) for p in prompts)
     ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts], device="cuda")

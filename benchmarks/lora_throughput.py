@@ -98,7 +98,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--name", default="lora_throughput_cpu.json")
     args = parser.parse_args()
-    prompts = make_prompts(args.requests, *args.prompt_len, SHAPE["vocab_size"])
+    low, high = args.prompt_len
+    prompts = make_prompts(args.requests, low, high, SHAPE["vocab_size"])
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = save_random_llama(Path(tmp) / "model", **SHAPE)
         model = ModelConfig.from_dir(model_dir)

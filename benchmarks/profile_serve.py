@@ -29,6 +29,7 @@ import aiohttp
 import yaml
 from transformers import AutoTokenizer
 
+from benchmarks.common import decode_text
 from benchmarks.serve_overhead import one_http
 from benchmarks.serve_process import (
     BUNDLED_MODEL,
@@ -153,7 +154,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     env = dict(pair.split("=", 1) for pair in args.env)
     tokenizer = AutoTokenizer.from_pretrained(BUNDLED_MODEL)
-    texts = [tokenizer.decode(p, skip_special_tokens=True) for p in heldout_prompts(256, 96)]
+    texts = [decode_text(tokenizer, p) for p in heldout_prompts(256, 96)]
     with tempfile.TemporaryDirectory(dir=ROOT, prefix="profile_serve_") as tmp:
         model_dir = BUNDLED_MODEL
         if args.device == "cuda":

@@ -15,7 +15,9 @@ import pstats
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -23,8 +25,10 @@ from torch.profiler import ProfilerActivity, profile
 from benchmarks.common import median, print_table
 from benchmarks.gpu_suite import adapter_engine, engine_for, save_model, serving_workload
 from workers.engine import LLMEngine
+from workers.model_runner import PendingOutput
 from workers.protocol import GenerateRequest
 from workers.sampling_params import SamplingParams
+from workers.scheduler_output import SchedulerOutput
 
 
 def fill(engine: LLMEngine, batch: int, context: int, adapters: int = 0) -> None:
@@ -100,8 +104,8 @@ def phase_table(engine: LLMEngine, batch: int, context: int) -> None:
     assert graphs is not None
     spent: dict[str, list[float]] = defaultdict(list)
 
-    def timed(name: str, fn):  # type: ignore[no-untyped-def]
-        def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
             torch.cuda.synchronize()
             t0 = time.perf_counter()
             out = fn(*args, **kwargs)
@@ -162,7 +166,7 @@ def serving_split(engine: LLMEngine, work: list[tuple[list[int], int]], adapters
     spent: dict[str, list[float]] = defaultdict(list)
     sizes: dict[str, list[int]] = defaultdict(list)
 
-    def timed(step):  # type: ignore[no-untyped-def]
+    def timed(step: SchedulerOutput) -> PendingOutput:
         torch.cuda.synchronize()
         t0 = time.perf_counter()
         out = launch(step)

@@ -65,7 +65,7 @@ def make_engine(k: int) -> LLMEngine:
 
 
 class AlwaysDraft:
-    """A ThroughputGate stand-in that lets every step draft."""
+    """A DraftGate that lets every step draft (where ThroughputGate measures first)."""
 
     def allow(self, batch_size: int) -> bool:
         return True
@@ -81,6 +81,7 @@ def run(
     new_tokens: int,
     streams: int,
 ) -> tuple[dict[str, float], list[list[int]]]:
+    assert engine.speculator is not None  # the engine is made with spec
     stats = engine.speculator.policy.stats
     drafted0, accepted0 = stats.num_drafted_tokens, stats.num_accepted_tokens
     params = SamplingParams(max_tokens=new_tokens, temperature=0)
@@ -121,6 +122,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     tokenizer = AutoTokenizer.from_pretrained(MODEL_DIR, local_files_only=True)
     served, always = make_engine(args.k), make_engine(args.k)
+    assert always.speculator is not None  # the engine is made with spec
     always.speculator.gate = AlwaysDraft()
     rows = []
     for set_name, messages in prompt_sets(args.prompts).items():

@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ import torch
 import yaml
 from transformers import AutoTokenizer
 
-from benchmarks.common import hardware, median, print_table, write_json
+from benchmarks.common import decode_text, hardware, median, print_table, write_json
 from benchmarks.serve_process import (
     BUNDLED_MODEL,
     GPU_MODEL_NAME,
@@ -147,7 +148,7 @@ def run_in_process(
     async def at(concurrency: int, count: int) -> dict[str, float]:
         await one_engine(async_engine, ids[0], 4, f"warm-{concurrency}")  # as the HTTP side
         calls: list[Call] = [
-            lambda i=i: one_engine(async_engine, ids[i], new_tokens, f"c{concurrency}-{i}")
+            partial(one_engine, async_engine, ids[i], new_tokens, f"c{concurrency}-{i}")
             for i in range(count)
         ]
         return await measure(calls, concurrency)
@@ -188,7 +189,7 @@ def run_over_http(
             await one_http(client, model, texts[0], 4, stream=True)  # warm-up
 
             def calls(stream: bool) -> list[Call]:
-                return [lambda t=t: one_http(client, model, t, new_tokens, stream) for t in texts]
+                return [partial(one_http, client, model, t, new_tokens, stream) for t in texts]
 
             result = await measure(calls(True), concurrency)
             if whole:
@@ -292,7 +293,7 @@ def main() -> None:
     name = args.name or f"serve_overhead_{'gpu' if args.device == 'cuda' else 'cpu'}.json"
     tokenizer = AutoTokenizer.from_pretrained(BUNDLED_MODEL)  # the GPU model shares it
     prompts = heldout_prompts(max(levels.values()), 96)
-    texts = [tokenizer.decode(p, skip_special_tokens=True) for p in prompts]
+    texts = [decode_text(tokenizer, p) for p in prompts]
     ready_s = 600 if args.device == "cuda" else 300
     with tempfile.TemporaryDirectory(dir=ROOT, prefix="serve_overhead_model_") as tmp:
         model_dir = BUNDLED_MODEL
@@ -313,13 +314,19 @@ def main() -> None:
                 engine_process={"auto": None, "on": True, "off": False}[args.engine_process],
             )
 
-        measured = {"whole": True, "env": env, "ready_s": ready_s}
-        http = run_over_http(config(1), texts, args.new_tokens, levels, **measured)
+        http = run_over_http(
+            config(1), texts, args.new_tokens, levels, whole=True, env=env, ready_s=ready_s
+        )
         many = None
         if args.llm_replicas > 1:
-            measured["whole"] = False
             many = run_over_http(
-                config(args.llm_replicas), texts, args.new_tokens, levels, **measured
+                config(args.llm_replicas),
+                texts,
+                args.new_tokens,
+                levels,
+                whole=False,
+                env=env,
+                ready_s=ready_s,
             )
     rows = overhead_rows(list(levels), local, http)
     payload: dict[str, Any] = {

@@ -73,7 +73,7 @@ def serve_config(
     else:
         llm_options = {"num_cpus": 1, "num_gpus": 1 / llm_replicas}
         router_options = {"num_cpus": 0.5}
-    args = {
+    args: dict[str, Any] = {
         "model": str(model_dir),
         "served_model_name": GPU_MODEL_NAME if device == "cuda" else None,
         "llm": {

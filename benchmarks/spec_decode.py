@@ -25,6 +25,7 @@ from workers.protocol import GenerateRequest, SpeculationMode
 from workers.sampling_params import SamplingParams
 from workers.scheduler_output import ScheduledSeq
 from workers.spec.config import SpecConfig
+from workers.spec.draft_model import DraftModelProposer
 from workers.spec.policy import expected_speedup
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
@@ -67,6 +68,7 @@ def run(
     engine: LLMEngine, prompts: list[list[int]], mode: SpeculationMode, new_tokens: int
 ) -> tuple[dict[str, float], list[list[int]]]:
     params = SamplingParams(max_tokens=new_tokens, temperature=0, ignore_eos=True)
+    assert engine.speculator is not None  # the engine is made with spec
     stats = engine.speculator.policy.stats
     drafted0, accepted0, rounds0 = (
         stats.num_drafted_tokens,
@@ -93,7 +95,9 @@ def run(
 
 def draft_cost_ratio(engine: LLMEngine, batch: int, repeats: int = 20) -> float:
     """c: one batched decode step of the draft over one of the target (same batch size)."""
+    assert engine.speculator is not None  # the engine is made with spec
     draft = engine.speculator.proposers[SpeculationMode.COLOCATED]
+    assert isinstance(draft, DraftModelProposer)
     times = {}
     for name, runner, kv in (
         ("target", engine.runner, engine.kv),

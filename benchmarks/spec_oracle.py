@@ -30,7 +30,7 @@ from benchmarks.gpu_suite import SHAPE_1B
 from workers.config import CacheConfig, EngineConfig, SchedulerConfig
 from workers.engine import LLMEngine
 from workers.gc_freeze import long_lived_objects_frozen
-from workers.protocol import GenerateRequest, SpeculationMode
+from workers.protocol import GenerateRequest, SpeculationMode, TokenDelta
 from workers.sampling_params import SamplingParams
 from workers.spec.config import SpecConfig
 from workers.spec.draft_model import DraftModelProposer
@@ -143,7 +143,7 @@ def run(
     step = engine.step
     steps = 0
 
-    def counted():  # type: ignore[no-untyped-def]
+    def counted() -> list[TokenDelta]:
         nonlocal steps
         steps += 1
         return step()
@@ -193,14 +193,16 @@ def main() -> None:
         draft = save_random_llama(Path(tmp) / "draft-55m", seed=1, **DRAFT_SHAPE)
         for batch, adaptive in ((1, False), (64, True)):
             engine = build_engine(target, draft, args.k, adaptive)
-            real_draft = engine.speculator.proposers[SpeculationMode.COLOCATED]
+            speculator = engine.speculator
+            assert speculator is not None  # build_engine configures spec
+            real_draft = speculator.proposers[SpeculationMode.COLOCATED]
+            assert isinstance(real_draft, DraftModelProposer)
             step_ms = plain_step_ms(engine, prompts[0])
             if not adaptive:  # k fixed: draft every step, whatever the measured throughput
-                engine.speculator.gate.allow = lambda batch_size: True  # type: ignore[method-assign]
+                speculator.gate.allow = lambda batch_size: True  # type: ignore[method-assign]
             run(engine, prompts[:batch], 16, SpeculationMode.NONE, "warm")
             base = run(engine, prompts[:batch], args.new_tokens, SpeculationMode.NONE, "r")
             for a in (0.5, 0.7, 0.9):
-                speculator = engine.speculator
                 if adaptive:  # what the gate learns at one acceptance rate stays with it
                     speculator.gate = ThroughputGate(speculator.config.probe_interval * 2)
                 warm = OracleProposer(real_draft, a)

@@ -18,6 +18,7 @@ from deployments.engine_settings import EngineSettings, context_length, resolve_
 from deployments.llm_server import LLMServer
 from deployments.router_ingress import Router
 from deployments.router_settings import RouterArgs, RouterSettings
+from deployments.serve_typing import as_deployment
 from workers.models.model_config import ModelConfig
 from workers.protocol import SpeculationMode
 
@@ -38,6 +39,11 @@ CONTROL_HEADROOM = 64  # /health, /v1/models, adapter loads beside the admitted 
 # thread calls the DraftServer handle synchronously.
 ONE_LOOP = {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}
 ROUTER_ONE_LOOP = {**ONE_LOOP, "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0"}
+# The deployments, typed as Deployments (to a type checker the decorated names are classes)
+_LLMServer = as_deployment(LLMServer)
+_AdapterControl = as_deployment(AdapterControl)
+_Router = as_deployment(Router)
+_DraftServer = as_deployment(DraftServer)
 
 
 class RoutingArgs(BaseModel):
@@ -137,7 +143,7 @@ def build_app(args: AppArgs) -> Application:
     engine = args.llm.engine
     draft = _draft(args.draft)
     roots = [resolve_path(r) for r in args.adapters.roots] if engine.lora else []
-    llm = LLMServer.options(
+    llm = _LLMServer.options(
         num_replicas=args.llm.num_replicas,
         max_ongoing_requests=args.llm.max_ongoing_requests,
         health_check_period_s=args.llm.health_check_period_s,
@@ -145,15 +151,16 @@ def build_app(args: AppArgs) -> Application:
         logging_config=QUIET,
         graceful_shutdown_timeout_s=args.router.shutdown_timeout_s + LLM_SHUTDOWN_MARGIN_S,
         graceful_shutdown_wait_loop_s=DRAIN_CHECK_S,
+        # the ignores: Ray annotates RequestRouterConfig(**kwargs) as dicts
         request_router_config=RequestRouterConfig(
-            request_router_class=REQUEST_ROUTER,
+            request_router_class=REQUEST_ROUTER,  # type: ignore[arg-type]
             request_router_kwargs=args.llm.routing.model_dump(exclude={"stats_period_s"}),
-            request_routing_stats_period_s=args.llm.routing.stats_period_s,
+            request_routing_stats_period_s=args.llm.routing.stats_period_s,  # type: ignore[arg-type]
         ),
     ).bind(
         model_dir, name, engine.model_dump(), roots, ADAPTER_CONTROL, draft, _engine_process(args)
     )
-    control = AdapterControl.options(
+    control = _AdapterControl.options(
         ray_actor_options=with_env({"num_cpus": 0}, ONE_LOOP),
         max_ongoing_requests=CONTROL_MAX_ONGOING,
         logging_config=QUIET,
@@ -177,7 +184,7 @@ def build_app(args: AppArgs) -> Application:
         batch_slots=share(batch_slots, routers),
         proposers=_proposers(engine, draft is not None),
     )
-    return Router.options(
+    return _Router.options(
         num_replicas=routers,
         ray_actor_options=with_env(args.router.ray_actor_options, ROUTER_ONE_LOOP),
         # admission is the Router's own (429 with Retry-After); Serve must not queue first
@@ -196,7 +203,7 @@ def share(total: int, replicas: int) -> int:
 def _draft(args: DraftArgs) -> Application | None:
     if not args.enabled:
         return None
-    return DraftServer.options(
+    return _DraftServer.options(
         num_replicas=args.num_replicas,
         ray_actor_options=args.ray_actor_options,
         logging_config=QUIET,

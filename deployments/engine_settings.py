@@ -11,7 +11,7 @@ Set elsewhere: EngineConfig.model (the app's `model`) and LoRAConfig.adapter_roo
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
@@ -56,30 +56,11 @@ class _SpecSettings(_Settings):
         return self
 
 
-LoRASettings = derived_model(
-    "LoRASettings",
-    _LoRASettings,
-    __name__,
-    **field_definitions(LoRAConfig, exclude=SET_ELSEWHERE[LoRAConfig]),
-)
-SpecSettings = derived_model(
-    "SpecSettings",
-    _SpecSettings,
-    __name__,
-    **field_definitions(
-        SpecConfig,
-        descriptions={
-            "draft_model": "Colocated draft model directory (repo-relative or absolute), with "
-            "the target's tokenizer; unset: no colocated draft."
-        },
-    ),
-)
-
-
 class _EngineSettings(_Settings):
     def engine_config(self, model_dir: str, adapter_roots: tuple[str, ...] = ()) -> EngineConfig:
         values = self.model_dump(exclude={"lora", "spec"})
-        lora, spec = self.lora, self.spec
+        derived = cast("EngineSettings", self)  # the fields are EngineSettings' (EngineFields)
+        lora, spec = derived.lora, derived.spec
         return EngineConfig(
             model=model_dir,
             **values_of(EngineConfig, values),
@@ -95,20 +76,68 @@ class _EngineSettings(_Settings):
         return self
 
 
-EngineSettings = derived_model(
-    "EngineSettings",
-    _EngineSettings,
-    __name__,
-    **merged(
-        field_definitions(
-            EngineConfig,
-            exclude=(*SET_ELSEWHERE[EngineConfig], *FLATTENED),
-            annotations={"lora": LoRASettings | None, "spec": SpecSettings | None},
+class SpecFields:
+    """SpecSettings' fields that code reads by name, as a type checker sees them."""
+
+    draft_model: str | None
+
+
+class EngineFields:
+    """EngineSettings' fields that code reads by name, as a type checker sees them
+    (tests/deployments/test_settings_types.py holds them to the derived models)."""
+
+    device: str
+    dtype: str
+    max_model_len: int | None
+    block_size: int
+    num_blocks: int | None
+    max_num_seqs: int
+    lora: LoRASettings | None
+    spec: SpecSettings | None
+
+
+if TYPE_CHECKING:
+    # create_model's fields are invisible to a type checker: to it, each derived model is its
+    # base with the attributes above (plain classes, so not fields to pydantic's plugin).
+    class LoRASettings(_LoRASettings): ...
+
+    class SpecSettings(_SpecSettings, SpecFields): ...
+
+    class EngineSettings(_EngineSettings, EngineFields): ...
+
+else:
+    LoRASettings = derived_model(
+        "LoRASettings",
+        _LoRASettings,
+        __name__,
+        **field_definitions(LoRAConfig, exclude=SET_ELSEWHERE[LoRAConfig]),
+    )
+    SpecSettings = derived_model(
+        "SpecSettings",
+        _SpecSettings,
+        __name__,
+        **field_definitions(
+            SpecConfig,
+            descriptions={
+                "draft_model": "Colocated draft model directory (repo-relative or absolute), with "
+                "the target's tokenizer; unset: no colocated draft."
+            },
         ),
-        field_definitions(CacheConfig),
-        field_definitions(SchedulerConfig),
-    ),
-)
+    )
+    EngineSettings = derived_model(
+        "EngineSettings",
+        _EngineSettings,
+        __name__,
+        **merged(
+            field_definitions(
+                EngineConfig,
+                exclude=(*SET_ELSEWHERE[EngineConfig], *FLATTENED),
+                annotations={"lora": LoRASettings | None, "spec": SpecSettings | None},
+            ),
+            field_definitions(CacheConfig),
+            field_definitions(SchedulerConfig),
+        ),
+    )
 
 
 def context_length(model_dir: str, max_model_len: int | None) -> int:

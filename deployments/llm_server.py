@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
@@ -85,7 +85,7 @@ class LLMServer:
 
     async def generate(
         self, request: GenerateRequest, caller: Caller | None = None
-    ) -> AsyncIterator[list[TokenDelta]]:
+    ) -> AsyncGenerator[list[TokenDelta], None]:
         """`caller`: the calling actor (name, namespace); its death aborts the request."""
         if request.adapter is not None and self._adapter_sync is not None:
             await self._adapter_sync.ready()  # a new replica serves the set from its start

@@ -32,7 +32,9 @@ class RayMetrics:
         kind, description = METRICS[name]
         exported = export_name(name)
         if kind == Kind.COUNTER:
-            metric = ray_metrics.Counter(exported, description=description, tag_keys=LABELS)
+            metric: ray_metrics.Metric = ray_metrics.Counter(
+                exported, description=description, tag_keys=LABELS
+            )
         elif kind == Kind.GAUGE:
             metric = ray_metrics.Gauge(exported, description=description, tag_keys=LABELS)
         else:

@@ -88,15 +88,16 @@ class HeaderDeadline:
         lost: Callable[..., Any] = protocol_class.connection_lost
         deadline = self
 
-        def connection_made(protocol: Any, transport: asyncio.BaseTransport) -> None:
-            made(protocol, transport)
-            protocol._tandem_peer = deadline.opened(transport)  # the peer is gone once closed
+        # `self`: they become the class's methods (the protocol instance)
+        def connection_made(self: Any, transport: asyncio.BaseTransport) -> None:
+            made(self, transport)
+            self._tandem_peer = deadline.opened(transport)  # the peer is gone once closed
 
-        def connection_lost(protocol: Any, exc: Exception | None) -> None:
-            lost(protocol, exc)
-            peer = getattr(protocol, "_tandem_peer", None)
+        def connection_lost(self: Any, exc: Exception | None) -> None:
+            lost(self, exc)
+            peer = getattr(self, "_tandem_peer", None)
             if peer is not None:
-                deadline.closed(peer, protocol.transport)
+                deadline.closed(peer, self.transport)
 
         protocol_class.connection_made = connection_made  # type: ignore[method-assign]
         protocol_class.connection_lost = connection_lost  # type: ignore[method-assign]

@@ -142,15 +142,17 @@ class RouterSettings(RouterArgs):
     """RouterArgs plus what the app builder derived; passed to the Router deployment.
     max_running and max_waiting here are one Router replica's share."""
 
+    max_running: int = Field(
+        description="Requests this Router replica dispatches at once (its share of RouterArgs'"
+        " max_running, or of LLM replicas x max_num_seqs)."
+    )
     model_name: str = Field(description="The base model's served name.")
     tokenizer_dir: str = Field(description="Directory AutoTokenizer loads from.")
     max_model_len: int = Field(description="The engine's context length.")
     vocab_size: int = Field(description="The model's vocabulary size (token ids below it).")
-    max_sequences: int = (
-        Field(
-            description="The most sequences one request may ask for (n, best_of, beam_width): "
-            "the engine's max_num_seqs."
-        ),
+    max_sequences: int = Field(
+        description="The most sequences one request may ask for (n, best_of, beam_width): "
+        "the engine's max_num_seqs."
     )
     batch_slots: int = Field(
         description="This Router replica's share of LLM replicas x max_num_seqs."

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import gevent
+from gevent import Greenlet
 from locust.env import Environment
 from locust.html import get_html_report
 from locust.runners import STATE_STOPPED, LocalRunner
@@ -49,10 +50,10 @@ def run(settings: RunSettings, log: Log | None = None) -> Summary:
     log(f"starting the local cluster: serve run {settings.config} (log: {cluster.log_path})")
     with cluster:
         log(f"cluster healthy at {cluster.url}")
-        tokenizer = settings.tokenizer or _config_tokenizer(cluster.source, cluster.config)
+        tokenizer_dir = settings.tokenizer or _config_tokenizer(cluster.source, cluster.config)
         if settings.api_key is None and (key := _local_api_key()):
             settings = settings.model_copy(update={"api_key": key})
-        return run_against(cluster.url, workload, settings, _opt_str(tokenizer), log)
+        return run_against(cluster.url, workload, settings, _opt_str(tokenizer_dir), log)
 
 
 def run_against(
@@ -76,7 +77,10 @@ def run_against(
     csv_writer = StatsCSVFileWriter(
         env, PERCENTILES_TO_REPORT, str(settings.out / LOCUST_PREFIX), full_history=True
     )
-    background = [gevent.spawn(csv_writer.stats_writer), gevent.spawn(stats_history, runner)]
+    background: list[Greenlet] = [
+        gevent.spawn(csv_writer.stats_writer),
+        gevent.spawn(stats_history, runner),
+    ]
     log(f"load: {workload.name} against {url} ({base_model}) for {duration:g} s")
     load_s = _drive(runner, shape, duration, recorder, settings.quiet, log)
     gevent.sleep(1.1)  # one more pass of the CSV writer with the final numbers

@@ -25,8 +25,8 @@ class OpenAIUser(User):
     abstract = True
     planner: ClassVar[RequestPlanner]
     recorder: ClassVar[Recorder]
-    elapsed_s: ClassVar[Callable[[], float]]
-    initial_delay_s: ClassVar[Callable[[], float]]
+    elapsed_s: ClassVar[staticmethod[[], float]]
+    initial_delay_s: ClassVar[staticmethod[[], float]]
     headers: ClassVar[dict[str, str]]
 
     def on_start(self) -> None:

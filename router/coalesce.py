@@ -16,7 +16,7 @@ the last batch never waits: a source that ends flushes what it made at once.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -29,7 +29,7 @@ class _End:
 
 async def coalesce(
     source: AsyncIterator[T], min_interval_s: float | Callable[[], float] = 0.0
-) -> AsyncIterator[list[T]]:
+) -> AsyncGenerator[list[T], None]:
     """Batches of what `source` produced since the previous batch. Closing the result (or
     cancelling its consumer) cancels the reader, which closes `source`."""
     interval = min_interval_s if callable(min_interval_s) else lambda: min_interval_s

@@ -9,7 +9,7 @@ replica and frees its KV blocks.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 from typing import Any
 
@@ -112,7 +112,7 @@ class Generation:
     def usage_chunk(self, usage: Usage) -> dict[str, Any]:
         return self._builder.usage_chunk(usage)
 
-    async def events(self, final: bool = True) -> AsyncIterator[str]:
+    async def events(self, final: bool = True) -> AsyncGenerator[str, None]:
         """SSE events; an error after the stream began becomes a `data: {"error": ...}`
         event and the stream ends without [DONE]. final=False (one prompt of a batch):
         neither the usage chunk nor [DONE], which the batch sends once."""
@@ -159,7 +159,7 @@ class Generation:
 
     # -- the stream -----------------------------------------------------------------------------
 
-    async def _updates(self) -> AsyncIterator[list[ChoiceUpdate]]:
+    async def _updates(self) -> AsyncGenerator[list[ChoiceUpdate], None]:
         """Non-empty coalesced updates until every choice finished."""
         try:
             async with aclosing(coalesce(self._deltas)) as batches:

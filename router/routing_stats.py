@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, cast
 
 from workers.protocol import ReplicaStats
 
@@ -53,7 +53,7 @@ class RoutingStats:
         or a replica of an older version); keys this version does not know are ignored."""
         raw = raw or {}
         values = {
-            f.name: type(f.default)(raw[f.name])  # int, float or tuple: each field's default
+            f.name: type(cast(Any, f.default))(raw[f.name])  # int, float or tuple: its default's
             for f in fields(cls)
             if f.name in raw
         }

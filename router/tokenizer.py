@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 from router.errors import bad_request
 from router.schema import ChatMessage
@@ -31,17 +31,18 @@ class PromptTokenizer:
     ) -> list[tuple[int, ...]]:
         """Every prompt of a completions request: one, or a list of texts or id lists."""
         if isinstance(prompt, list) and prompt and isinstance(prompt[0], str | list):
-            return [self.encode_prompt(p) for p in prompt]  # type: ignore[arg-type]
+            return [self.encode_prompt(p) for p in prompt]
         if isinstance(prompt, list) and not prompt:
             raise bad_request("the prompt is empty; send at least one token", "prompt")
-        return [self.encode_prompt(prompt)]
+        # a text or one id list here: lists of texts or of id lists returned above
+        return [self.encode_prompt(cast("str | list[int]", prompt))]
 
     def encode_prompt(self, prompt: str | list[int]) -> tuple[int, ...]:
         """A completion prompt: text (special tokens added as the tokenizer does) or ids."""
         if isinstance(prompt, list) and prompt and isinstance(prompt[0], str | list):
             if len(prompt) != 1:
                 raise bad_request(f"got {len(prompt)} prompts where one was expected", "prompt")
-            prompt = prompt[0]  # type: ignore[assignment]
+            prompt = prompt[0]
         text_or_ids = prompt
         ids = (
             self.tokenizer(text_or_ids)["input_ids"]

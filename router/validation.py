@@ -102,7 +102,7 @@ def _has_lone_surrogate(value: Any) -> bool:
 
 def _token_id_prompts(prompt: list[int] | list[str] | list[list[int]]) -> list[list[int]]:
     if prompt and isinstance(prompt[0], list):
-        return [list(p) for p in prompt]  # type: ignore[arg-type]
+        return [list(p) for p in prompt]
     if prompt and isinstance(prompt[0], int):
-        return [list(prompt)]  # type: ignore[arg-type]
+        return [list(prompt)]
     return []

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,7 +32,7 @@ def llama_hf(llama_dir: Path):
 @pytest.fixture(scope="session")
 def adapter_root(tmp_path_factory: pytest.TempPathFactory, llama_dir: Path) -> Path:
     root = tmp_path_factory.mktemp("adapters")
-    specs = {
+    specs: dict[str, dict[str, Any]] = {
         "a1": dict(seed=1, rank=4),
         "a2": dict(seed=2, rank=8, targets=["q_proj", "v_proj"]),
         "a3": dict(seed=3, rank=16, use_rslora=True),

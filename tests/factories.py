@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerBase
 
+from adapters.manager import LoRAManager
 from workers.config import CacheConfig, EngineConfig, SchedulerConfig
 from workers.engine import LLMEngine
+from workers.protocol import SpeculationMode
+from workers.spec.speculator import Speculator
+
+P = TypeVar("P")
 
 TINY = dict(
     vocab_size=128,
@@ -120,3 +126,31 @@ def prompt_logits(engine: LLMEngine, prompt: list[int], lora: object | None = No
             torch.tensor(prompt), torch.arange(len(prompt)), runner.kv_caches, meta, lora
         )
         return runner.model.compute_logits(hidden)
+
+
+def speculator_of(engine: LLMEngine) -> Speculator:
+    """The engine's speculator (the test made the engine with `spec`)."""
+    assert engine.speculator is not None, "the engine was made without spec"
+    return engine.speculator
+
+
+def proposer_of(engine: LLMEngine, mode: SpeculationMode, kind: type[P]) -> P:
+    """The engine's proposer for `mode`, which the test knows is a `kind`."""
+    proposer = speculator_of(engine).proposers[mode]
+    assert isinstance(proposer, kind), f"{mode} is proposed by {type(proposer).__name__}"
+    return proposer
+
+
+def adapters_of(engine: LLMEngine) -> LoRAManager:
+    """The engine's LoRA manager (the test made the engine with `lora`)."""
+    assert engine.adapters is not None, "the engine was made without lora"
+    return engine.adapters
+
+
+def decode_text(tokenizer: PreTrainedTokenizerBase, ids: Sequence[int] | torch.Tensor) -> str:
+    """One sequence of ids as text, special tokens dropped."""
+    text = tokenizer.decode(
+        ids if isinstance(ids, torch.Tensor) else list(ids), skip_special_tokens=True
+    )
+    assert isinstance(text, str)  # one sequence decodes to one text
+    return text

@@ -37,7 +37,7 @@ def make_peft_adapter(
         for name, p in model.named_parameters():
             if "lora_" in name:
                 p.normal_(0.0, 0.15)
-    model.save_pretrained(out)
+    model.save_pretrained(str(out))
     return out
 
 

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import queue
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -59,7 +59,7 @@ class AsyncEngine:
 
     # -- public API ---------------------------------------------------------------------------
 
-    def add_request(self, spec: GenerateRequest) -> AsyncIterator[TokenDelta]:
+    def add_request(self, spec: GenerateRequest) -> AsyncGenerator[TokenDelta, None]:
         """Validate now (ValueError) and queue the request; iterate the result for its
         deltas. Leaving the iteration early aborts the request."""
         self._check_alive()
@@ -75,7 +75,7 @@ class AsyncEngine:
             self._check_alive()
         return self._iterate(spec.request_id, stream)
 
-    async def open(self, spec: GenerateRequest) -> AsyncIterator[TokenDelta]:
+    async def open(self, spec: GenerateRequest) -> AsyncGenerator[TokenDelta, None]:
         """add_request, awaitable as ProcessEngine.open is (router/replica_stream.py)."""
         return self.add_request(spec)
 
@@ -112,7 +112,7 @@ class AsyncEngine:
 
     # -- caller side ----------------------------------------------------------------------------
 
-    async def _iterate(self, request_id: str, stream: _Stream) -> AsyncIterator[TokenDelta]:
+    async def _iterate(self, request_id: str, stream: _Stream) -> AsyncGenerator[TokenDelta, None]:
         num_finished = 0
         try:
             while num_finished < stream.num_samples:

@@ -120,8 +120,8 @@ class StepGraphs:
         self.inputs.copy_(self.host, non_blocking=True)
         self.copied.record()
         if fill is not None:
-            index, ids = fill
-            self.input_ids.index_copy_(0, index * width + width - 1, ids)
+            index, fill_ids = fill
+            self.input_ids.index_copy_(0, index * width + width - 1, fill_ids)
         self.graphs[bucket, width].replay()
         logits = self.logits[bucket, width]
         if width == 1:

@@ -149,6 +149,7 @@ class LLMEngine:
         req = Request(spec, next(self._order), stop_ids=stop_token_ids(spec.sampling, eos))
         if spec.adapter is not None:
             req.adapter_key = req.cache_key = self._adapter_key(spec.adapter)
+            assert self.adapters is not None  # _adapter_key raised otherwise
             self.adapters.acquire(req.adapter_key)
         if spec.sampling.structured is not None:  # compiles while the prompt is prefilled
             self.structured.compilation.submit(spec.sampling.structured)

@@ -167,7 +167,9 @@ class EngineCore:
             case Add(request=spec):
                 self.link.send(Accepted(spec.request_id, self._add(spec)))
             case Abort(request_id=request_id):
-                items = [(request_id, d) for d in self.engine.abort(request_id)]
+                items: list[tuple[str, TokenDelta | BaseException]] = [
+                    (request_id, d) for d in self.engine.abort(request_id)
+                ]
                 if items:
                     self.link.send(Step(items, self.engine.stats()))
             case Call(call_id=call_id, method="load_adapter", args=args):

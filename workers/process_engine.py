@@ -22,7 +22,7 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -85,7 +85,7 @@ class ProcessEngine:
 
     # -- the API AsyncEngine has ----------------------------------------------------------------
 
-    async def open(self, spec: GenerateRequest) -> AsyncIterator[TokenDelta]:
+    async def open(self, spec: GenerateRequest) -> AsyncGenerator[TokenDelta, None]:
         """Queue the request once the engine accepted it (else its ValueError); iterate the
         result for its deltas. Leaving the iteration early aborts the request."""
         self._check_alive()
@@ -142,7 +142,7 @@ class ProcessEngine:
 
     # -- caller side ----------------------------------------------------------------------------
 
-    async def _iterate(self, request_id: str, stream: _Stream) -> AsyncIterator[TokenDelta]:
+    async def _iterate(self, request_id: str, stream: _Stream) -> AsyncGenerator[TokenDelta, None]:
         num_finished = 0
         try:
             while num_finished < stream.num_samples:

@@ -11,7 +11,7 @@ never turn a finite logit into inf or NaN, and no mask removes every token.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import torch
 
@@ -98,7 +98,7 @@ def processed_logits(
     params: SamplingParams,
     prompt_ids: Sequence[int],
     output_ids: Sequence[int],
-    stop_ids: Sequence[int],
+    stop_ids: Collection[int],
     num_outputs: int,
 ) -> torch.Tensor:
     """One raw row [vocab] after penalties, logit bias and min_tokens masking (stop tokens held back

@@ -28,6 +28,7 @@ from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
     GenerationConfig,
+    PreTrainedModel,
     PreTrainedTokenizerBase,
 )
 
@@ -77,7 +78,7 @@ def is_converted(out: Path, source_sha256: str) -> bool:
     )
 
 
-def plain_model(gguf: Path) -> tuple[torch.nn.Module, PreTrainedTokenizerBase, torch.nn.Module]:
+def plain_model(gguf: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, torch.nn.Module]:
     """The GGUF as an ordinary (savable) fp32 transformers model, its tokenizer, and the
     GGUF-loaded model it was built from (the reference for the reload check)."""
     kwargs = {"gguf_file": gguf.name, "local_files_only": True}

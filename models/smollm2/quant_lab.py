@@ -25,6 +25,7 @@ import os
 import statistics
 import sys
 import time
+from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
@@ -32,13 +33,13 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 from models.smollm2.paths import MODEL_DIR, REPO_ROOT
 from models.smollm2.prompts import CHAT_PROMPTS, chat_prompt_ids
 from models.training.quantization import quiet_int8_casts, weight_bytes
-from workers.config import CacheConfig, EngineConfig, SchedulerConfig
+from workers.config import CacheConfig, EngineConfig, Quantization, SchedulerConfig
 from workers.engine import LLMEngine
 from workers.protocol import GenerateRequest
 from workers.sampling_params import SamplingParams
 
 LAB_JSON = REPO_ROOT / "models" / "smollm2" / "lab.json"
-VARIANTS = {  # name -> (dtype, bitsandbytes method)
+VARIANTS: dict[str, tuple[str, Quantization | None]] = {  # name -> (dtype, bnb method)
     "fp32": ("float32", None),
     "bf16": ("bfloat16", None),
     "int8": ("float32", "int8"),
@@ -83,7 +84,7 @@ def mean_loss(model: torch.nn.Module, windows: torch.Tensor) -> float:
     return statistics.fmean(losses)  # equal-length windows: the mean over all tokens
 
 
-def step_ms(dtype: str, method: str | None, streams: int, new_tokens: int) -> float:
+def step_ms(dtype: str, method: Quantization | None, streams: int, new_tokens: int) -> float:
     """Median engine step (decode) while `streams` chat requests generate together."""
     engine = LLMEngine(
         EngineConfig(
@@ -119,7 +120,7 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(MODEL_DIR, local_files_only=True)
     text = reference_text()
     windows = text_windows(tokenizer, text, args.windows, args.window_len)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, (dtype, method) in VARIANTS.items():
         with quiet_int8_casts():
             model = hf_variant(dtype, method)

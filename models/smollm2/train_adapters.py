@@ -17,6 +17,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
@@ -25,6 +26,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 from models.smollm2.adapter_tasks import TASKS, ChatExample, examples
 from models.smollm2.paths import ADAPTERS_DIR, MODEL_DIR, MODEL_NAME
 from models.smollm2.prompts import chat_prompt_ids
+
+if TYPE_CHECKING:
+    from transformers import LlamaForCausalLM
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,8 @@ def encode(tokenizer: PreTrainedTokenizerBase, batch: list[ChatExample]) -> Batc
 
 def answer_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
     """Mean next-token cross-entropy over the answer tokens only."""
-    causal_lm = model.get_base_model() if isinstance(model, PeftModel) else model
+    base = model.get_base_model() if isinstance(model, PeftModel) else model
+    causal_lm = cast("LlamaForCausalLM", base)  # SmolLM2 is a Llama: .model and .lm_head
     hidden = causal_lm.model(
         input_ids=batch.input_ids, attention_mask=batch.attention_mask
     ).last_hidden_state

@@ -4,6 +4,7 @@ manifest. Every number in the card comes from those files; none is typed in by h
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from models.smollm2.card import real_model_section, replace_section
@@ -16,7 +17,7 @@ def _mb(num_bytes: float) -> str:
     return f"{num_bytes / 1e6:.2f} MB"
 
 
-def _table(head: list[str], rows: list[list[object]]) -> str:
+def _table(head: list[str], rows: Sequence[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"

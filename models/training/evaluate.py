@@ -13,6 +13,7 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from peft import PeftModel
@@ -24,6 +25,9 @@ from models.training.heldout import HeldOut, load_heldout
 from models.training.measure import chat_reply, complete, greedy_acceptance, heldout_loss
 from models.training.quantization import quantization_table
 from models.training.settings import BuildSettings, full_settings
+
+if TYPE_CHECKING:
+    from models.training.measure import CausalLM
 
 SEQ_LEN = 512
 PYTHON_WINDOWS = 32
@@ -38,7 +42,7 @@ SAMPLE_TOKENS = 40
 CHAT_REQUEST = "Write a Python function named is_even. Return True if n is an even number."
 
 
-def load_model(path: Path) -> torch.nn.Module:
+def load_model(path: Path) -> CausalLM:
     """Shipped bf16 weights, computed in fp32 (exact weights, CPU-friendly arithmetic)."""
     return AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).eval()
 

@@ -22,7 +22,9 @@ def llama_config(shape: ModelShape, settings: BuildSettings) -> LlamaConfig:
         num_key_value_heads=shape.num_key_value_heads,
         head_dim=shape.hidden_size // shape.num_attention_heads,
         max_position_embeddings=settings.max_position_embeddings,
-        rope_theta=settings.rope_theta,
+        # transformers 5 takes the legacy rope_theta (into rope_parameters, the same config)
+        # without declaring it; 4.x (pyproject allows >=4.45) knows only rope_theta
+        rope_theta=settings.rope_theta,  # type: ignore[call-arg]
         rms_norm_eps=1e-5,
         tie_word_embeddings=True,
         bos_token_id=SPECIAL_TOKENS.index(BOS_TOKEN),
@@ -34,7 +36,8 @@ def llama_config(shape: ModelShape, settings: BuildSettings) -> LlamaConfig:
 def new_model(config: LlamaConfig, seed: int, device: torch.device) -> LlamaForCausalLM:
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
-    return model.to(device=device, dtype=torch.float32)
+    # transformers' @wraps(nn.Module.to/cuda) leaves the method unbound to a checker
+    return model.to(device=device, dtype=torch.float32)  # type: ignore[call-arg]
 
 
 def parameter_count(model: torch.nn.Module) -> int:
@@ -46,8 +49,9 @@ def save_bf16(model: LlamaForCausalLM, out_dir: Path, tokenizer_dir: Path) -> No
     """config.json + model.safetensors (bf16) + generation_config.json + the tokenizer files."""
     out_dir.mkdir(parents=True, exist_ok=True)
     model.config.use_cache = True
-    model.to(torch.bfloat16).save_pretrained(str(out_dir), safe_serialization=True)
-    model.to(torch.float32)
+    # transformers' @wraps(nn.Module.to/cuda) leaves the method unbound to a checker
+    model.to(torch.bfloat16).save_pretrained(str(out_dir), safe_serialization=True)  # type: ignore[arg-type]
+    model.to(torch.float32)  # type: ignore[arg-type]
     GenerationConfig(
         bos_token_id=model.config.bos_token_id,
         eos_token_id=model.config.eos_token_id,

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from models.training.data import mean_loss
+
+if TYPE_CHECKING:  # types only: importing peft and transformers costs seconds
+    from peft import PeftModel
+    from transformers import GenerationMixin, PreTrainedModel
+
+    class CausalLM(PreTrainedModel, GenerationMixin):
+        """What AutoModelForCausalLM builds, to a type checker: a model that generates."""
 
 
 def heldout_loss(model: nn.Module, windows: torch.Tensor, batch_size: int = 8) -> float:
@@ -17,7 +25,7 @@ def heldout_loss(model: nn.Module, windows: torch.Tensor, batch_size: int = 8) -
 
 
 @torch.no_grad()
-def greedy_tokens(model: nn.Module, prompt: torch.Tensor, count: int) -> torch.Tensor:
+def greedy_tokens(model: CausalLM | PeftModel, prompt: torch.Tensor, count: int) -> torch.Tensor:
     """[count] greedy next tokens after prompt [T]; EOS is suppressed so exactly count come."""
     ids = prompt[None, :]
     out = model.generate(
@@ -49,7 +57,7 @@ class Acceptance:
 
 
 def greedy_acceptance(
-    target: nn.Module, draft: nn.Module, prompts: list[torch.Tensor], new_tokens: int, k: int
+    target: CausalLM, draft: CausalLM, prompts: list[torch.Tensor], new_tokens: int, k: int
 ) -> Acceptance:
     """Greedy speculative decoding, simulated exactly: the draft proposes k tokens from the
     accepted prefix, the target keeps the longest prefix equal to its own greedy tokens and adds
@@ -72,7 +80,7 @@ def greedy_acceptance(
 
 
 @torch.no_grad()
-def complete(model: nn.Module, tokenizer, prompt: str, new_tokens: int) -> str:
+def complete(model: CausalLM | PeftModel, tokenizer, prompt: str, new_tokens: int) -> str:
     """Greedy completion with a mild repetition penalty (1.2); the prompt is not repeated."""
     ids = tokenizer(prompt, return_tensors="pt")
     out = model.generate(
@@ -85,7 +93,7 @@ def complete(model: nn.Module, tokenizer, prompt: str, new_tokens: int) -> str:
 
 
 @torch.no_grad()
-def chat_reply(model: nn.Module, tokenizer, request: str, new_tokens: int) -> str:
+def chat_reply(model: CausalLM | PeftModel, tokenizer, request: str, new_tokens: int) -> str:
     """The assistant's greedy reply to one user message, through the chat template."""
     ids = tokenizer.apply_chat_template(
         [{"role": "user", "content": request}],

@@ -12,6 +12,7 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig
@@ -34,7 +35,7 @@ def variants() -> dict[str, BitsAndBytesConfig | None]:
 def weight_bytes(model: torch.nn.Module) -> int:
     """Bytes of every distinct tensor in the state dict: quantised weights with their scales
     and quantisation state, norms, and the (tied, counted once) embedding."""
-    seen: dict[tuple[int, int], int] = {}
+    seen: dict[tuple[int, int | torch.SymInt], int] = {}
     for tensor in model.state_dict().values():
         if isinstance(tensor, torch.Tensor):
             key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset())
@@ -55,7 +56,7 @@ def quiet_int8_casts() -> Iterator[None]:
 
 
 def quantization_table(target_dir: Path, windows: torch.Tensor) -> list[dict]:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, config in variants().items():
         with quiet_int8_casts():
             model = AutoModelForCausalLM.from_pretrained(

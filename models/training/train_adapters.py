@@ -41,7 +41,8 @@ def train_adapter(
     device: torch.device,
 ) -> dict:
     train = settings.adapter_train
-    base = LlamaForCausalLM.from_pretrained(str(target_dir), dtype=torch.float32).to(device)
+    # transformers' @wraps(nn.Module.to/cuda) leaves the method unbound to a checker
+    base = LlamaForCausalLM.from_pretrained(str(target_dir), dtype=torch.float32).to(device)  # type: ignore[arg-type]
     windows = eval_windows(
         load_stream(work, spec.domain, "valid", device), train.seq_len, train.eval_windows
     )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.factories import adapters_of
 from tests.lora_factories import make_lora_engine, peft_greedy
 from workers.async_engine import AsyncEngine
 from workers.errors import AdapterNotFoundError
@@ -97,4 +98,4 @@ def test_unload_drains_running_requests(llama_dir: Path, adapter_root: Path, pin
     while engine.has_unfinished():
         out += [t for d in engine.step() for t in d.token_ids]
     assert out == peft_greedy(llama_dir, adapter_root / "a1", PROMPT, 8)
-    assert engine.adapters.slots.keys.count(None) == engine.adapters.slots.max_loras
+    assert adapters_of(engine).slots.keys.count(None) == adapters_of(engine).slots.max_loras

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.factories import random_prompts
+from tests.factories import adapters_of, random_prompts
 from tests.lora_factories import make_lora_engine, peft_greedy
 from workers.protocol import GenerateRequest
 from workers.sampling_params import SamplingParams
@@ -41,8 +41,8 @@ def test_four_adapters_and_base_in_one_batch_equal_peft(
     llama_dir: Path, adapter_root: Path, expected
 ) -> None:
     engine = make_lora_engine(llama_dir, adapter_root, max_loras=4)
-    for name in ("a1", "a2", "a3", "a4"):
-        engine.load_adapter(name, name)
+    for adapter in ("a1", "a2", "a3", "a4"):
+        engine.load_adapter(adapter, adapter)
     names = [None, "a1", "a2", "a3", "a4"]
     engine.add_request(GenerateRequest("probe", (5, 6, 7), GREEDY, adapter="a1"))
     step = engine.scheduler.schedule()  # what one step holds once all are admitted
@@ -57,8 +57,8 @@ def test_four_adapters_and_base_in_one_batch_equal_peft(
 
 def test_steps_mix_adapters(llama_dir: Path, adapter_root: Path) -> None:
     engine = make_lora_engine(llama_dir, adapter_root, max_loras=4)
-    for name in ("a1", "a2", "a3"):
-        engine.load_adapter(name, name)
+    for adapter in ("a1", "a2", "a3"):
+        engine.load_adapter(adapter, adapter)
     for i, name in enumerate([None, "a1", "a2", "a3"]):
         engine.add_request(GenerateRequest(f"r{i}", (5, 6, 7, 8), GREEDY, adapter=name))
     step = engine.scheduler.schedule()
@@ -69,8 +69,8 @@ def test_steps_mix_adapters(llama_dir: Path, adapter_root: Path) -> None:
 def test_more_adapters_than_slots_and_memory(llama_dir: Path, adapter_root: Path, expected) -> None:
     engine = make_lora_engine(llama_dir, adapter_root, max_loras=2, max_cpu_loras=3)
     names = ["a1", "a2", "a3", "a4", "a5", "a6"]
-    for name in names:
-        engine.load_adapter(name, name)
+    for adapter in names:
+        engine.load_adapter(adapter, adapter)
     residency = {a.name: a.residency for a in engine.list_adapters()}
     # Host memory keeps the 3 most recently loaded; the oldest went back to disk (LRU).
     assert residency == {
@@ -84,8 +84,8 @@ def test_more_adapters_than_slots_and_memory(llama_dir: Path, adapter_root: Path
     out = run_mixed(engine, [None, *names])
     for name in [None, *names]:
         assert out[name] == expected[name], name
-    assert engine.adapters.num_disk_loads >= 3
-    assert engine.adapters.slots.num_writes >= 6
+    assert adapters_of(engine).num_disk_loads >= 3
+    assert adapters_of(engine).slots.num_writes >= 6
     assert engine.stats().num_free_blocks == engine.stats().num_total_blocks
 
 
@@ -122,8 +122,8 @@ def test_replace_bumps_version_and_never_reuses_old_prefix_cache(
 
 def test_max_loras_per_step_without_starvation(llama_dir: Path, adapter_root: Path) -> None:
     engine = make_lora_engine(llama_dir, adapter_root, max_loras=2, max_cpu_loras=6)
-    for name in ("a1", "a2", "a3", "a4"):
-        engine.load_adapter(name, name)
+    for adapter in ("a1", "a2", "a3", "a4"):
+        engine.load_adapter(adapter, adapter)
     params = SamplingParams(max_tokens=4, ignore_eos=True)
     order = ["a1", "a2", "a3", "a1", "a2", None, "a4"]
     for i, name in enumerate(order):

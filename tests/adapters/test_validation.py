@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from tests.factories import make_tiny_model
+from tests.factories import adapters_of, make_tiny_model
 from tests.lora_factories import make_lora_engine, make_peft_adapter, peft_greedy
 from workers.errors import AdapterLoadError, AdapterNotFoundError
 from workers.protocol import GenerateRequest
@@ -139,6 +139,6 @@ def test_unknown_adapter_and_no_roots(llama_dir: Path, adapter_root: Path) -> No
     with pytest.raises(AdapterNotFoundError):
         engine.unload_adapter("nope")
     no_roots = make_lora_engine(llama_dir, adapter_root)
-    no_roots.adapters.config = no_roots.adapters.config.__class__(adapter_roots=())
+    adapters_of(no_roots).config = adapters_of(no_roots).config.__class__(adapter_roots=())
     with pytest.raises(AdapterLoadError, match="configure adapter_roots"):
         no_roots.load_adapter("a1", "a1")

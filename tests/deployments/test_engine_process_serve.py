@@ -64,7 +64,8 @@ def test_a_killed_engine_process_fails_its_streams_and_is_replaced(
     app: ServedApp, served_model_dir, prompt_tokenizer
 ) -> None:
     replica = llm_replica()
-    pid = ray.get(replica.__ray_call__.remote(engine_core_pid))
+    pid_ref: ray.ObjectRef[int] = replica.__ray_call__.remote(engine_core_pid)
+    pid = ray.get(pid_ref)
 
     async def main() -> list[tuple[float, str]]:
         async with httpx.AsyncClient(base_url=app.base_url, timeout=60) as client:

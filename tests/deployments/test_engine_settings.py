@@ -30,7 +30,11 @@ def options(cls: type, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], An
     """Every leaf option of a config dataclass, by path, with its annotation."""
     leaves: dict[tuple[str, ...], Any] = {}
     for name, annotation in get_type_hints(cls).items():
-        nested = [t for t in (annotation, *get_args(annotation)) if dataclasses.is_dataclass(t)]
+        nested = [
+            t
+            for t in (annotation, *get_args(annotation))
+            if isinstance(t, type) and dataclasses.is_dataclass(t)
+        ]
         if nested:
             leaves.update(options(nested[0], (*prefix, name)))
         else:
@@ -121,14 +125,14 @@ def test_defaults_are_the_engines_and_survive_the_dict_a_replica_gets() -> None:
 
 
 def test_every_engine_option_is_a_setting_or_set_elsewhere() -> None:
-    settable = {
+    settable: set[tuple[str, ...]] = {
         (name, *sub)
         for name in EngineSettings.model_fields
         for sub in ([(s,) for s in SECTIONS[name].model_fields] if name in SECTIONS else [()])
     }
     engine_options = {settings_path(p) for p in options(EngineConfig)}
     assert settable == engine_options - ELSEWHERE
-    declared = {(n,) for n in SET_ELSEWHERE[EngineConfig]}
+    declared: set[tuple[str, ...]] = {(n,) for n in SET_ELSEWHERE[EngineConfig]}
     declared |= {("lora", n) for n in SET_ELSEWHERE[LoRAConfig]}
     assert declared == ELSEWHERE
 

@@ -19,6 +19,7 @@ from tests.deployments.serve_harness import (
     running_app,
     small_app_args,
 )
+from tests.openai_errors import error_body
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 
@@ -69,7 +70,7 @@ def test_completion_over_http_equals_the_engine_and_uses_the_remote_draft(
     out = greedy_text(app)
     expected = engine_greedy(served_model_dir, prompt_tokenizer.encode_prompt(PROMPT), 10)
     assert out.choices[0].text == prompt_tokenizer.decode(expected)
-    assert out.usage.completion_tokens == 10
+    assert out.usage is not None and out.usage.completion_tokens == 10
     # greedy requests were routed to remote speculation: the DraftServer proposed for them
     assert app.handle("DraftServer").stats.remote().result()["num_queries"] > 0
 
@@ -103,10 +104,10 @@ def test_errors_have_the_openai_shape_and_status(app):
         greedy_text(app, model="no-such-model")
     with pytest.raises(openai.BadRequestError) as bad:
         app.client().completions.create(model=MODEL, prompt="x", temperature=-1)
-    assert bad.value.body["param"] == "temperature"
+    assert error_body(bad.value)["param"] == "temperature"
     with pytest.raises(openai.BadRequestError) as engine_error:
         app.client().completions.create(model=MODEL, prompt=[1, 2, 999], max_tokens=2)
-    assert "vocabulary" in engine_error.value.body["message"]
+    assert "vocabulary" in error_body(engine_error.value)["message"]
     missing = httpx.get(f"{app.base_url}/v1/models")
     assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
     assert missing.json()["error"]["type"] == "authentication_error"

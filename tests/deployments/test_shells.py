@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from deployments.adapter_sync import AdapterSync
 from deployments.app import AppArgs, build_app
 from deployments.llm_server import LLMServer
+from deployments.serve_typing import user_class
 from router.adapter_catalog import AdapterSet
 from router.replica_stream import unpack
 from router.routing_stats import RoutingStats
@@ -22,7 +23,7 @@ def test_llm_server_streams_an_ack_then_deltas_and_fails_health_when_its_loop_di
     served_model_dir: Path,
 ) -> None:
     async def main() -> None:
-        server = LLMServer.func_or_class(
+        server = user_class(LLMServer)(
             str(served_model_dir), "m", {"num_blocks": 32, "block_size": 4}
         )
         try:

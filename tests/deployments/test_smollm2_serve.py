@@ -15,6 +15,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from models.smollm2.paths import MODEL_DIR, MODEL_NAME, REPO_ROOT
 from models.smollm2.prompts import chat_prompt_ids
 from tests.deployments.serve_harness import API_KEY, running_app
+from tests.factories import decode_text
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
 
@@ -59,7 +60,7 @@ def transformers_answer(model_dir: Path, content: str) -> str:
         out = model.generate(
             ids, attention_mask=torch.ones_like(ids), max_new_tokens=MAX_TOKENS, do_sample=False
         )
-    return tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
+    return decode_text(tokenizer, out[0, ids.shape[1] :])
 
 
 def test_the_chat_answer_is_transformers_greedy_answer_and_names_paris(app) -> None:

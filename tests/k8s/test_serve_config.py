@@ -14,6 +14,7 @@ from ray.serve.schema import ServeDeploySchema
 
 from deployments.app import AppArgs
 from deployments.llm_server import LLMServer
+from deployments.serve_typing import as_deployment
 from k8s.serve_config import APP_IMPORT_PATH
 from k8s.settings import load_settings
 from tests.k8s.manifests import K8S, REPO, serve_config
@@ -63,12 +64,13 @@ def test_llm_server_autoscales_from_the_configured_replica_count() -> None:
     app = _app(serve_config())
     args = AppArgs.model_validate(app["args"])
     (override,) = app["deployments"]
-    assert override["name"] == LLMServer.name
+    assert override["name"] == as_deployment(LLMServer).name
     assert override["num_replicas"] == "auto"
     scaling = AutoscalingConfig(**override["autoscaling_config"])
     assert scaling.initial_replicas == args.llm.num_replicas
     assert scaling.min_replicas <= scaling.initial_replicas <= scaling.max_replicas
     assert scaling.max_replicas == settings.llm_autoscaling.max_replicas
+    assert scaling.target_ongoing_requests is not None
     assert scaling.target_ongoing_requests <= args.llm.max_ongoing_requests
     # the Router admits enough requests to keep every replica busy at max_replicas
     assert args.router.max_running == scaling.max_replicas * args.llm.engine.max_num_seqs

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.factories import hf_greedy, make_engine, random_prompts
+from tests.factories import hf_greedy, make_engine, random_prompts, speculator_of
 from tests.workers.test_async_scheduling import mixed_workload
 from tests.workers.test_async_scheduling import run as run_all
 from workers.protocol import GenerateRequest, SpeculationMode
@@ -88,18 +88,19 @@ def test_cuda_speculation_in_graphs_equals_cpu(llama_dir: Path, mode: Speculatio
     ]
     cuda = make_engine(llama_dir, device="cuda", dtype="float32", spec=spec)
     assert cuda.runner.graphs is not None and cuda.runner.graphs.max_tokens == 4
-    cuda.speculator.gate.allow = lambda batch_size: True  # draft every step
+    # draft every step
+    speculator_of(cuda).gate.allow = lambda batch_size: True  # type: ignore[method-assign]
     widths: list[int] = []
     run = cuda.runner.graphs.run
 
-    def counted(seqs, adapter_slots=None, fill=None):  # type: ignore[no-untyped-def]
+    def counted(seqs, adapter_slots=None, fill=None):
         widths.append(max(s.num_tokens for s in seqs))
         return run(seqs, adapter_slots, fill)
 
     cuda.runner.graphs.run = counted  # type: ignore[method-assign]
     ours = cuda.generate(specs)
     assert ours == make_engine(llama_dir, spec=spec).generate(specs)
-    assert cuda.speculator.policy.stats.num_drafted_tokens > 0
+    assert speculator_of(cuda).policy.stats.num_drafted_tokens > 0
     assert max(widths) > 1  # verification ran in a graph
     assert cuda.stats().num_free_blocks == cuda.stats().num_total_blocks
 
@@ -112,7 +113,7 @@ def test_cuda_async_scheduling_equals_cpu(llama_dir: Path) -> None:
     overlapped = 0
     step = cuda.step
 
-    def counted():  # type: ignore[no-untyped-def]
+    def counted():
         nonlocal overlapped
         deltas = step()
         overlapped += cuda.step_in_flight

@@ -35,7 +35,7 @@ def test_gathered_lora_matches_reference(
     ours = lora_delta_gathered(x, a, b, token_slots)
     ref = lora_delta_reference(x.float(), a.float(), b.float(), token_slots)
     tol = 1e-3 if dtype == torch.float32 else 5e-2
-    torch.testing.assert_close(ours.float(), ref, atol=tol * ref.abs().max(), rtol=tol)
+    torch.testing.assert_close(ours.float(), ref, atol=tol * ref.abs().max().item(), rtol=tol)
     assert ours[1].abs().max() == 0  # base-model tokens get no update
 
 
@@ -59,4 +59,6 @@ def test_tiled_lora_adds_in_place_like_the_reference(dtype: torch.dtype) -> None
     result = lora_add_gathered(x, a, b, token_slots, base)
     assert result.data_ptr() == base.data_ptr()
     tol = 1e-3 if dtype == torch.float32 else 5e-2
-    torch.testing.assert_close(base.float(), expected, atol=tol * expected.abs().max(), rtol=tol)
+    torch.testing.assert_close(
+        base.float(), expected, atol=tol * expected.abs().max().item(), rtol=tol
+    )

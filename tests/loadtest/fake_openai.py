@@ -71,7 +71,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return None
             last = i == n - 1
             piece = {"content": "tok "} if chat else None
-            choice = {"index": 0, "finish_reason": "length" if last else None}
+            choice: dict[str, Any] = {"index": 0, "finish_reason": "length" if last else None}
             choice |= {"delta": piece} if chat else {"text": "tok "}
             self._event({"choices": [choice]})
         if body.get("stream_options", {}).get("include_usage"):

@@ -13,7 +13,7 @@ from loadtest.outputs import write_outputs
 from loadtest.plan import PlannedRequest
 from loadtest.progress import progress_line
 from loadtest.records import RequestRecord
-from loadtest.summary import percentiles, summarize
+from loadtest.summary import Summary, percentiles, summarize
 from loadtest.workload import SLO
 
 
@@ -33,7 +33,7 @@ RECORDS = [
 ]
 
 
-def _summary() -> object:
+def _summary() -> Summary:
     return summarize(
         RECORDS,
         workload="w",

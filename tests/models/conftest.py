@@ -6,8 +6,9 @@ import json
 
 import pytest
 import torch
-from bundled_paths import DRAFT_DIR, FIXTURES, TARGET_DIR, load_causal_lm
 from transformers import AutoTokenizer
+
+from tests.models.bundled_paths import DRAFT_DIR, FIXTURES, TARGET_DIR, load_causal_lm
 
 
 @pytest.fixture(scope="session")

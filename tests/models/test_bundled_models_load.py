@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from bundled_paths import (
+from peft import PeftModel
+from transformers import AutoTokenizer
+
+from tests.models.bundled_paths import (
     ADAPTER_NAMES,
     ADAPTERS_DIR,
     DRAFT_DIR,
@@ -13,8 +16,6 @@ from bundled_paths import (
     TARGET_DIR,
     load_causal_lm,
 )
-from peft import PeftModel
-from transformers import AutoTokenizer
 
 MB = 1_000_000
 

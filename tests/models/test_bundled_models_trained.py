@@ -8,8 +8,9 @@ import math
 
 import pytest
 import torch
-from bundled_paths import ADAPTERS_DIR, TARGET_DIR, load_causal_lm
 from peft import PeftModel
+
+from tests.models.bundled_paths import ADAPTERS_DIR, TARGET_DIR, load_causal_lm
 
 ADAPTER_DOMAINS = {
     "python-tests": "python-tests",

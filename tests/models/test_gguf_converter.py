@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_gguf import write_tiny_llama_gguf
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from models.smollm2.convert import REQUIRED_FILES, convert
 from tests.factories import make_engine, prompt_logits
+from tests.models.tiny_gguf import write_tiny_llama_gguf
 
 MESSAGES = [{"role": "user", "content": "the theatre in Athens"}]
 
@@ -58,6 +58,7 @@ def test_transformers_gives_the_gguf_models_logits_and_tokens(
     assert text == gguf_tok.apply_chat_template(
         MESSAGES, tokenize=False, add_generation_prompt=True
     )
+    assert isinstance(text, str)  # tokenize=False
     assert text.startswith("<|im_start|>user\n") and text.endswith("<|im_start|>assistant\n")
     ids = tokenizer(text, add_special_tokens=False).input_ids
     assert ids == gguf_tok(text, add_special_tokens=False).input_ids

@@ -3,6 +3,8 @@ greedy chat answers equal transformers' token for token, with the same log-proba
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -62,13 +64,13 @@ def test_twenty_chat_prompts_greedy_and_logprobs_equal_transformers(
     converted: str, prompts: list[list[int]], reference: list[tuple[list[int], list[float]]]
 ) -> None:
     engine = make_engine(
-        converted, num_blocks=256, block_size=16, max_num_seqs=20, max_num_batched_tokens=2048
+        Path(converted), num_blocks=256, block_size=16, max_num_seqs=20, max_num_batched_tokens=2048
     )
     params = SamplingParams(max_tokens=MAX_TOKENS, temperature=0, logprobs=1)
     for i, prompt in enumerate(prompts):
         engine.add_request(GenerateRequest(f"p{i}", tuple(prompt), params))
     tokens: dict[str, list[int]] = {}
-    logprobs: dict[str, list[float]] = {}
+    logprobs: dict[str, list[float | None]] = {}
     while engine.has_unfinished():
         for delta in engine.step():
             tokens.setdefault(delta.request_id, []).extend(delta.token_ids)

@@ -57,8 +57,12 @@ def make_local_app(
 def openai_client(app: FastAPI, api_key: str = "none") -> openai.AsyncOpenAI:
     transport = httpx.ASGITransport(app=app)
     http = httpx.AsyncClient(transport=transport, base_url="http://tandem")
+    # openai takes an httpx client (checked at run time) but annotates httpx2's only
     return openai.AsyncOpenAI(
-        base_url="http://tandem/v1", api_key=api_key, http_client=http, max_retries=0
+        base_url="http://tandem/v1",
+        api_key=api_key,
+        http_client=http,  # type: ignore[arg-type]
+        max_retries=0,
     )
 
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from tests.factories import load_hf, make_engine
+from tests.openai_errors import error_body
 from tests.router.local_app import MODEL, engine_greedy, make_local_app, openai_client
 from workers.async_engine import AsyncEngine
 
@@ -149,7 +150,7 @@ def test_use_beam_search_is_beam_search_of_width_best_of(client):
 def test_unsupported_combinations_are_400s_naming_the_field(client, kwargs, param) -> None:
     with pytest.raises(openai.BadRequestError) as info:
         run(client.completions.create(model=MODEL, prompt="x", **kwargs))
-    assert info.value.body["param"] == param
+    assert error_body(info.value)["param"] == param
 
 
 def test_top_k_minus_one_means_off(client) -> None:
@@ -170,5 +171,5 @@ def test_top_k_minus_one_means_off(client) -> None:
 def test_unknown_or_unsupported_fields_are_refused_by_name(client, field) -> None:
     with pytest.raises(openai.BadRequestError) as info:
         run(client.completions.create(model=MODEL, prompt="x", extra_body={field: 1}))
-    assert info.value.body["param"] == field
-    assert "not supported" in info.value.body["message"]
+    assert error_body(info.value)["param"] == field
+    assert "not supported" in error_body(info.value)["message"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import MutableMapping
 from typing import Any
 
 import pytest
@@ -44,7 +45,7 @@ class Client:
     def __init__(self, chunks: list[bytes | None]) -> None:
         self.chunks = list(chunks)
         self.received = 0
-        self.sent: list[dict[str, Any]] = []
+        self.sent: list[MutableMapping[str, Any]] = []
 
     async def receive(self) -> dict[str, Any]:
         if not self.chunks:
@@ -55,7 +56,7 @@ class Client:
         self.received += 1
         return {"type": "http.request", "body": chunk, "more_body": bool(self.chunks)}
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: MutableMapping[str, Any]) -> None:
         self.sent.append(message)
 
     @property

@@ -8,6 +8,7 @@ import asyncio
 import logging
 import re
 from pathlib import Path
+from typing import NoReturn
 
 import httpx
 import pytest
@@ -37,7 +38,7 @@ def test_an_unexpected_exception_is_a_500_with_only_a_request_id(
 ) -> None:
     app, service, _ = make_local_app(served_model_dir, engine)
 
-    def broken_models() -> None:
+    def broken_models() -> NoReturn:
         raise RuntimeError(SECRET)
 
     service.models = broken_models  # type: ignore[method-assign]

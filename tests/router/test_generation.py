@@ -39,7 +39,7 @@ def events(generation: Generation) -> list[str]:
     return asyncio.run(main())
 
 
-def payloads(raw: list[str]) -> list[object]:
+def payloads(raw: list[str]) -> list[str]:
     return [e.removeprefix("data: ").strip() for e in raw]
 
 

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.factories import make_engine
+from tests.openai_errors import error_body
 from tests.router.local_app import MODEL, engine_greedy, make_local_app, openai_client
 from workers.async_engine import AsyncEngine
 
@@ -79,11 +81,11 @@ def test_chat_uses_the_chat_template(app, served_model_dir, prompt_tokenizer):
     from router.schema import ChatMessage
 
     client = openai_client(app[0])
-    messages = [{"role": "user", "content": "hello"}]
+    messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello"}]
     out = run(
         client.chat.completions.create(model=MODEL, messages=messages, max_tokens=8, temperature=0)
     )
-    ids = prompt_tokenizer.encode_chat([ChatMessage(**m) for m in messages])
+    ids = prompt_tokenizer.encode_chat([ChatMessage.model_validate(m) for m in messages])
     assert out.choices[0].message.role == "assistant"
     assert out.choices[0].message.content == prompt_tokenizer.decode(
         engine_greedy(served_model_dir, ids, 8)
@@ -169,7 +171,7 @@ def test_models_lists_the_base_model(app):
 def test_unknown_model_is_404(app):
     with pytest.raises(openai.NotFoundError) as e:
         run(openai_client(app[0]).completions.create(model="nope", prompt="x"))
-    assert e.value.body["code"] == "model_not_found"
+    assert error_body(e.value)["code"] == "model_not_found"
 
 
 @pytest.mark.parametrize(
@@ -189,9 +191,9 @@ def test_invalid_parameters_are_400_naming_the_field(app, extra, param):
     kwargs = {"model": MODEL, "prompt": "x", "max_tokens": 4, **extra}
     with pytest.raises(openai.BadRequestError) as e:
         run(openai_client(app[0]).completions.create(**kwargs))
-    assert e.value.body["type"] == "invalid_request_error"
+    assert error_body(e.value)["type"] == "invalid_request_error"
     if param is not None:
-        assert e.value.body["param"] == param
+        assert error_body(e.value)["param"] == param
 
 
 def test_every_route_but_health_needs_the_key(served_model_dir, engine):
@@ -201,7 +203,7 @@ def test_every_route_but_health_needs_the_key(served_model_dir, engine):
         with pytest.raises(openai.AuthenticationError) as e:
             await openai_client(app, api_key="wrong").models.list()
         assert e.value.response.headers["www-authenticate"] == "Bearer"
-        assert e.value.body["type"] == "authentication_error"
+        assert error_body(e.value)["type"] == "authentication_error"
         health = await openai_client(app)._client.get("http://tandem/health")
         assert health.status_code == 200
         return await openai_client(app, api_key="sesame").models.list()

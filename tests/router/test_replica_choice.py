@@ -56,7 +56,8 @@ def test_prefix_affinity_remembers_longest_shared_prefix_per_adapter() -> None:
     match = table.lookup(table.keys([*system, 7, 7, 7, 7], None), {"a", "b"})
     assert match is not None and (match.replica_id, match.num_tokens) == ("a", 12)
     assert table.lookup(table.keys(system, "sql"), {"a", "b"}) is None  # other adapter
-    assert table.lookup(table.keys(system, None), {"b"}).replica_id == "b"  # a is gone
+    match = table.lookup(table.keys(system, None), {"b"})
+    assert match is not None and match.replica_id == "b"  # a is gone
     assert table.lookup(table.keys([1, 2], None), {"a"}) is None  # shorter than a chunk
 
 

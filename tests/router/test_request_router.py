@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from types import SimpleNamespace
+from typing import cast
+
+from ray.serve.request_router import PendingRequest, ReplicaID, ReplicaResult
 
 from router.request_router import TandemRequestRouter
 from router.routing_stats import RoutingStats
@@ -18,14 +21,21 @@ class FakeReplica:
     routing_stats: dict = field(default_factory=dict)
 
     @property
-    def replica_id(self) -> SimpleNamespace:
-        return SimpleNamespace(unique_id=self.name)
+    def replica_id(self) -> ReplicaID:
+        return cast(ReplicaID, SimpleNamespace(unique_id=self.name))  # what the router reads
 
 
-def pending(prompt: tuple[int, ...], adapter: str | None = None, rid: str = "1") -> SimpleNamespace:
+# Stand-ins with the fields the router reads, typed as Serve's; it never reads the result.
+NO_RESULT = cast(ReplicaResult, None)
+
+
+def pending(prompt: tuple[int, ...], adapter: str | None = None, rid: str = "1") -> PendingRequest:
     request = GenerateRequest(f"r{rid}", prompt, adapter=adapter)
-    return SimpleNamespace(
-        args=[request], kwargs={}, metadata=SimpleNamespace(internal_request_id=rid)
+    return cast(
+        PendingRequest,
+        SimpleNamespace(
+            args=[request], kwargs={}, metadata=SimpleNamespace(internal_request_id=rid)
+        ),
     )
 
 
@@ -57,11 +67,11 @@ def test_routed_requests_count_until_completed_and_build_prefix_affinity() -> No
     shared = (9, 9, 9, 9, 8, 8, 8, 8)
     first = pending((*shared, 1), rid="1")
     choose(router, replicas, first)
-    router.on_request_routed(first, replicas[1].replica_id, None)
+    router.on_request_routed(first, replicas[1].replica_id, NO_RESULT)
     # same prefix: back to b, where its KV blocks are cached
     assert choose(router, replicas, pending((*shared, 2), rid="2"))[0] == ["b"]
     for i in range(6):  # b gets busy: affinity yields to the idle replica
-        router.on_request_routed(pending((i,), rid=f"x{i}"), replicas[1].replica_id, None)
+        router.on_request_routed(pending((i,), rid=f"x{i}"), replicas[1].replica_id, NO_RESULT)
     assert choose(router, replicas, pending((*shared, 3), rid="3"))[0][0] == "a"
     for i in range(6):
         router.on_request_completed(replicas[1].replica_id, f"x{i}")

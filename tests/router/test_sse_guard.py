@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import MutableMapping
 from typing import Any
 
 import pytest
@@ -28,9 +29,9 @@ def app_sending(parts: list[bytes], final: bool, fail: bool = False, headers=SSE
 
 
 def run(app: Any) -> bytes:
-    sent: list[dict[str, Any]] = []
+    sent: list[MutableMapping[str, Any]] = []
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
     async def receive() -> dict[str, Any]:

@@ -11,9 +11,11 @@ from pathlib import Path
 import jsonschema
 import openai
 import pytest
+from openai.types.chat import ChatCompletionFunctionToolParam, ChatCompletionMessageParam
 from transformers import AutoTokenizer
 
 from tests.factories import make_engine
+from tests.openai_errors import error_body
 from tests.router.local_app import MODEL, make_local_app, openai_client
 from workers.async_engine import AsyncEngine
 
@@ -25,7 +27,7 @@ TOOLS_TEMPLATE = (
     "</tool_call>{% endfor %}{% else %}{{ m['content'] }}{% endif %}\n{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
 )
-WEATHER = {
+WEATHER: ChatCompletionFunctionToolParam = {
     "type": "function",
     "function": {
         "name": "get_weather",
@@ -40,7 +42,7 @@ WEATHER = {
         },
     },
 }
-TIME = {
+TIME: ChatCompletionFunctionToolParam = {
     "type": "function",
     "function": {
         "name": "get_time",
@@ -60,7 +62,15 @@ SCHEMA = {
     },
     "required": ["ok", "n", "word"],
 }
-USER = [{"role": "user", "content": "hello"}]
+
+
+def matches_schema(text: str) -> bool:
+    """True when `text` is JSON valid against SCHEMA (jsonschema raises otherwise)."""
+    jsonschema.validate(json.loads(text), SCHEMA)
+    return True
+
+
+USER: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello"}]
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +121,7 @@ def chat(app, **kwargs):
 def test_logit_bias_forces_a_token_and_bad_keys_are_400(app, tools_model_dir: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(str(tools_model_dir))
     token = tokenizer.convert_tokens_to_ids("fox") if "fox" in tokenizer.get_vocab() else 40
+    assert isinstance(token, int)
     client = openai_client(app)
     out = run(
         client.completions.create(
@@ -121,7 +132,7 @@ def test_logit_bias_forces_a_token_and_bad_keys_are_400(app, tools_model_dir: Pa
     for bias in ({"abc": 1}, {"300": 1}, {"5": 101}):
         with pytest.raises(openai.BadRequestError) as e:
             run(client.completions.create(model=MODEL, prompt="hi", logit_bias=bias))
-        assert e.value.body["param"] == "logit_bias"
+        assert error_body(e.value)["param"] == "logit_bias"
 
 
 def test_response_format_json_schema_and_json_object(app) -> None:
@@ -143,7 +154,7 @@ def test_response_format_json_schema_and_json_object(app) -> None:
         ({"guided_regex": "[a-f]{3}-[0-9]{2}"}, lambda t: re.fullmatch("[a-f]{3}-[0-9]{2}", t)),
         ({"guided_choice": ["left", "right"]}, lambda t: t in ("left", "right")),
         ({"structured_outputs": {"choice": ["up", "down"]}}, lambda t: t in ("up", "down")),
-        ({"guided_json": SCHEMA}, lambda t: jsonschema.validate(json.loads(t), SCHEMA) is None),
+        ({"guided_json": SCHEMA}, matches_schema),
         ({"guided_grammar": 'root ::= "x" [0-9] "y"'}, lambda t: re.fullmatch("x[0-9]y", t)),
     ],
 )
@@ -192,15 +203,15 @@ def test_vllm_constraints_on_completions(app, extra, check) -> None:
 def test_bad_constraints_are_400_naming_the_field(app, kwargs, param, says) -> None:
     with pytest.raises(openai.BadRequestError) as e:
         chat(app, max_tokens=5, **kwargs)
-    assert e.value.body["param"] == param
-    assert says in e.value.body["message"]
+    assert error_body(e.value)["param"] == param
+    assert says in error_body(e.value)["message"]
 
 
 def test_tools_need_a_template_that_renders_them(plain_app, app) -> None:
     with pytest.raises(openai.BadRequestError) as e:
         chat(plain_app, max_tokens=5, tools=[WEATHER])
-    assert e.value.body["param"] == "tools"
-    assert "chat template does not support tools" in e.value.body["message"]
+    assert error_body(e.value)["param"] == "tools"
+    assert "chat template does not support tools" in error_body(e.value)["message"]
     assert chat(plain_app, max_tokens=3, tools=[WEATHER], tool_choice="none").choices
     with pytest.raises(openai.BadRequestError) as e:
         chat(
@@ -209,7 +220,7 @@ def test_tools_need_a_template_that_renders_them(plain_app, app) -> None:
             tools=[WEATHER],
             tool_choice={"type": "function", "function": {"name": "nope"}},
         )
-    assert e.value.body["param"] == "tool_choice"
+    assert error_body(e.value)["param"] == "tool_choice"
 
 
 def _arguments_valid(call, tools=(WEATHER, TIME)) -> None:
@@ -245,7 +256,7 @@ def test_required_and_named_tool_choice_are_enforced(app) -> None:
 
 
 def test_auto_tool_choice_response_shape_and_tool_messages(app) -> None:
-    history = [
+    history: list[ChatCompletionMessageParam] = [
         {"role": "user", "content": "weather in oslo?"},
         {
             "role": "assistant",
@@ -280,6 +291,7 @@ def _streamed_calls(app, **kwargs):
         stream = await client.chat.completions.create(
             model=MODEL, messages=USER, stream=True, **kwargs
         )
+        assert isinstance(stream, openai.AsyncStream)
         return [c async for c in stream]
 
     chunks = run(main())

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.factories import hf_greedy, make_engine, random_prompts
+from tests.factories import hf_greedy, make_engine, random_prompts, speculator_of
 from tests.lora_factories import make_lora_engine, peft_greedy
 from workers.protocol import GenerateRequest, SpeculationMode
 from workers.sampling_params import SamplingParams
@@ -15,7 +16,7 @@ from workers.spec.proposers import Proposal
 
 PROMPTS = [5, 9, 17, 30, 3, 12]
 GREEDY = SamplingParams(max_tokens=20, temperature=0)
-SPEC = dict(num_speculative_tokens=4, draft_cost_ratio=0.05)
+SPEC: dict[str, Any] = dict(num_speculative_tokens=4, draft_cost_ratio=0.05)
 
 
 def arbitrary_remote(queries):
@@ -57,7 +58,7 @@ def test_greedy_equal_with_speculation(
     if proposer == "remote":
         engine.attach_remote_draft(arbitrary_remote)
     assert run(engine, mode, random_prompts(PROMPTS)) == reference
-    stats = engine.speculator.policy.stats
+    stats = speculator_of(engine).policy.stats
     assert stats.num_drafted_tokens > 0
     if proposer == "self-draft":
         assert stats.acceptance_rate > 0.9
@@ -104,7 +105,7 @@ def test_lora_requests_speculate_with_a_base_draft(llama_dir: Path, adapter_root
         for i, p in enumerate(prompts):
             expected = peft_greedy(llama_dir, adapter_root / a if a else None, p, 10)
             assert out[f"{a}-{i}"][0] == expected
-    per_adapter = engine.speculator.policy.stats.per_adapter
+    per_adapter = speculator_of(engine).policy.stats.per_adapter
     assert {k.split("@")[0] for k in per_adapter} == {"a1", "a2", "base"}
 
 
@@ -132,7 +133,7 @@ def test_speculating_requests_join_overlapping_plain_ones(llama_dir: Path, refer
     while engine.has_unfinished():
         step()
     assert [out[f"r{i}"] for i in range(len(prompts))] == reference
-    assert engine.speculator.policy.stats.num_drafted_tokens > 0
+    assert speculator_of(engine).policy.stats.num_drafted_tokens > 0
     assert engine.stats().num_free_blocks == engine.stats().num_total_blocks
 
 
@@ -145,7 +146,7 @@ def test_steps_overlap_while_the_gate_keeps_drafting_off(
     engine = make_engine(
         llama_dir, spec=SpecConfig(draft_model=str(llama_dir), **SPEC), async_scheduling=True
     )
-    engine.speculator.gate.allow = lambda batch_size: pays  # type: ignore[method-assign]
+    speculator_of(engine).gate.allow = lambda batch_size: pays  # type: ignore[method-assign]
     mode = SpeculationMode.COLOCATED
     prompts = random_prompts(PROMPTS)
     for i, p in enumerate(prompts):
@@ -157,7 +158,7 @@ def test_steps_overlap_while_the_gate_keeps_drafting_off(
             out.setdefault(d.request_id, []).extend(d.token_ids)
         overlapped += engine.step_in_flight
     assert [out[f"r{i}"] for i in range(len(prompts))] == reference
-    drafted = engine.speculator.policy.stats.num_drafted_tokens
+    drafted = speculator_of(engine).policy.stats.num_drafted_tokens
     assert (overlapped > 0, drafted > 0) == (not pays, pays)
     assert engine.stats().num_free_blocks == engine.stats().num_total_blocks
 
@@ -180,6 +181,6 @@ def test_min_tokens_holds_stop_tokens_back_in_drafted_positions(
     engine = make_engine(llama_dir, spec=SpecConfig(draft_model=str(llama_dir), **SPEC))
     request = GenerateRequest("s", prompt, held, speculation=SpeculationMode.COLOCATED)
     assert engine.generate([request])["s"][0] == expected
-    stats = engine.speculator.policy.stats
+    stats = speculator_of(engine).policy.stats
     # the self-draft holds the stop token back too, so the target accepts what it drafts
     assert stats.num_drafted_tokens > 0 and stats.acceptance_rate > 0.9

@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.factories import hf_greedy, make_engine, random_prompts
+from tests.factories import hf_greedy, make_engine, proposer_of, random_prompts, speculator_of
 from workers.protocol import FinishReason, GenerateRequest, SpeculationMode
 from workers.sampling_params import SamplingParams
 from workers.spec.config import SpecConfig
+from workers.spec.draft_model import DraftModelProposer
 from workers.spec.policy import SpecPolicy, best_k, expected_speedup
-from workers.spec.proposers import NgramProposer, Proposal
+from workers.spec.proposers import NgramProposer, Proposal, RemoteProposer
 
 GREEDY = SamplingParams(max_tokens=12, temperature=0)
 
@@ -57,7 +58,7 @@ def test_bad_remote_proposer_degrades_to_plain_decoding(llama_dir: Path, llama_h
     out = engine.generate(specs)
     for i, p in enumerate(prompts):
         assert out[f"r{i}"][0] == hf_greedy(llama_hf, p, 12)
-    assert engine.speculator.proposers[SpeculationMode.REMOTE].num_failures > 0
+    assert proposer_of(engine, SpeculationMode.REMOTE, RemoteProposer).num_failures > 0
     assert engine.stats().num_free_blocks == engine.stats().num_total_blocks
 
 
@@ -97,11 +98,11 @@ def test_blocks_accounted_for_after_random_rejections_and_aborts(llama_dir: Path
             live.discard(victim)
     while engine.has_unfinished():
         engine.step()
-    stats = engine.speculator.policy.stats
+    stats = speculator_of(engine).policy.stats
     assert stats.num_drafted_tokens > stats.num_accepted_tokens > 0
     assert engine.stats().num_free_blocks == 40
     assert all(b.ref_cnt == 0 for b in engine.kv.pool.blocks)
-    draft = engine.speculator.proposers[SpeculationMode.COLOCATED]
+    draft = proposer_of(engine, SpeculationMode.COLOCATED, DraftModelProposer)
     assert draft.kv.pool.num_free_blocks == 24  # finished requests released their drafts
 
 

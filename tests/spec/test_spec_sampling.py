@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
-from tests.factories import load_hf, make_engine, make_tiny_model
+from tests.factories import load_hf, make_engine, make_tiny_model, speculator_of
 from workers.protocol import GenerateRequest, SpeculationMode
 from workers.sampler import sampling_probs
 from workers.sampling_params import SamplingParams
@@ -49,10 +50,10 @@ def test_verify_keeps_the_target_distribution(deterministic_draft: bool) -> None
 def test_engine_sampling_with_speculation_matches_target(tmp_path: Path) -> None:
     """The first two sampled tokens (the second goes through verification) with temperature
     and top-k applied to target and draft: their joint law equals the target model's."""
-    shape = dict(vocab_size=8, bos_token_id=1, eos_token_id=7, pad_token_id=0)
+    shape: dict[str, Any] = dict(vocab_size=8, bos_token_id=1, eos_token_id=7, pad_token_id=0)
     target = make_tiny_model(tmp_path / "t", **shape)
     draft = make_tiny_model(tmp_path / "d", seed=9, num_hidden_layers=1, **shape)
-    params = dict(max_tokens=3, temperature=0.9, top_k=6, ignore_eos=True)
+    params: dict[str, Any] = dict(max_tokens=3, temperature=0.9, top_k=6, ignore_eos=True)
     prompt = (3, 4, 5)
     hf = load_hf(target)
     exact: dict[tuple[int, int], float] = {}
@@ -84,7 +85,7 @@ def test_engine_sampling_with_speculation_matches_target(tmp_path: Path) -> None
     ]
     out = engine.generate(specs)
     counts = Counter(tuple(out[f"r{i}"][0][:2]) for i in range(n))
-    stats = engine.speculator.policy.stats
+    stats = speculator_of(engine).policy.stats
     assert stats.num_drafted_tokens >= n * 0.9  # nearly every second token was verified
     assert 0 < stats.num_accepted_tokens < stats.num_drafted_tokens  # both paths exercised
     # 64 outcomes, 4000 draws: sampling noise alone gives TV around 0.04.

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.factories import make_engine, random_prompts
+from tests.factories import make_engine, proposer_of, random_prompts, speculator_of
 from workers.protocol import FinishReason, GenerateRequest, SpeculationMode
 from workers.sampling_params import SamplingParams
 from workers.scheduler_output import SchedulerOutput
 from workers.spec.config import SpecConfig
+from workers.spec.draft_model import DraftModelProposer
 from workers.spec.plan import DraftOutcome
 from workers.spec.proposers import Proposal
 
@@ -26,7 +27,7 @@ def test_schedule_carries_the_drafts_and_the_speculator_observes_acceptance(
     engine = make_engine(llama_dir, spec=SpecConfig(draft_model=str(llama_dir)))
     scheduled: list[SchedulerOutput] = []
     outcomes: list[DraftOutcome] = []
-    schedule, observe = engine.scheduler.schedule, engine.speculator.observe
+    schedule, observe = engine.scheduler.schedule, speculator_of(engine).observe
 
     def recording_schedule(*args, **kwargs) -> SchedulerOutput:
         scheduled.append(schedule(*args, **kwargs))
@@ -37,7 +38,7 @@ def test_schedule_carries_the_drafts_and_the_speculator_observes_acceptance(
         observe(outcome)
 
     engine.scheduler.schedule = recording_schedule  # type: ignore[method-assign]
-    engine.speculator.observe = recording_observe  # type: ignore[method-assign]
+    speculator_of(engine).observe = recording_observe  # type: ignore[method-assign]
     prompts = random_prompts([6, 11])
     specs = [
         GenerateRequest(f"r{i}", tuple(p), GREEDY, speculation=SpeculationMode.COLOCATED)
@@ -55,7 +56,7 @@ def test_schedule_carries_the_drafts_and_the_speculator_observes_acceptance(
                 assert s.token_ids[1:] == s.spec_token_ids
                 assert step.draft_token_ids[s.request_id] == s.spec_token_ids
     assert len(outcomes) == len(scheduled)  # one observation per step, no other channel
-    stats = engine.speculator.policy.stats
+    stats = speculator_of(engine).policy.stats
     assert sum(v.num_drafted for o in outcomes for v in o.verified) == stats.num_drafted_tokens
     assert sum(v.num_accepted for o in outcomes for v in o.verified) == stats.num_accepted_tokens
     assert stats.acceptance_rate > 0.9  # the self-draft
@@ -82,7 +83,7 @@ def test_every_block_comes_back_after_finishes_and_aborts(
     engine.attach_remote_draft(
         lambda qs: [Proposal(tuple(rng.randrange(128) for _ in range(q.k))) for q in qs]
     )
-    engine.speculator.gate.allow = lambda batch_size: rng.random() < 0.5  # type: ignore[method-assign]
+    speculator_of(engine).gate.allow = lambda batch_size: rng.random() < 0.5  # type: ignore[method-assign]
     modes = [SpeculationMode.COLOCATED, SpeculationMode.NGRAM, SpeculationMode.REMOTE]
     live: set[str] = set()
     overlapped = 0
@@ -105,10 +106,10 @@ def test_every_block_comes_back_after_finishes_and_aborts(
     while engine.has_unfinished():
         engine.step()
     assert (overlapped > 0) == async_scheduling
-    assert engine.speculator.policy.stats.num_drafted_tokens > 0
+    assert speculator_of(engine).policy.stats.num_drafted_tokens > 0
     assert engine.stats().num_free_blocks == 48
     assert engine.kv.block_tables == {}
     assert all(b.ref_cnt == 0 for b in engine.kv.pool.blocks)
-    draft = engine.speculator.proposers[SpeculationMode.COLOCATED]
+    draft = proposer_of(engine, SpeculationMode.COLOCATED, DraftModelProposer)
     assert draft.kv.pool.num_free_blocks == 32
-    assert engine.speculator.policy._requests == {}  # every request's estimate released
+    assert speculator_of(engine).policy._requests == {}  # every request's estimate released

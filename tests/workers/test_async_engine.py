@@ -145,7 +145,7 @@ def test_dead_loop_fails_streams_and_reports_unhealthy(llama_dir: Path) -> None:
     def broken_step():
         raise RuntimeError("CUDA error: device lost")
 
-    engine.engine.step = broken_step
+    engine.engine.step = broken_step  # type: ignore[method-assign]
 
     async def main() -> None:
         with pytest.raises(EngineDeadError, match="engine stopped on an internal error"):

@@ -26,7 +26,9 @@ def run(engine: LLMEngine, specs: list[GenerateRequest]) -> dict[tuple[str, int]
 def _view(d: TokenDelta) -> tuple:
     logprobs = None
     if d.logprobs is not None:
-        logprobs = [(t.token_id, round(t.logprob, 5)) for t in d.logprobs]
+        logprobs = [
+            (t.token_id, None if t.logprob is None else round(t.logprob, 5)) for t in d.logprobs
+        ]
     return d.token_ids, logprobs, d.finish_reason, d.num_generated_tokens
 
 
@@ -56,7 +58,7 @@ def test_stops_inside_an_overlapped_run_end_the_sequence_there(llama_dir: Path) 
     tokens = [t for chunk in free["a", 0] for t in chunk[0]]
     stop = tokens[5]
     engine = make_engine(llama_dir, async_scheduling=True)
-    params = SamplingParams(max_tokens=12, temperature=0, stop_token_ids=[stop], logprobs=0)
+    params = SamplingParams(max_tokens=12, temperature=0, stop_token_ids=(stop,), logprobs=0)
     got = run(engine, [GenerateRequest("a", prompt, params)])
     streamed = [t for chunk in got["a", 0] for t in chunk[0]]
     assert streamed == tokens[: tokens.index(stop) + 1]
@@ -76,7 +78,7 @@ def mixed_workload() -> list[GenerateRequest]:
         SamplingParams(max_tokens=6, temperature=1.0, n=2, seed=7),
         SamplingParams(max_tokens=5, beam_width=2),
         SamplingParams(max_tokens=10, temperature=0, repetition_penalty=1.3),
-        SamplingParams(max_tokens=8, temperature=0, min_tokens=6, stop_token_ids=[2]),
+        SamplingParams(max_tokens=8, temperature=0, min_tokens=6, stop_token_ids=(2,)),
         SamplingParams(max_tokens=12, temperature=0, logprobs=2),
         SamplingParams(max_tokens=30, temperature=0, logprobs=0),
         _greedy(40),
@@ -152,7 +154,7 @@ def test_no_step_is_queued_past_the_context(llama_dir: Path) -> None:
     """Likewise for a token in flight that fills the model's context (max_model_len)."""
     engine = make_engine(llama_dir, async_scheduling=True, max_model_len=16)
     engine.add_request(GenerateRequest("r", tuple(random_prompts([9])[0]), _greedy(100)))
-    steps, tokens = 0, []
+    steps, tokens = 0, list[int]()
     while engine.has_unfinished():
         for d in engine.step():
             tokens += d.token_ids

@@ -21,10 +21,10 @@ class AddBias(LogitsProcessor):
         self.bias = bias
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.Tensor:
-        scores = scores.clone()
+        biased = scores.clone()
         for token, value in self.bias.items():
-            scores[:, token] += value
-        return scores
+            biased[:, token] += value
+        return biased
 
 
 def test_greedy_with_a_bias_equals_transformers_with_the_same_bias(

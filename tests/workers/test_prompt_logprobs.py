@@ -35,7 +35,7 @@ def assert_equal_to_transformers(delta: TokenDelta, prompt: list[int], llama_hf,
     entries = delta.prompt_logprobs
     assert entries is not None and len(entries) == len(prompt) - 1
     for t, entry in enumerate(entries, start=1):
-        assert entry.token_id == prompt[t]
+        assert entry.token_id == prompt[t] and entry.logprob is not None
         assert abs(entry.logprob - float(rows[t - 1, prompt[t]])) < 1e-4
         values, ids = torch.topk(rows[t - 1], top)
         assert [i for i, _ in entry.top] == ids.tolist()

@@ -10,7 +10,7 @@ import torch
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
 from adapters.ops import LoRABatch
-from tests.factories import make_engine, prompt_logits, random_prompts
+from tests.factories import adapters_of, make_engine, prompt_logits, random_prompts
 from tests.lora_factories import make_lora_engine
 from workers.engine import LLMEngine
 from workers.models.quantize import weight_bytes
@@ -29,8 +29,8 @@ PROMPT = random_prompts([23])[0]
 def logits_of(engine: LLMEngine, prompt: list[int], adapter_key: str | None = None) -> torch.Tensor:
     lora = None
     if adapter_key is not None:
-        slots = engine.adapters.activate({adapter_key})
-        lora = LoRABatch.build(engine.adapters.slots, [slots[adapter_key]] * len(prompt))
+        slots = adapters_of(engine).activate({adapter_key})
+        lora = LoRABatch.build(adapters_of(engine).slots, [slots[adapter_key]] * len(prompt))
     return prompt_logits(engine, prompt, lora)
 
 
@@ -64,8 +64,8 @@ def test_lora_on_quantized_weights(llama_dir: Path, adapter_root: Path) -> None:
     quantized = make_engine(llama_dir, block_size=4, lora=base.config.lora, quantization="int8")
     for engine in (base, quantized):
         engine.load_adapter("a1", "a1")
-    key = base.adapters.resolve("a1")
-    with_adapter = logits_of(quantized, PROMPT, quantized.adapters.resolve("a1"))
+    key = adapters_of(base).resolve("a1")
+    with_adapter = logits_of(quantized, PROMPT, adapters_of(quantized).resolve("a1"))
     assert (with_adapter - logits_of(quantized, PROMPT)).abs().max() > 0.1  # adapter applied
     # The adapter's effect matches the full-precision one up to int8 rounding of the base.
     assert (with_adapter - logits_of(base, PROMPT, key)).abs().max() < 0.05
@@ -73,7 +73,7 @@ def test_lora_on_quantized_weights(llama_dir: Path, adapter_root: Path) -> None:
 
 def test_fused_projections_share_memory_with_the_originals(llama_dir: Path) -> None:
     engine = make_engine(llama_dir)
-    attn = engine.runner.model.model.layers[0].self_attn
+    attn = engine.runner.model.model.decoder_layers()[0].self_attn
     assert attn.qkv is not None
     assert attn.q_proj.weight.untyped_storage().data_ptr() == attn.qkv.weight.data_ptr()
     params = sum(

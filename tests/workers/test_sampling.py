@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tests.factories import make_engine, random_prompts
-from workers.protocol import GenerateRequest
+from workers.protocol import GenerateRequest, TokenLogprob
 from workers.sampler import apply_penalties, draw, filter_logits, sampling_probs
 from workers.sampling_params import SamplingParams
 
@@ -138,10 +138,13 @@ def test_logprobs_are_returned_and_consistent(llama_dir: Path) -> None:
     deltas = []
     while engine.has_unfinished():
         deltas += engine.step()
-    entries = [lp for d in deltas for lp in d.logprobs]
+    entries: list[TokenLogprob] = []
+    for d in deltas:
+        assert d.logprobs is not None  # asked for
+        entries += d.logprobs
     assert len(entries) == 4
     for entry in entries:
-        assert len(entry.top) == 3
+        assert entry.logprob is not None and len(entry.top) == 3
         assert entry.top[0][0] == entry.token_id  # greedy picks the most likely
         assert entry.logprob == pytest.approx(entry.top[0][1])
         assert entry.logprob <= 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from types import ModuleType
+from typing import cast
 
 import torch
 from torch import nn
@@ -203,6 +204,10 @@ class LlamaBackbone(nn.Module):
         )
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
+    def decoder_layers(self) -> list[DecoderLayer]:
+        """self.layers with their type: nn.ModuleList's items are plain Modules to a checker."""
+        return [cast(DecoderLayer, layer) for layer in self.layers]
+
 
 class LlamaForCausalLM(nn.Module):
     """Token ids in, hidden states and logits out, with keys and values in paged blocks."""
@@ -233,7 +238,7 @@ class LlamaForCausalLM(nn.Module):
     def fuse_projections(self) -> None:
         """q/k/v and gate/up each become one matmul (fewer kernel launches per step).
         Only for plain nn.Linear weights: quantized layers are left alone."""
-        for layer in self.model.layers:
+        for layer in self.model.decoder_layers():
             attn, mlp = layer.self_attn, layer.mlp
             qkv = [attn.q_proj, attn.k_proj, attn.v_proj]
             if all(type(m) is nn.Linear for m in qkv):

@@ -79,6 +79,6 @@ def _materialize_rope(model: LlamaForCausalLM, cfg: ModelConfig, device: torch.d
     # whatever the weights' dtype.
     inv_freq = inverse_frequencies(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling).to(device)
     table = cos_sin_table(cfg.max_position_embeddings, inv_freq)  # shared by every layer
-    for layer in model.model.layers:
+    for layer in model.model.decoder_layers():
         layer.self_attn.rotary.inv_freq = inv_freq
         layer.self_attn.rotary.cos_sin = table

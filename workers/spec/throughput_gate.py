@@ -11,9 +11,18 @@ probe of a choice ten times slower costs ten steps: it waits 64 intervals).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 _EMA = 0.2
 _MAX_BACKOFF = 64  # probe intervals between probes of a choice that lost badly
+
+
+class DraftGate(Protocol):
+    """Whether a step of this batch size drafts; told how each decode-only step went."""
+
+    def allow(self, batch_size: int) -> bool: ...
+
+    def record(self, batch_size: int, drafted: bool, tokens: int, seconds: float) -> None: ...
 
 
 @dataclass

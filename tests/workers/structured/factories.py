@@ -60,10 +60,10 @@ class GrammarMask(LogitsProcessor):
             self.prompt_len = input_ids.shape[1]
         elif not self.matcher.is_terminated():
             assert self.matcher.accept_token(int(input_ids[0, -1]))
-        scores = scores.clone()
+        masked = scores.clone()
         self.matcher.fill_next_token_bitmask(self.bitmask)
-        xgr.apply_token_bitmask_inplace(scores, self.bitmask.to(scores.device))
-        return scores
+        xgr.apply_token_bitmask_inplace(masked, self.bitmask.to(masked.device))
+        return masked
 
 
 def random_schema(rng: random.Random, depth: int = 0) -> dict[str, Any]:
@@ -89,7 +89,12 @@ def random_schema(rng: random.Random, depth: int = 0) -> dict[str, Any]:
         elif kind == "enum":
             props[name] = {"enum": rng.sample(["red", "green", "blue", "a b", 'q"t', 7], 3)}
         elif kind == "array":
-            item = rng.choice([{"type": "boolean"}, {"enum": ["x", "y"]}, {"type": "integer"}])
+            items: list[dict[str, Any]] = [
+                {"type": "boolean"},
+                {"enum": ["x", "y"]},
+                {"type": "integer"},
+            ]
+            item = rng.choice(items)
             if item.get("type") == "integer":
                 item = {**item, "minimum": 0, "maximum": 9}
             props[name] = {"type": "array", "items": item, "maxItems": rng.randint(1, 3)}

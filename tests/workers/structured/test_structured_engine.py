@@ -7,6 +7,7 @@ import json
 import random
 import re
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -33,6 +34,14 @@ SCHEMA = {
     },
     "required": ["name", "age"],
 }
+
+
+def matches_schema(text: str) -> bool:
+    """True when `text` is JSON valid against SCHEMA (jsonschema raises otherwise)."""
+    jsonschema.validate(json.loads(text), SCHEMA)
+    return True
+
+
 CONSTRAINTS = {
     "json_schema": StructuredOutput.json_schema(SCHEMA),
     "regex": StructuredOutput("regex", r"[a-f]{2,4}-[0-9]{1,3}"),
@@ -99,7 +108,7 @@ def test_sampled_outputs_match_regex_choice_and_grammar_with_n_samples(
         "regex": lambda t: re.fullmatch(r"[a-f]{2,4}-[0-9]{1,3}", t),
         "choice": lambda t: t in ("yes", "no", "maybe so"),
         "grammar": lambda t: re.fullmatch(r"\([0-9]{1,3}(\+[0-9]{1,3}){0,3}\)", t),
-        "json_schema": lambda t: jsonschema.validate(json.loads(t), SCHEMA) is None,
+        "json_schema": matches_schema,
     }
     for name, check in checks.items():
         samples = out[name]
@@ -195,11 +204,12 @@ def test_unsupported_constraints_are_refused_before_running(chat_model_dir: Path
         request = GenerateRequest("x", (5, 6), SamplingParams(structured=spec))
         with pytest.raises(ValueError, match=re.escape(reason)):
             engine.validate(request)
-    for kwargs, field in [
+    cases: list[tuple[dict[str, Any], str]] = [
         (dict(beam_width=2), "beam_width"),
         (dict(ignore_eos=True), "ignore_eos"),
         (dict(min_tokens=2, max_tokens=4), "min_tokens"),
-    ]:
+    ]
+    for kwargs, field in cases:
         with pytest.raises(ValueError, match=f"^{field}"):
             SamplingParams(structured=CONSTRAINTS["regex"], **kwargs)
 

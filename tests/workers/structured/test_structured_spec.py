@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
 from transformers import AutoTokenizer, LogitsProcessorList
 
-from tests.factories import hf_greedy, make_engine, make_tiny_model
+from tests.factories import decode_text, hf_greedy, make_engine, make_tiny_model
 from tests.workers.structured.factories import GrammarMask, run_samples
 from workers.protocol import GenerateRequest, SpeculationMode
 from workers.sampling_params import SamplingParams
@@ -28,7 +29,7 @@ SCHEMA = {
     "required": ["id", "ok", "kind"],
 }
 CONSTRAINT = StructuredOutput.json_schema(SCHEMA)
-SPEC = dict(num_speculative_tokens=4, draft_cost_ratio=0.05)
+SPEC: dict[str, Any] = dict(num_speculative_tokens=4, draft_cost_ratio=0.05)
 
 
 @pytest.fixture(scope="module")
@@ -100,9 +101,7 @@ def test_mixed_batch_under_speculation_equals_plain_decoding(
         assert out[f"f{i}"][0].token_ids == expected[f"f{i}"]
         sample = out[f"s{i}"][0]
         assert sample.finish_reason == "stop"
-        jsonschema.validate(
-            json.loads(tokenizer.decode(sample.token_ids, skip_special_tokens=True)), SCHEMA
-        )
+        jsonschema.validate(json.loads(decode_text(tokenizer, sample.token_ids)), SCHEMA)
     constrained = [out[f"{k}{i}"][0] for k in "cs" for i in range(len(prompts))]
     assert sum(s.num_drafted for s in constrained) > 0  # speculation did run on them
     if proposer == "oracle-remote":  # an unconstrained draft rarely agrees with the grammar

@@ -1,0 +1,1 @@
+"""Tests of the bundled demo models (models/) and the GGUF converter."""
