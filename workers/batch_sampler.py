@@ -74,8 +74,7 @@ def _tokens(logits: torch.Tensor, batch: SamplingBatch) -> torch.Tensor:
         return logits.argmax(-1)
     every = batch.greedy is None
     rows = logits if every else logits.index_select(0, batch.sampled)
-    assert batch.temperature is not None
-    drawn = _draw(_filtered_probs(rows, batch), batch)
+    drawn = _draw(sampled_probs(rows, batch), batch)
     if every:
         return drawn
     assert batch.greedy is not None
@@ -85,8 +84,9 @@ def _tokens(logits: torch.Tensor, batch: SamplingBatch) -> torch.Tensor:
     return tokens
 
 
-def _filtered_probs(rows: torch.Tensor, batch: SamplingBatch) -> torch.Tensor:
-    """sampling_probs of the sampled rows: temperature, top-k, top-p, min-p, softmax."""
+def sampled_probs(rows: torch.Tensor, batch: SamplingBatch) -> torch.Tensor:
+    """The distributions the sampled rows draw from, given their logits [sampled, vocab]:
+    sampling_probs of each (temperature, top-k, top-p, min-p, softmax)."""
     assert batch.temperature is not None
     scaled = (rows / batch.temperature).clamp(-_FP32_MAX, _FP32_MAX)
     x = torch.where(torch.isfinite(rows), scaled, rows)
