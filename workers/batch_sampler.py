@@ -1,10 +1,11 @@
 """sample: every row of a step's logits at once, from a SamplingBatch.
 
-Per row the same operations as workers/sampler.py's reference functions (sampling_probs,
-then draw): an optional grammar bitmask, argmax for greedy rows; for the others temperature,
-top-k, top-p and min-p, a softmax and a draw. Each runs once over the rows it applies to,
-so a row's result does not depend on the rows beside it: it is exactly what the row alone
-gives, bit for bit, and the same seed gives the same token whatever the batch.
+Per row the same operations as workers/sampler.py's reference functions (processed_logits,
+sampling_probs, then draw): penalties, logit bias and min_tokens (logits_processing.py), an
+optional grammar bitmask, argmax for greedy rows; for the others temperature, top-k, top-p
+and min-p, a softmax and a draw. Each runs once over the rows it applies to, so a row's
+result does not depend on the rows beside it: it is exactly what the row alone gives, bit
+for bit, and the same seed gives the same token whatever the batch.
 
 The draw is torch.multinomial's own (for one sample it takes argmax(probs / q) with q ~
 Exp(1) from the row's generator): rows sharing a generator draw their noise in one call, in
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
+from workers.logits_processing import apply_processing
 from workers.sampling_batch import RowSubset, SamplingBatch
 
 _NEG_INF = float("-inf")
@@ -43,20 +45,23 @@ def sample(
     logprobs: torch.Tensor | None = None,
     bitmask: torch.Tensor | None = None,
 ) -> SampledRows:
-    """The next token of every row of logits [rows, vocab] (float32, finite, after
-    penalties and logit bias), and its log-probability.
+    """The next token of every row of logits [rows, vocab] (float32, finite), and its
+    log-probability. The batch's processing (penalties, logit bias, min_tokens of the rows
+    that carry a history) comes first; rows without a history are taken as processed.
 
     logprobs [rows, vocab]: the log-probabilities to report (the model's own, before any
-    processing); None: log_softmax of `logits`.
+    processing); None: log_softmax of `logits` as given.
     bitmask [rows, ceil(vocab / 32)] int32, the structured-output hook: bit b of word w set
     when token 32 * w + b is allowed; tokens it leaves out get -inf before anything else
     (a row with every bit set is unconstrained). It must allow at least one token per row.
     """
+    if logprobs is None:
+        logprobs = logits.log_softmax(-1)
+    if batch.processing is not None:
+        logits = apply_processing(logits, batch.processing)
     if bitmask is not None:
         logits = apply_token_bitmask(logits, bitmask)
     tokens = _tokens(logits, batch)
-    if logprobs is None:
-        logprobs = logits.log_softmax(-1)
     chosen = logprobs.gather(1, tokens[:, None])[:, 0]
     top_ids, top_values = _top_logprobs(logprobs, batch)
     return SampledRows(tokens, chosen, top_ids, top_values)

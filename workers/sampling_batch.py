@@ -17,17 +17,21 @@ from dataclasses import dataclass
 import torch
 
 from workers.host_copy import to_device
+from workers.logits_processing import ProcessingBatch, TokenHistory, prepare_processing
 from workers.sampling_params import SamplingParams
 
 
 @dataclass(frozen=True)
 class SamplingRow:
-    """One row to sample: its settings, its own generator (None: the batch's shared one)
-    and how many top log-probabilities to return with the chosen token's (0: none)."""
+    """One row to sample: its settings, its own generator (None: the batch's shared one),
+    how many top log-probabilities to return with the chosen token's (0: none), and the
+    token history its penalties, logit bias and min_tokens need (None: the row comes with
+    them applied, as the runner's rows do, and the batch leaves it as it is)."""
 
     params: SamplingParams
     generator: torch.Generator | None = None
     num_top_logprobs: int = 0
+    history: TokenHistory | None = None
 
 
 @dataclass(frozen=True)
@@ -58,12 +62,14 @@ class TopLogprobRows:
 
 @dataclass(frozen=True)
 class SamplingBatch:
-    """A step's rows as tensors. greedy/sampled: positions drawn by argmax and at random
-    (None: no such row); temperature [sampled, 1]; the filters and draws address the
+    """A step's rows as tensors. processing: penalties, logit bias and min_tokens of the
+    rows with a history (None: none); greedy/sampled: positions drawn by argmax and at
+    random (None: no such row); temperature [sampled, 1]; the filters and draws address the
     sampled rows; top_logprobs groups rows by how many alternatives they return."""
 
     num_rows: int
     vocab_size: int
+    processing: ProcessingBatch | None
     greedy: torch.Tensor | None
     sampled: torch.Tensor | None
     temperature: torch.Tensor | None
@@ -83,11 +89,14 @@ class SamplingBatch:
 
 
 def sampling_row(
-    params: SamplingParams, generator: torch.Generator | None = None, top: int | None = None
+    params: SamplingParams,
+    generator: torch.Generator | None = None,
+    top: int | None = None,
+    history: TokenHistory | None = None,
 ) -> SamplingRow:
     """A row of a request: `top` alternatives, by default the request's logprobs."""
     count = (params.logprobs or 0) if top is None else top
-    return SamplingRow(params, generator, count)
+    return SamplingRow(params, generator, count, history)
 
 
 def prepare(
@@ -130,6 +139,11 @@ def prepare(
     return SamplingBatch(
         num_rows=len(rows),
         vocab_size=vocab_size,
+        processing=prepare_processing(
+            [None if r.history is None else (r.params, r.history) for r in rows],
+            vocab_size,
+            device,
+        ),
         greedy=positions(greedy) if greedy else None,
         sampled=positions(sampled) if sampled else None,
         temperature=temperature,

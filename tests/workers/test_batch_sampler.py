@@ -4,12 +4,15 @@ from the same generator state, the same log-probabilities, whatever the rows bes
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from workers.batch_sampler import apply_token_bitmask, sample, sampled_probs
+from workers.logits_processing import TokenHistory, apply_processing
 from workers.sampler import draw, processed_logits, sampling_probs, top_logprobs
 from workers.sampling_batch import SamplingRow, prepare, sampling_row
 from workers.sampling_params import SamplingParams
@@ -22,18 +25,30 @@ def generators(rows: list[SamplingParams]) -> list[torch.Generator | None]:
     return [None if p.seed is None else torch.Generator().manual_seed(p.seed) for p in rows]
 
 
+Histories = list[TokenHistory | None] | None
+
+
+def processed(row: torch.Tensor, params: SamplingParams, history: TokenHistory) -> torch.Tensor:
+    h = history
+    return processed_logits(row, params, h.prompt_ids, h.output_ids, h.stop_ids, h.num_outputs)
+
+
 def reference(
     logits: torch.Tensor,
     rows: list[SamplingParams],
     shared_seed: int,
     allowed: torch.Tensor | None = None,
+    histories: Histories = None,
 ) -> tuple[list[int], list[torch.Tensor]]:
-    """Each row alone through sampling_probs and draw, in row order, the unseeded ones
-    drawing from one shared generator: tokens and the non-greedy rows' distributions."""
+    """Each row alone through processed_logits (rows with a history), sampling_probs and
+    draw, in row order, the unseeded ones drawing from one shared generator: tokens and the
+    non-greedy rows' distributions."""
     shared = torch.Generator().manual_seed(shared_seed)
     tokens, dists = [], []
     for i, (params, gen) in enumerate(zip(rows, generators(rows), strict=True)):
         row = logits[i]
+        if histories is not None and histories[i] is not None:
+            row = processed(row, params, histories[i])
         if allowed is not None:
             row = row.masked_fill(~allowed[i], float("-inf"))
         probs = sampling_probs(row, params)
@@ -48,21 +63,35 @@ def batched(
     rows: list[SamplingParams],
     shared_seed: int,
     bitmask: torch.Tensor | None = None,
+    histories: Histories = None,
 ):
     shared = torch.Generator().manual_seed(shared_seed)
-    entries = [sampling_row(p, g) for p, g in zip(rows, generators(rows), strict=True)]
+    each = histories if histories is not None else [None] * len(rows)
+    entries = [
+        sampling_row(p, g, history=h) for p, g, h in zip(rows, generators(rows), each, strict=True)
+    ]
     batch = prepare(entries, logits.shape[-1], CPU, shared)
-    return batch, sample(logits, batch, logits.log_softmax(-1), bitmask)
+    return batch, sample(logits, batch, None, bitmask)
 
 
 def assert_rows_equal_reference(
-    logits: torch.Tensor, rows: list[SamplingParams], shared_seed: int = 0
+    logits: torch.Tensor,
+    rows: list[SamplingParams],
+    shared_seed: int = 0,
+    histories: Histories = None,
 ) -> None:
-    tokens, dists = reference(logits, rows, shared_seed)
-    batch, out = batched(logits, rows, shared_seed)
+    tokens, dists = reference(logits, rows, shared_seed, histories=histories)
+    batch, out = batched(logits, rows, shared_seed, histories=histories)
     assert out.tokens.tolist() == tokens
+    work = logits
+    if batch.processing is not None:
+        assert histories is not None
+        work = apply_processing(logits, batch.processing)
+        for i, (params, h) in enumerate(zip(rows, histories, strict=True)):
+            want = logits[i] if h is None else processed(logits[i], params, h)
+            assert torch.equal(work[i], want)
     if batch.sampled is not None:
-        probs = sampled_probs(logits.index_select(0, batch.sampled), batch)
+        probs = sampled_probs(work.index_select(0, batch.sampled), batch)
         for got, want in zip(probs, dists, strict=True):
             assert torch.equal(got, want)
     logprobs = logits.log_softmax(-1)
@@ -106,26 +135,46 @@ def test_a_mixed_batch_gives_each_row_what_it_gives_alone() -> None:
         assert alone.logprobs.tolist() == together.logprobs[i : i + 1].tolist()
 
 
-def test_penalties_and_logit_bias_rows_sample_their_processed_logits() -> None:
-    """The runner applies processed_logits per row, then samples the batch: each row as the
-    reference pipeline (processed_logits, sampling_probs, draw) gives it."""
+PROCESSED = [
+    SamplingParams(temperature=0, repetition_penalty=1.8, logit_bias=((7, 5.0),)),
+    SamplingParams(temperature=0.9, frequency_penalty=1.5, presence_penalty=0.5, seed=8),
+    SamplingParams(temperature=1.1, top_k=10, logit_bias=((3, -100.0), (9, 2.0)), seed=9),
+    SamplingParams(temperature=1.0, min_tokens=3, seed=10, logprobs=4),
+    SamplingParams(temperature=0.8, repetition_penalty=0.3, frequency_penalty=-1.0, seed=11),
+    SamplingParams(temperature=1.0, logit_bias=((4, 1.5), (4, 2.5), (5, -0.5))),  # repeats
+    SamplingParams(temperature=0, min_tokens=2, repetition_penalty=100.0, logprobs=2),
+]
+HISTORY = TokenHistory(prompt_ids=(5, 6, 7), output_ids=(7, 8, 8, 3), stop_ids=(2, 3))
+
+
+def test_penalties_logit_bias_and_min_tokens_in_the_batch_equal_processed_logits() -> None:
     g = torch.Generator().manual_seed(1)
-    raw = torch.randn(4, 50, generator=g) * 2
-    rows = [
-        SamplingParams(temperature=0, repetition_penalty=1.8, logit_bias=((7, 5.0),)),
-        SamplingParams(temperature=0.9, frequency_penalty=1.5, presence_penalty=0.5, seed=8),
-        SamplingParams(temperature=1.1, top_k=10, logit_bias=((3, -100.0), (9, 2.0)), seed=9),
-        SamplingParams(temperature=1.0, min_tokens=3, seed=10, logprobs=4),
-    ]
-    history = ([5, 6, 7], [7, 8, 8, 3])  # prompt and outputs
-    processed = torch.stack(
-        [processed_logits(raw[i], p, *history, [2, 3], 1) for i, p in enumerate(rows)]
-    )
-    assert not torch.equal(processed, raw)
-    tokens, _ = reference(processed, rows, 0)
-    _, out = batched(processed, rows, 0)
-    assert out.tokens.tolist() == tokens
-    assert 3 not in out.tokens.tolist()[2:]  # biased away, and held back by min_tokens
+    logits = torch.randn(len(PROCESSED) + 1, 50, generator=g) * 2
+    rows = [*PROCESSED, SamplingParams(temperature=0.5, repetition_penalty=2.0, seed=1)]
+    histories: list[TokenHistory | None] = [HISTORY] * len(PROCESSED)
+    histories[3] = TokenHistory(HISTORY.prompt_ids, (), HISTORY.stop_ids, 1)  # below min
+    histories[6] = TokenHistory(HISTORY.prompt_ids, (8,), HISTORY.stop_ids, 2)  # at min
+    histories.append(None)  # a row that comes processed: the batch leaves it as it is
+    assert_rows_equal_reference(logits, rows, histories=histories)
+    _, out = batched(logits, rows, 0, histories=histories)
+    assert out.tokens[3] not in (2, 3)  # held back by min_tokens
+    # The reported log-probabilities are the model's own, before processing.
+    lp = logits.log_softmax(-1)
+    assert out.logprobs.tolist() == [float(lp[i, t]) for i, t in enumerate(out.tokens)]
+
+
+def test_rows_processed_by_the_runner_are_sampled_as_given() -> None:
+    """The runner applies processed_logits per row and hands the rows over without a
+    history: nothing is applied twice."""
+    g = torch.Generator().manual_seed(2)
+    raw = torch.randn(len(PROCESSED), 50, generator=g) * 2
+    h = TokenHistory(HISTORY.prompt_ids, HISTORY.output_ids, HISTORY.stop_ids, 1)
+    rows = torch.stack([processed(raw[i], p, h) for i, p in enumerate(PROCESSED)])
+    batch, out = batched(rows, PROCESSED, 0)
+    assert batch.processing is None
+    assert out.tokens.tolist() == reference(rows, PROCESSED, 0)[0]
+    in_batch = batched(raw, PROCESSED, 0, histories=[h] * len(PROCESSED))[1]
+    assert out.tokens.tolist() == in_batch.tokens.tolist()
 
 
 def test_unseeded_rows_consume_the_shared_generator_as_consecutive_draws() -> None:
@@ -180,6 +229,8 @@ temperatures = st.one_of(
     st.sampled_from([0.0, 1e-5, 1.1e-5, 0.05, 1.0, 1e3, 1e300, 1.7e308]),
     st.floats(min_value=0.01, max_value=3),
 )
+VOCAB_MAX = 64
+token = st.integers(min_value=0, max_value=VOCAB_MAX - 1)
 row_params = st.builds(
     SamplingParams,
     temperature=temperatures,
@@ -190,25 +241,61 @@ row_params = st.builds(
     min_p=st.one_of(st.sampled_from([0.0, 5e-324, 1.0]), st.floats(0, 1)),
     seed=st.one_of(st.none(), st.integers(min_value=-(2**63), max_value=2**63 - 1)),
     logprobs=st.one_of(st.none(), st.integers(min_value=0, max_value=20)),
+    repetition_penalty=st.one_of(
+        st.just(1.0), st.sampled_from([0.01, 100.0]), st.floats(min_value=0.01, max_value=100)
+    ),
+    frequency_penalty=st.one_of(st.just(0.0), st.floats(min_value=-2, max_value=2)),
+    presence_penalty=st.one_of(st.just(0.0), st.floats(min_value=-2, max_value=2)),
+    min_tokens=st.integers(min_value=0, max_value=3),
+    max_tokens=st.just(8),
+    logit_bias=st.lists(st.tuples(token, st.floats(min_value=-100, max_value=100)), max_size=4).map(
+        tuple
+    ),
+)
+histories = st.builds(
+    TokenHistory,
+    prompt_ids=st.lists(token, max_size=6).map(tuple),
+    output_ids=st.lists(token, max_size=6).map(tuple),
+    stop_ids=st.lists(token, max_size=3).map(tuple),
+    num_outputs=st.integers(min_value=0, max_value=4),
 )
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    rows=st.lists(row_params, min_size=1, max_size=9),
-    vocab=st.integers(min_value=2, max_value=64),
+    rows=st.lists(st.tuples(row_params, st.one_of(st.none(), histories)), min_size=1, max_size=9),
+    vocab=st.integers(min_value=2, max_value=VOCAB_MAX),
     data_seed=st.integers(min_value=0, max_value=2**31),
     ties=st.booleans(),
     shared_seed=st.integers(min_value=0, max_value=2**31),
 )
 def test_any_mix_of_rows_equals_each_row_alone(
-    rows: list[SamplingParams], vocab: int, data_seed: int, ties: bool, shared_seed: int
+    rows: list[tuple[SamplingParams, TokenHistory | None]],
+    vocab: int,
+    data_seed: int,
+    ties: bool,
+    shared_seed: int,
 ) -> None:
     g = torch.Generator().manual_seed(data_seed)
-    logits = torch.randn(len(rows), vocab, generator=g) * 4
+    logits = torch.randn(len(rows), VOCAB_MAX, generator=g)[:, :vocab].contiguous() * 4
     if ties:  # many equal logits: top-k/top-p boundaries and argmax ties
         logits = logits.round()
-    assert_rows_equal_reference(logits, rows, shared_seed)
+    params = [p for p, _ in rows]
+    # Token ids beyond this vocabulary are refused by the engine: keep those below it.
+    each = [None if h is None else _within(h, vocab) for _, h in rows]
+    params = [_bias_within(p, vocab) for p in params]
+    assert_rows_equal_reference(logits, params, shared_seed, histories=each)
+
+
+def _within(h: TokenHistory, vocab: int) -> TokenHistory:
+    def keep(ids: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(t for t in ids if t < vocab)
+
+    return TokenHistory(keep(h.prompt_ids), keep(h.output_ids), keep(h.stop_ids), h.num_outputs)
+
+
+def _bias_within(p: SamplingParams, vocab: int) -> SamplingParams:
+    return dataclasses.replace(p, logit_bias=tuple((t, b) for t, b in p.logit_bias if t < vocab))
 
 
 @pytest.mark.parametrize("vocab", [7, 32000, 151936])
