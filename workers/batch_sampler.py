@@ -139,20 +139,19 @@ def _min_p(x: torch.Tensor, min_p: torch.Tensor) -> torch.Tensor:
 
 def _draw(probs: torch.Tensor, batch: SamplingBatch) -> torch.Tensor:
     """One token per row of probs [sampled, vocab], as torch.multinomial(row, 1) with the
-    row's generator draws it."""
-    noise: torch.Tensor | None = None
+    row's generator draws it. The noise is drawn where the generators are (the host's
+    generators for host logits: in place, a run of rows at a time) and moved once."""
+    where = batch.draws[0].generator.device
+    noise = torch.empty(probs.shape, dtype=probs.dtype, device=where)
     for draws in batch.draws:
-        shape = (draws.index.numel(), probs.shape[1])
-        q = torch.empty(shape, dtype=probs.dtype, device=draws.generator.device)
-        q = q.exponential_(1, generator=draws.generator).to(probs.device)
-        if draws.full:
-            noise = q
+        g = draws.generator
+        if draws.run is not None and g.device == where:
+            noise[draws.run[0] : draws.run[1]].exponential_(1, generator=g)
             continue
-        if noise is None:
-            noise = torch.empty_like(probs)
-        noise[draws.index] = q
-    assert noise is not None
-    return (probs / noise).argmax(-1)
+        q = torch.empty((draws.index.numel(), probs.shape[1]), dtype=probs.dtype, device=g.device)
+        noise[draws.index.to(where)] = q.exponential_(1, generator=g).to(where)
+    noise = noise.to(probs.device)
+    return torch.div(probs, noise, out=noise).argmax(-1)
 
 
 def _top_logprobs(

@@ -2,12 +2,14 @@
 workers/sampler.py's processed_logits does to one row, bit for bit, for every row.
 
 `prepare_processing` turns each row's settings and history (prompt and output ids, stop
-ids, outputs so far) into flat scatter indices once per step; `apply_processing` then takes
-a handful of vectorized ops over [rows, vocab], whatever the number of rows.
+ids, outputs so far) into flat indices of the entries each op touches, once per step;
+`apply_processing` then takes one gather and scatter per op for the whole batch, whatever
+the number of rows, and never a pass over the whole [rows, vocab].
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -36,35 +38,25 @@ Rows = Sequence[Row | None]  # None: a row that needs nothing (or came processed
 
 
 @dataclass(frozen=True)
-class RepetitionRows:
-    """rows [m]: rows with a repetition penalty, penalty [m, 1] float64; seen: flat indices
-    (position among those rows * vocab + token) of every prompt or output token."""
+class Entries:
+    """Some entries of the logits: flat indices (row * vocab + token) and one value each."""
 
-    rows: torch.Tensor
-    penalty: torch.Tensor
-    seen: torch.Tensor
-
-
-@dataclass(frozen=True)
-class FrequencyRows:
-    """rows [m] with outputs and a frequency or presence penalty ([m, 1] float32 each);
-    outputs: flat indices of their output tokens, once per occurrence."""
-
-    rows: torch.Tensor
-    frequency: torch.Tensor
-    presence: torch.Tensor
-    outputs: torch.Tensor
+    index: torch.Tensor  # long [k]
+    values: torch.Tensor  # [k]
 
 
 @dataclass(frozen=True)
 class ProcessingBatch:
-    """bias: flat indices (row * vocab + token) and float32 values, in each row's order;
-    blocked: flat indices of the stop tokens min_tokens holds back."""
+    """Every op touches only its own entries, as processed_logits does per row.
+    repetition: each row's prompt and output tokens (once) and its penalty (float64);
+    frequency: each row's output tokens (once), the frequency penalty times their count and
+    the presence penalty (float32 each); bias: (token, bias) entries in each row's order;
+    blocked: the stop tokens min_tokens holds back."""
 
     vocab_size: int
-    repetition: RepetitionRows | None
-    frequency: FrequencyRows | None
-    bias: tuple[torch.Tensor, torch.Tensor] | None
+    repetition: Entries | None
+    frequency: tuple[Entries, torch.Tensor] | None
+    bias: Entries | None
     blocked: torch.Tensor | None
 
 
@@ -86,28 +78,21 @@ def prepare_processing(rows: Rows, vocab_size: int, device: torch.device) -> Pro
 def apply_processing(logits: torch.Tensor, batch: ProcessingBatch) -> torch.Tensor:
     """processed_logits of every row of logits [rows, vocab] (a new tensor)."""
     out = logits.clone()
-    if batch.repetition is not None:
-        rep = batch.repetition
-        x = out.index_select(0, rep.rows)
-        seen = torch.zeros(x.numel(), dtype=torch.bool, device=x.device)
-        seen = seen.index_fill(0, rep.seen, True).view_as(x)
-        # In float64 and clamped, as processed_logits: no penalty overflows to inf.
-        vals = x.double()
-        penalized = torch.where(vals > 0, vals / rep.penalty, vals * rep.penalty)
-        penalized = penalized.clamp(-_FP32_MAX, _FP32_MAX).to(x.dtype)
-        out[rep.rows] = torch.where(seen, penalized, x)
-    if batch.frequency is not None:
-        freq = batch.frequency
-        x = out.index_select(0, freq.rows)
-        counts = torch.zeros(x.numel(), dtype=x.dtype, device=x.device)
-        ones = torch.ones(freq.outputs.numel(), dtype=x.dtype, device=x.device)
-        counts = counts.index_add(0, freq.outputs, ones).view_as(x)
-        x -= freq.frequency * counts
-        x -= freq.presence * (counts > 0).to(x.dtype)
-        out[freq.rows] = x
     flat = out.view(-1)
+    if batch.repetition is not None:
+        index, penalty = batch.repetition.index, batch.repetition.values
+        # In float64 and clamped, as processed_logits: no penalty overflows to inf.
+        vals = flat[index].double()
+        penalized = torch.where(vals > 0, vals / penalty, vals * penalty)
+        flat[index] = penalized.clamp(-_FP32_MAX, _FP32_MAX).to(flat.dtype)
+    if batch.frequency is not None:
+        # processed_logits subtracts frequency * count, then presence * (count > 0), from
+        # the whole row; where the count is 0 both are 0 and the logit stays as it is.
+        times_count, presence = batch.frequency
+        vals = flat[times_count.index] - times_count.values
+        flat[times_count.index] = vals - presence
     if batch.bias is not None:
-        flat.index_add_(0, *batch.bias)
+        flat.index_add_(0, batch.bias.index, batch.bias.values)
     if batch.blocked is not None:
         flat.index_fill_(0, batch.blocked, _NEG_INF)
     return out
@@ -117,48 +102,56 @@ def _flat(pairs: list[tuple[int, int]], vocab: int, device: torch.device) -> tor
     return to_device([row * vocab + token for row, token in pairs], device)
 
 
-def _repetition(rows: Rows, vocab: int, device: torch.device) -> RepetitionRows | None:
-    chosen = [(i, r) for i, r in enumerate(rows) if r and r[0].repetition_penalty != 1.0]
-    if not chosen:
+def _values(values: list[float], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    # Through float64: float32 rounds each value as the per-row scalar arithmetic does.
+    return torch.tensor(values, dtype=torch.float64).to(dtype).to(device)
+
+
+def _repetition(rows: Rows, vocab: int, device: torch.device) -> Entries | None:
+    pairs: list[tuple[int, int]] = []
+    penalty: list[float] = []
+    for i, r in enumerate(rows):
+        if r is None or r[0].repetition_penalty == 1.0:
+            continue
+        params, h = r
+        seen = sorted(set(h.prompt_ids) | set(h.output_ids))
+        pairs += [(i, t) for t in seen]
+        penalty += [params.repetition_penalty] * len(seen)
+    if not pairs:
         return None
-    seen = []
-    for j, (_, (_, history)) in enumerate(chosen):
-        seen += [(j, t) for t in sorted(set(history.prompt_ids) | set(history.output_ids))]
-    penalty = torch.tensor([p.repetition_penalty for _, (p, _) in chosen], dtype=torch.float64)
-    return RepetitionRows(
-        to_device([i for i, _ in chosen], device),
-        penalty.to(device)[:, None],
-        _flat(seen, vocab, device),
-    )
+    return Entries(_flat(pairs, vocab, device), _values(penalty, torch.float64, device))
 
 
-def _frequency(rows: Rows, vocab: int, device: torch.device) -> FrequencyRows | None:
-    chosen = [
-        (i, r)
-        for i, r in enumerate(rows)
-        if r and r[1].output_ids and (r[0].frequency_penalty or r[0].presence_penalty)
-    ]
-    if not chosen:
+def _frequency(rows: Rows, vocab: int, device: torch.device) -> tuple[Entries, torch.Tensor] | None:
+    pairs: list[tuple[int, int]] = []
+    frequency: list[float] = []
+    counts: list[float] = []
+    presence: list[float] = []
+    for i, r in enumerate(rows):
+        if r is None or not r[1].output_ids:
+            continue
+        params, h = r
+        if not (params.frequency_penalty or params.presence_penalty):
+            continue
+        counted = Counter(h.output_ids)
+        tokens = sorted(counted)
+        pairs += [(i, t) for t in tokens]
+        frequency += [params.frequency_penalty] * len(tokens)
+        counts += [float(counted[t]) for t in tokens]
+        presence += [params.presence_penalty] * len(tokens)
+    if not pairs:
         return None
-    outputs = [(j, t) for j, (_, (_, h)) in enumerate(chosen) for t in h.output_ids]
-
-    def column(values: list[float]) -> torch.Tensor:
-        return torch.tensor(values, dtype=torch.float64).float().to(device)[:, None]
-
-    return FrequencyRows(
-        to_device([i for i, _ in chosen], device),
-        column([p.frequency_penalty for _, (p, _) in chosen]),
-        column([p.presence_penalty for _, (p, _) in chosen]),
-        _flat(outputs, vocab, device),
-    )
+    # frequency * count in float32, as `frequency_penalty * counts` over the row computes it
+    times = _values(frequency, torch.float32, device) * _values(counts, torch.float32, device)
+    return Entries(_flat(pairs, vocab, device), times), _values(presence, torch.float32, device)
 
 
-def _bias(rows: Rows, vocab: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor] | None:
+def _bias(rows: Rows, vocab: int, device: torch.device) -> Entries | None:
     entries = [(i, t, b) for i, r in enumerate(rows) if r for t, b in r[0].logit_bias]
     if not entries:
         return None
-    values = torch.tensor([b for _, _, b in entries], dtype=torch.float32).to(device)
-    return _flat([(i, t) for i, t, _ in entries], vocab, device), values
+    values = _values([b for _, _, b in entries], torch.float32, device)
+    return Entries(_flat([(i, t) for i, t, _ in entries], vocab, device), values)
 
 
 def _blocked(rows: Rows, vocab: int, device: torch.device) -> torch.Tensor | None:

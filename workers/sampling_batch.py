@@ -45,11 +45,12 @@ class RowSubset:
 
 @dataclass(frozen=True)
 class RowDraws:
-    """The sampled rows one generator draws for, in row order (positions among them)."""
+    """The sampled rows one generator draws for, in row order (positions among them);
+    run: (start, stop) when they are consecutive, as a row with its own generator is."""
 
     generator: torch.Generator
     index: torch.Tensor  # long [m]
-    full: bool
+    run: tuple[int, int] | None
 
 
 @dataclass(frozen=True)
@@ -169,10 +170,12 @@ def _draws(
     for j, g in enumerate(generators):
         gen = g if g is not None else fallback
         groups.setdefault(id(gen), (gen, []))[1].append(j)
-    return tuple(
-        RowDraws(gen, positions(index), len(index) == len(generators))
-        for gen, index in groups.values()
-    )
+    return tuple(RowDraws(gen, positions(index), _run(index)) for gen, index in groups.values())
+
+
+def _run(index: list[int]) -> tuple[int, int] | None:
+    start, stop = index[0], index[-1] + 1
+    return (start, stop) if stop - start == len(index) else None
 
 
 def _top_groups(rows: Sequence[SamplingRow], positions: Positions) -> tuple[TopLogprobRows, ...]:
