@@ -145,9 +145,15 @@ def _draw(probs: torch.Tensor, batch: SamplingBatch) -> torch.Tensor:
     noise = torch.empty(probs.shape, dtype=probs.dtype, device=where)
     for draws in batch.draws:
         g = draws.generator
-        if draws.run is not None and g.device == where:
-            noise[draws.run[0] : draws.run[1]].exponential_(1, generator=g)
+        if draws.run is not None:
+            rows = noise[draws.run[0] : draws.run[1]]
+            if g.device == where:
+                rows.exponential_(1, generator=g)
+            else:
+                q = torch.empty(rows.shape, dtype=probs.dtype, device=g.device)
+                rows.copy_(q.exponential_(1, generator=g))
             continue
+        assert draws.index is not None
         q = torch.empty((draws.index.numel(), probs.shape[1]), dtype=probs.dtype, device=g.device)
         noise[draws.index.to(where)] = q.exponential_(1, generator=g).to(where)
     noise = noise.to(probs.device)

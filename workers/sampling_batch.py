@@ -45,12 +45,13 @@ class RowSubset:
 
 @dataclass(frozen=True)
 class RowDraws:
-    """The sampled rows one generator draws for, in row order (positions among them);
-    run: (start, stop) when they are consecutive, as a row with its own generator is."""
+    """The sampled rows one generator draws for, in row order (positions among them):
+    run (start, stop) when they are consecutive, as a row with its own generator is, else
+    index [m] long."""
 
     generator: torch.Generator
-    index: torch.Tensor  # long [m]
     run: tuple[int, int] | None
+    index: torch.Tensor | None
 
 
 @dataclass(frozen=True)
@@ -170,12 +171,14 @@ def _draws(
     for j, g in enumerate(generators):
         gen = g if g is not None else fallback
         groups.setdefault(id(gen), (gen, []))[1].append(j)
-    return tuple(RowDraws(gen, positions(index), _run(index)) for gen, index in groups.values())
-
-
-def _run(index: list[int]) -> tuple[int, int] | None:
-    start, stop = index[0], index[-1] + 1
-    return (start, stop) if stop - start == len(index) else None
+    draws = []
+    for gen, index in groups.values():
+        start, stop = index[0], index[-1] + 1
+        if stop - start == len(index):
+            draws.append(RowDraws(gen, (start, stop), None))
+        else:
+            draws.append(RowDraws(gen, None, positions(index)))
+    return tuple(draws)
 
 
 def _top_groups(rows: Sequence[SamplingRow], positions: Positions) -> tuple[TopLogprobRows, ...]:

@@ -69,7 +69,7 @@ def sample_rows(
     top_values = out.top_logprobs.tolist() if out.top_logprobs is not None else None
     entries = []
     for i, r in enumerate(rows):
-        count = sampling_row(r.seq.sampling).num_top_logprobs
+        count = r.seq.sampling.logprobs or 0
         top: tuple[tuple[int, float], ...] = ()
         if count and top_ids is not None and top_values is not None:
             top = tuple(zip(top_ids[i][:count], top_values[i][:count], strict=True))
