@@ -228,8 +228,9 @@ class ModelRunner:
 
     def _pick(self, seqs: tuple[ScheduledSeq, ...], logits: torch.Tensor) -> ModelRunnerOutput:
         """Each sequence's tokens (or beam candidates) and prompt log-probabilities from its
-        rows of the host logits. A request whose rows are not finite, or whose sampling
-        raises, fails alone."""
+        rows of the host logits. Rows of one token (greedy or sampled, constrained or not)
+        are sampled together in one batched call; drafted rows and beams alone. A request
+        whose rows are not finite, or whose sampling raises, fails alone."""
         logprobs = torch.log_softmax(logits, dim=-1)
         finite = torch.isfinite(logits).all(-1).tolist()
         sampled: dict[int, tuple[TokenLogprob, ...]] = {}
