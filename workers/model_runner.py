@@ -25,6 +25,7 @@ from workers.scheduler_output import (
 )
 from workers.sequence import PLACEHOLDER
 from workers.spec.verify import accept_greedy, verify_drafts
+from workers.step_sampling import PendingRow, sample_rows
 from workers.stop_checker import stop_token_ids
 from workers.structured.decoding import StepMask, StructuredDecoding
 
@@ -227,14 +228,16 @@ class ModelRunner:
 
     def _pick(self, seqs: tuple[ScheduledSeq, ...], logits: torch.Tensor) -> ModelRunnerOutput:
         """Each sequence's tokens (or beam candidates) and prompt log-probabilities from its
-        rows of the host logits. A request whose rows are not finite, or whose sampling
-        raises, fails alone."""
+        rows of the host logits. Rows of one token (greedy or sampled, constrained or not)
+        are sampled together in one batched call; drafted rows and beams alone. A request
+        whose rows are not finite, or whose sampling raises, fails alone."""
         logprobs = torch.log_softmax(logits, dim=-1)
         finite = torch.isfinite(logits).all(-1).tolist()
         sampled: dict[int, tuple[TokenLogprob, ...]] = {}
         beams: dict[int, tuple[tuple[int, float], ...]] = {}
         prompt: dict[int, tuple[TokenLogprob, ...]] = {}
         failed: dict[str, RequestFailure] = {}
+        batched: list[PendingRow] = []  # rows of one token: sampled together below
         row = 0
         for s in seqs:
             owned = slice(row, row + s.num_logit_rows)
@@ -254,17 +257,70 @@ class ModelRunner:
                     # As transformers does for beams: processors act on log-probabilities.
                     processed = self._processed(s, logprobs[rows.start])
                     beams[s.seq_id] = top_logprobs(processed, s.beam_topk)
-                    continue
-                tokens = self._next_tokens(s, logits[rows])
-                top = s.sampling.logprobs or 0
-                sampled[s.seq_id] = tuple(
-                    TokenLogprob(t, float(lp[t]), top_logprobs(lp, top))
-                    for t, lp in zip(tokens, logprobs[rows], strict=False)
-                )
+                elif s.spec_token_ids:  # drafts to verify: their own path
+                    sampled[s.seq_id] = self._sampled_entries(s, logits[rows], logprobs[rows])
+                else:
+                    batched.append(self._pending_row(s, rows.start, logits))
             except Exception as e:  # this request's sampling only: the step goes on
                 failed[s.request_id] = failure_from_exception(s.request_id, "sampling", e)
+        sampled.update(self._sample_batched(batched, logits, logprobs, failed))
         output = ModelRunnerOutput(sampled, beams, tuple(failed.values()), prompt or None)
         return _without_failed(output, seqs)
+
+    def _sampled_entries(
+        self, s: ScheduledSeq, rows: torch.Tensor, logprobs: torch.Tensor
+    ) -> tuple[TokenLogprob, ...]:
+        """One sequence's tokens from its own rows, alone (drafts verified)."""
+        tokens = self._next_tokens(s, rows)
+        top = s.sampling.logprobs or 0
+        return tuple(
+            TokenLogprob(t, float(lp[t]), top_logprobs(lp, top))
+            for t, lp in zip(tokens, logprobs, strict=False)
+        )
+
+    def _pending_row(self, s: ScheduledSeq, row: int, logits: torch.Tensor) -> PendingRow:
+        """A one-token row for the batched sampler: its penalties, logit bias and min_tokens
+        applied here, per row, and its grammar's mask (errors are this request's)."""
+        if plain_greedy(s):
+            return PendingRow(s, row)
+        raw = logits[row]
+        processed = self._processed(s, raw)
+        bitmask = None
+        if s.sampling.structured is not None:
+            assert self.structured is not None, "a constrained request on a runner without one"
+            bitmask = self.structured.mask(s).bitmask[0]
+        return PendingRow(s, row, None if processed is raw else processed, bitmask)
+
+    def _sample_batched(
+        self,
+        rows: list[PendingRow],
+        logits: torch.Tensor,
+        logprobs: torch.Tensor,
+        failed: dict[str, RequestFailure],
+    ) -> dict[int, tuple[TokenLogprob, ...]]:
+        """The one-token rows in one batched call; should it raise, each row alone on the
+        per-row path, so that only the requests whose sampling fails fail (in `failed`)."""
+        rows = [r for r in rows if r.seq.request_id not in failed]
+        try:
+            entries = sample_rows(rows, logits, logprobs, self.generator)
+        except Exception:
+            entries = None
+        out: dict[int, tuple[TokenLogprob, ...]] = {}
+        for i, r in enumerate(rows):
+            s = r.seq
+            try:
+                if entries is None:
+                    out[s.seq_id] = self._sampled_entries(
+                        s, logits[r.row : r.row + 1], logprobs[r.row : r.row + 1]
+                    )
+                    continue
+                if s.sampling.structured is not None:
+                    assert self.structured is not None
+                    self.structured.accept(s, [entries[i].token_id])
+                out[s.seq_id] = (entries[i],)
+            except Exception as e:
+                failed[s.request_id] = failure_from_exception(s.request_id, "sampling", e)
+        return out
 
     def _next_tokens(self, s: ScheduledSeq, rows: torch.Tensor) -> list[int]:
         """The token drawn from the last row, or with drafts the verified tokens."""

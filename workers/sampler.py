@@ -1,5 +1,10 @@
 """Sampling as pure functions over a batch of logits, one set of parameters per row.
 
+These are the per-row reference: workers/batch_sampler.py samples a whole step's one-token
+rows at once and gives each row exactly what these functions give it (tests/workers/
+test_batch_sampler.py); drafted rows, beam candidates and the runner's per-row penalties
+use these directly.
+
 Order of operations (as in vLLM): penalties, logit bias, min_tokens masking (the grammar's
 token mask, workers/structured/, comes after these), then greedy argmax or
 temperature, top-k, top-p, min-p and a draw from each row's own generator.

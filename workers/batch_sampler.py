@@ -1,0 +1,180 @@
+"""sample: every row of a step's logits at once, from a SamplingBatch.
+
+Per row the same operations as workers/sampler.py's reference functions (processed_logits,
+sampling_probs, then draw): penalties, logit bias and min_tokens (logits_processing.py), an
+optional grammar bitmask, argmax for greedy rows; for the others temperature, top-k, top-p
+and min-p, a softmax and a draw. Each runs once over the rows it applies to, so a row's
+result does not depend on the rows beside it: it is exactly what the row alone gives, bit
+for bit, and the same seed gives the same token whatever the batch.
+
+The draw is torch.multinomial's own (for one sample it takes argmax(probs / q) with q ~
+Exp(1) from the row's generator): rows sharing a generator draw their noise in one call, in
+row order, which consumes it as consecutive per-row calls would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from workers.logits_processing import apply_processing
+from workers.sampling_batch import RowSubset, SamplingBatch
+
+_NEG_INF = float("-inf")
+_FP32_MAX = torch.finfo(torch.float32).max
+_BITS = torch.arange(32, dtype=torch.int32)
+
+
+@dataclass(frozen=True)
+class SampledRows:
+    """tokens [rows] long; logprobs [rows]: each chosen token's log-probability; top_ids and
+    top_logprobs [rows, max count]: each row's best alternatives, best first (a row uses
+    its first `count` columns; None when no row asked for any)."""
+
+    tokens: torch.Tensor
+    logprobs: torch.Tensor
+    top_ids: torch.Tensor | None = None
+    top_logprobs: torch.Tensor | None = None
+
+
+def sample(
+    logits: torch.Tensor,
+    batch: SamplingBatch,
+    logprobs: torch.Tensor | None = None,
+    bitmask: torch.Tensor | None = None,
+) -> SampledRows:
+    """The next token of every row of logits [rows, vocab] (float32, finite), and its
+    log-probability. The batch's processing (penalties, logit bias, min_tokens of the rows
+    that carry a history) comes first; rows without a history are taken as processed.
+
+    logprobs [rows, vocab]: the log-probabilities to report (the model's own, before any
+    processing); None: log_softmax of `logits` as given.
+    bitmask [rows, ceil(vocab / 32)] int32, the structured-output hook: bit b of word w set
+    when token 32 * w + b is allowed; tokens it leaves out get -inf before anything else
+    (a row with every bit set is unconstrained). It must allow at least one token per row.
+    """
+    if logprobs is None:
+        logprobs = logits.log_softmax(-1)
+    if batch.processing is not None:
+        logits = apply_processing(logits, batch.processing)
+    if bitmask is not None:
+        logits = apply_token_bitmask(logits, bitmask)
+    tokens = _tokens(logits, batch)
+    chosen = logprobs.gather(1, tokens[:, None])[:, 0]
+    top_ids, top_values = _top_logprobs(logprobs, batch)
+    return SampledRows(tokens, chosen, top_ids, top_values)
+
+
+def apply_token_bitmask(logits: torch.Tensor, bitmask: torch.Tensor) -> torch.Tensor:
+    """logits with the tokens each row's bitmask leaves out at -inf (a new tensor)."""
+    bits = (bitmask.to(torch.int32)[:, :, None] >> _BITS.to(bitmask.device)) & 1
+    allowed = bits.bool().flatten(1)[:, : logits.shape[-1]]
+    return logits.masked_fill(~allowed, _NEG_INF)
+
+
+def _tokens(logits: torch.Tensor, batch: SamplingBatch) -> torch.Tensor:
+    if batch.sampled is None:
+        return logits.argmax(-1)
+    every = batch.greedy is None
+    rows = logits if every else logits.index_select(0, batch.sampled)
+    drawn = _draw(sampled_probs(rows, batch), batch)
+    if every:
+        return drawn
+    assert batch.greedy is not None
+    tokens = torch.empty(batch.num_rows, dtype=torch.long, device=logits.device)
+    tokens[batch.greedy] = logits.index_select(0, batch.greedy).argmax(-1)
+    tokens[batch.sampled] = drawn
+    return tokens
+
+
+def sampled_probs(rows: torch.Tensor, batch: SamplingBatch) -> torch.Tensor:
+    """The distributions the sampled rows draw from, given their logits [sampled, vocab]:
+    sampling_probs of each (temperature, top-k, top-p, min-p, softmax)."""
+    assert batch.temperature is not None
+    scaled = (rows / batch.temperature).clamp(-_FP32_MAX, _FP32_MAX)
+    x = torch.where(torch.isfinite(rows), scaled, rows)
+    x = _on_rows(x, batch.top_k, _top_k)
+    x = _on_rows(x, batch.top_p, _top_p)
+    x = _on_rows(x, batch.min_p, _min_p)
+    return x.softmax(-1)
+
+
+RowOp = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _on_rows(x: torch.Tensor, rows: RowSubset | None, op: RowOp) -> torch.Tensor:
+    """op(x[rows], values) written back into those rows (x itself when rows is None)."""
+    if rows is None:
+        return x
+    if rows.full:
+        return op(x, rows.values)
+    out = x.clone()
+    out[rows.index] = op(x.index_select(0, rows.index), rows.values)
+    return out
+
+
+def _top_k(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Keep each row's k largest (0 < k < vocab): below the k-th largest value is -inf."""
+    kth = torch.topk(x, int(k.max())).values.gather(1, k - 1)
+    return x.masked_fill(x < kth, _NEG_INF)
+
+
+def _top_p(x: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
+    """Keep the smallest set of most likely tokens reaching top_p; the best always stays."""
+    sorted_logits, order = torch.sort(x, descending=True)
+    probs = sorted_logits.softmax(-1)
+    drop_sorted = (probs.cumsum(-1) - probs) >= top_p
+    drop_sorted[:, 0] = False
+    drop = torch.zeros_like(drop_sorted).scatter(1, order, drop_sorted)
+    return x.masked_fill(drop, _NEG_INF)
+
+
+def _min_p(x: torch.Tensor, min_p: torch.Tensor) -> torch.Tensor:
+    """Drop tokens below min_p times the row's top probability."""
+    probs = x.softmax(-1)
+    return x.masked_fill(probs < min_p * probs.max(-1, keepdim=True).values, _NEG_INF)
+
+
+def _draw(probs: torch.Tensor, batch: SamplingBatch) -> torch.Tensor:
+    """One token per row of probs [sampled, vocab], as torch.multinomial(row, 1) with the
+    row's generator draws it. The noise is drawn where the generators are (the host's
+    generators for host logits: in place, a run of rows at a time) and moved once."""
+    where = batch.draws[0].generator.device
+    noise = torch.empty(probs.shape, dtype=probs.dtype, device=where)
+    for draws in batch.draws:
+        g = draws.generator
+        if draws.run is not None:
+            rows = noise[draws.run[0] : draws.run[1]]
+            if g.device == where:
+                rows.exponential_(1, generator=g)
+            else:
+                q = torch.empty(rows.shape, dtype=probs.dtype, device=g.device)
+                rows.copy_(q.exponential_(1, generator=g))
+            continue
+        assert draws.index is not None
+        q = torch.empty((draws.index.numel(), probs.shape[1]), dtype=probs.dtype, device=g.device)
+        noise[draws.index.to(where)] = q.exponential_(1, generator=g).to(where)
+    noise = noise.to(probs.device)
+    return torch.div(probs, noise, out=noise).argmax(-1)
+
+
+def _top_logprobs(
+    logprobs: torch.Tensor, batch: SamplingBatch
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """[rows, max count] ids and values: one topk per distinct count (so a row's
+    alternatives are those topk gives it alone, ties included)."""
+    width = batch.max_top_logprobs
+    if not width:
+        return None, None
+    vocab = logprobs.shape[-1]
+    rows = logprobs.shape[0]
+    ids = torch.zeros((rows, min(width, vocab)), dtype=torch.long, device=logprobs.device)
+    values = torch.full(ids.shape, _NEG_INF, dtype=logprobs.dtype, device=logprobs.device)
+    for group in batch.top_logprobs:
+        k = min(group.count, vocab)
+        best = torch.topk(logprobs.index_select(0, group.index), k)
+        ids[group.index, :k] = best.indices
+        values[group.index, :k] = best.values
+    return ids, values
