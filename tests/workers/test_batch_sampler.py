@@ -47,8 +47,9 @@ def reference(
     tokens, dists = [], []
     for i, (params, gen) in enumerate(zip(rows, generators(rows), strict=True)):
         row = logits[i]
-        if histories is not None and histories[i] is not None:
-            row = processed(row, params, histories[i])
+        history = histories[i] if histories is not None else None
+        if history is not None:
+            row = processed(row, params, history)
         if allowed is not None:
             row = row.masked_fill(~allowed[i], float("-inf"))
         probs = sampling_probs(row, params)
@@ -98,13 +99,13 @@ def assert_rows_equal_reference(
     assert out.logprobs.tolist() == [float(logprobs[i, t]) for i, t in enumerate(tokens)]
     for i, params in enumerate(rows):
         count = params.logprobs or 0
-        want = top_logprobs(logprobs[i], count)
+        expected = top_logprobs(logprobs[i], count)
         if not count:
             continue
         assert out.top_ids is not None and out.top_logprobs is not None
-        ids = out.top_ids[i, : len(want)].tolist()
-        got = tuple(zip(ids, out.top_logprobs[i, : len(want)].tolist(), strict=True))
-        assert got == want
+        ids = out.top_ids[i, : len(expected)].tolist()
+        got = tuple(zip(ids, out.top_logprobs[i, : len(expected)].tolist(), strict=True))
+        assert got == expected
 
 
 MIXED = [

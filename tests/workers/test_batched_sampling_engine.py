@@ -33,13 +33,13 @@ MIX = {
 }
 
 
-def run(engine: LLMEngine, names: list[str]) -> dict[str, list[tuple[int, ...]]]:
+def run(engine: LLMEngine, names: list[str]) -> dict[str, list[tuple[int | float, ...]]]:
     """Each named request's (sample index, token[, logprob rounded, top ids]) per output
     token, stepping the engine until everything it holds is done."""
     prompts = dict(zip(MIX, random_prompts([5 + i for i in range(len(MIX))], seed=3), strict=True))
     for name in names:
         engine.add_request(GenerateRequest(name, tuple(prompts[name]), MIX[name]))
-    out: dict[str, list[tuple[int, ...]]] = {name: [] for name in names}
+    out: dict[str, list[tuple[int | float, ...]]] = {name: [] for name in names}
     while engine.has_unfinished():
         for d in engine.step():
             if d.request_id not in out:
