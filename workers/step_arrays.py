@@ -4,6 +4,7 @@ a captured shape for the CUDA graphs."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import chain
 
@@ -20,8 +21,8 @@ def ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return np.repeat(starts - before, lengths) + np.arange(total, dtype=np.int64)
 
 
-def _ints(values: object, count: int) -> np.ndarray:
-    return np.fromiter(values, dtype=np.int64, count=count)  # type: ignore[call-overload]
+def _ints(values: Iterable[int], count: int) -> np.ndarray:
+    return np.fromiter(values, dtype=np.int64, count=count)
 
 
 @dataclass(frozen=True)

@@ -109,7 +109,9 @@ def test_batch_equals_a_rebuild_after_random_operations(ops: list[tuple[str, int
         for s in chosen:
             truths[s].held, truths[s].changed_from = True, None
         check(batch, truths)
-        out = {s.seq_id: (TokenLogprob(10 + s.seq_id % 7, -1.0),) for s in seqs}
+        out: dict[int, tuple[TokenLogprob, ...]] = {
+            s.seq_id: (TokenLogprob(10 + s.seq_id % 7, -1.0),) for s in seqs
+        }
         batch.record(seqs, ModelRunnerOutput(out, {}))
         for s in chosen:
             truths[s].tokens.append(10 + s % 7)

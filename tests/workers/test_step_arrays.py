@@ -78,8 +78,14 @@ def reference_flat(seqs: tuple[ScheduledSeq, ...]) -> dict[str, list]:
     )
 
 
-def reference_graph(seqs: tuple[ScheduledSeq, ...], width: int, lora: list[int] | None):
-    ids, pos, slot, slots_of_rows, keep = [], [], [], [], []
+def reference_graph(
+    seqs: tuple[ScheduledSeq, ...], width: int, lora: list[int] | None
+) -> tuple[list[int], ...]:
+    ids: list[int] = []
+    pos: list[int] = []
+    slot: list[int] = []
+    slots_of_rows: list[int] = []
+    keep: list[int] = []
     for i, s in enumerate(seqs):
         pad = width - s.num_tokens
         first = s.start_pos - pad
