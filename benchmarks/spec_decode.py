@@ -128,6 +128,7 @@ def draft_cost_ratio(engine: LLMEngine, batch: int, repeats: int = 20) -> float:
         times[name] = median(samples)
         for i in range(batch):
             kv.free(10_000_000 + i)
+        runner.forget(10_000_000 + i for i in range(batch))
     return times["draft"] / times["target"]
 
 

@@ -17,9 +17,10 @@ import torch
 from adapters.ops import LoRABatch
 from adapters.slots import LoRASlots
 from workers.attention.metadata import AttentionMetadata
-from workers.host_copy import to_device
+from workers.host_copy import array_to_device
 from workers.models.llama import LlamaForCausalLM
 from workers.scheduler_output import ScheduledSeq
+from workers.step_arrays import GraphRows
 
 BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 160, 192, 256)
 MULTI_TOKEN_MAX_BATCH = 64  # speculation steps aside for larger batches
@@ -92,25 +93,26 @@ class StepGraphs:
 
     def run(
         self,
-        seqs: tuple[ScheduledSeq, ...],
-        adapter_slots: list[int] | None = None,
+        rows: GraphRows,
+        width: int,
         fill: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """float32 logits of every sample row, sequence by sequence (as the eager forward
-        returns them); adapter_slots: each sequence's LoRA slot (-1 or None: base model);
-        fill: (sequence index, token id) tensors on the device, last tokens to replace
-        (placeholders for tokens the previous step samples)."""
-        batch = len(seqs)
-        width = max(s.num_tokens for s in seqs)
+        returns them), for a step laid out as `width` rows per sequence (gathered from the
+        runner's batch); fill: (sequence index, token id) tensors on the device, last
+        tokens to replace (placeholders for tokens the previous step samples)."""
+        batch = len(rows.seq_lens)
         bucket = next(b for b in self.shapes[width] if b >= batch)
         ids, pos, slot, lora, lens, table = self.host_fields
         scratch = self.scratch_block * self.block_size
         self.copied.synchronize()  # the last step's copy has read the host buffer
-        keep: list[int] = []
-        if width == 1:
-            self._fill_decodes(seqs, adapter_slots)
-        else:
-            keep = self._fill_rows(seqs, width, adapter_slots)
+        used = slice(0, batch * width)
+        ids[used] = rows.input_ids
+        pos[used] = rows.positions
+        slot[used] = rows.slots
+        lora[used] = rows.adapter_slots
+        lens[:batch] = rows.seq_lens
+        table[:batch, : rows.block_tables.shape[1]] = rows.block_tables  # the rest: never read
         padding = slice(batch * width, bucket * width)  # whole sequences of padding
         ids[padding] = pos[padding] = 0
         slot[padding] = scratch
@@ -126,45 +128,7 @@ class StepGraphs:
         logits = self.logits[bucket, width]
         if width == 1:
             return logits[:batch]
-        return logits[to_device(keep, logits.device)]
-
-    def _fill_decodes(
-        self, seqs: tuple[ScheduledSeq, ...], adapter_slots: list[int] | None
-    ) -> None:
-        """One token per sequence: whole columns at once."""
-        ids, pos, slot, lora, lens, table = self.host_fields
-        batch, bs = len(seqs), self.block_size
-        ids[:batch] = [s.token_ids[0] for s in seqs]
-        pos[:batch] = [s.start_pos for s in seqs]
-        slot[:batch] = [s.block_table[s.start_pos // bs] * bs + s.start_pos % bs for s in seqs]
-        lens[:batch] = pos[:batch] + 1
-        lora[:batch] = -1 if adapter_slots is None else adapter_slots
-        for row, s in enumerate(seqs):  # entries past a row's blocks are never read
-            table[row, : len(s.block_table)] = s.block_table
-
-    def _fill_rows(
-        self, seqs: tuple[ScheduledSeq, ...], width: int, adapter_slots: list[int] | None
-    ) -> list[int]:
-        """`width` rows per sequence, padded at the front; returns the rows to sample."""
-        ids, pos, slot, lora, lens, table = self.host_fields
-        bs, scratch = self.block_size, self.scratch_block * self.block_size
-        keep: list[int] = []
-        for i, s in enumerate(seqs):
-            pad = width - s.num_tokens
-            rows = slice(i * width, (i + 1) * width)
-            first = s.start_pos - pad
-            positions = range(first, first + width)
-            ids[rows] = (0,) * pad + s.token_ids
-            pos[rows] = [max(p, 0) for p in positions]
-            slot[rows] = [
-                scratch if p < s.start_pos else s.block_table[p // bs] * bs + p % bs
-                for p in positions
-            ]
-            lora[rows] = -1 if adapter_slots is None else adapter_slots[i]
-            lens[i] = s.start_pos + s.num_tokens
-            table[i, : len(s.block_table)] = s.block_table  # entries past it are never read
-            keep += range(rows.stop - s.num_sample_rows, rows.stop)
-        return keep
+        return logits[array_to_device(rows.keep, logits.device)]
 
     def _reset_padding(self, bucket: int, width: int) -> None:
         rows = bucket * width

@@ -37,9 +37,11 @@ def run_isolated(runner: StepRunner, step: SchedulerOutput) -> ModelRunnerOutput
     beams: dict[int, tuple] = {}
     failed: list[RequestFailure] = []
     prompt: dict[int, tuple] = {}
+    freed = step.freed_seq_ids  # rows to drop, with the first request's forward
     for request_id, seqs in by_request.items():
         try:
-            out = runner.execute(SchedulerOutput(tuple(seqs)))
+            out = runner.execute(SchedulerOutput(tuple(seqs), freed_seq_ids=freed))
+            freed = ()
         except Exception as e:  # this request's own forward: it alone fails
             failed.append(failure_from_exception(request_id, "running its forward pass", e))
             continue

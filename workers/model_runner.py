@@ -3,16 +3,18 @@ picks the next token of every sequence that samples."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 
 from adapters.manager import LoRAManager
 from adapters.ops import LoRABatch
 from workers.attention.metadata import AttentionMetadata
 from workers.cuda_graphs import StepGraphs
-from workers.host_copy import to_device
+from workers.host_copy import array_to_device, to_device
+from workers.input_batch import InputBatch
 from workers.models.llama import LlamaForCausalLM
 from workers.protocol import TokenLogprob
 from workers.request_failure import NON_FINITE, RequestFailure, failure_from_exception
@@ -25,6 +27,7 @@ from workers.scheduler_output import (
 )
 from workers.sequence import PLACEHOLDER
 from workers.spec.verify import accept_greedy, verify_drafts
+from workers.step_arrays import gather, graph_rows
 from workers.step_sampling import PendingRow, sample_rows
 from workers.stop_checker import stop_token_ids
 from workers.structured.decoding import StepMask, StructuredDecoding
@@ -89,20 +92,49 @@ class ModelRunner:
         self._sampled: tuple[torch.Tensor, dict[int, int]] | None = None
         # Grammar matchers of constrained requests (set by the engine; None: none served).
         self.structured: StructuredDecoding | None = None
+        # Every live sequence's block table and token history, updated from step differences.
+        self.batch = InputBatch()
 
     def execute(self, step: SchedulerOutput) -> ModelRunnerOutput:
         return self.launch(step).result()
 
+    def forget(self, seq_ids: Iterable[int]) -> None:
+        """Drop the batch rows of sequences that are gone (callers of forward_logits)."""
+        self.batch.remove(seq_ids)
+
     @torch.inference_mode()
     def launch(self, step: SchedulerOutput) -> PendingOutput:
-        """Queue the step on the device. Greedy steps pick their tokens there and return
-        before the device is done (result() waits), so the host can prepare the next step;
-        a sequence of that next step may then hold a PLACEHOLDER for the token this step
-        samples, which the device fills in."""
+        """Queue the step on the device, after applying its differences to the batch. The
+        tokens it samples join the batch's histories when result() gives them, so in the
+        order the caller takes the steps' results (with async scheduling, a step launched
+        ahead may have its output at once, before the step in flight before it)."""
         self.copy_blocks(step.block_copies)
+        self.batch.remove(step.freed_seq_ids)
+        self.batch.update(step.seqs)
+        step = self._with_histories(step)
+        pending = self._launch(step)
+        return replace(pending, on_result=_recorder(self.batch, step.seqs))
+
+    def _with_histories(self, step: SchedulerOutput) -> SchedulerOutput:
+        """The step with the token histories penalties need, from the batch."""
+        if not any(s.sample and s.sampling.has_penalties for s in step.seqs):
+            return step
+        seqs = []
+        for s in step.seqs:
+            if s.sample and s.sampling.has_penalties and s.blocks is not None:
+                prompt, outputs = self.batch.prompt_and_outputs(s.seq_id)
+                s = replace(s, prompt_token_ids=prompt, output_token_ids=outputs)
+            seqs.append(s)
+        return replace(step, seqs=tuple(seqs))
+
+    def _launch(self, step: SchedulerOutput) -> PendingOutput:
+        """Greedy steps pick their tokens on the device and return before the device is
+        done (result() waits), so the host can prepare the next step; a sequence of that
+        next step may then hold a PLACEHOLDER for the token this step samples, which the
+        device fills in."""
         if step.empty:
             return PendingOutput(ready=ModelRunnerOutput({}, {}))
-        logits = self.forward_logits(step.seqs)
+        logits = self._forward(step.seqs)
         with_rows = tuple(s for s in step.seqs if s.num_logit_rows)
         plain = all(
             plain_greedy(s) and not s.sampling.logprobs and not s.num_prompt_rows for s in with_rows
@@ -118,11 +150,21 @@ class ModelRunner:
     def forward_logits(self, seqs: tuple[ScheduledSeq, ...]) -> torch.Tensor:
         """One forward over the block tables: float32 logits of every row a sequence asks
         for (its prompt rows, then its sample rows), on the device, [sum of num_logit_rows,
-        vocab]."""
+        vocab]. The sequences' differences are applied to the batch first."""
+        self.batch.update(seqs)
+        return self._forward(seqs)
+
+    def _forward(self, seqs: tuple[ScheduledSeq, ...]) -> torch.Tensor:
         if self._graph_ready(seqs):
             assert self.graphs is not None
+            graphs = self.graphs
             fill = self._placeholders(seqs, range(len(seqs)))
-            return self.graphs.run(seqs, self._adapter_slots(seqs), fill)
+            width = max(s.num_tokens for s in seqs)
+            scratch = graphs.scratch_block * self.block_size
+            rows = graph_rows(
+                self.batch, seqs, width, self.block_size, scratch, self._adapter_slots(seqs)
+            )
+            return graphs.run(rows, width, fill)
         inputs = self._prepare(seqs)
         fill = self._placeholders(seqs, [end - 1 for end in inputs.meta.query_start_loc[1:]])
         if fill is not None:
@@ -175,42 +217,28 @@ class ModelRunner:
             cache[:, dst] = cache[:, src]
 
     def _prepare(self, seqs: tuple[ScheduledSeq, ...]) -> StepInputs:
-        input_ids: list[int] = []
-        positions: list[int] = []
-        slots: list[int] = []
-        query_start_loc = [0]
-        seq_lens: list[int] = []
-        logits_indices: list[int] = []
-        bs = self.block_size
-        for s in seqs:
-            input_ids += s.token_ids
-            span = range(s.start_pos, s.start_pos + s.num_tokens)
-            positions += span
-            slots += [s.block_table[p // bs] * bs + p % bs for p in span]
-            query_start_loc.append(len(input_ids))
-            seq_lens.append(span.stop)
-            if s.num_prompt_rows:
-                first = query_start_loc[-2] + s.prompt_row_start - s.start_pos
-                logits_indices += range(first, first + s.num_prompt_rows)
-            logits_indices += range(len(input_ids) - s.num_sample_rows, len(input_ids))
-        width = max(len(s.block_table) for s in seqs)
-        tables = [list(s.block_table) + [0] * (width - len(s.block_table)) for s in seqs]
+        """The step's tensors, gathered from the batch."""
+        arrays = gather(self.batch, seqs, self.block_size)
 
-        def tensor(values: list[int] | list[list[int]]) -> torch.Tensor:
-            return to_device(values, self.device)
+        def tensor(values: np.ndarray) -> torch.Tensor:
+            return array_to_device(values, self.device)
 
         meta = AttentionMetadata(
-            slot_mapping=tensor(slots),
-            block_tables=tensor(tables),
-            query_start_loc=tuple(query_start_loc),
-            seq_lens=tuple(seq_lens),
-            block_size=bs,
-            seq_lens_tensor=tensor(seq_lens),
-            decode_only=len(input_ids) == len(seqs),
-            query_start_tensor=tensor(query_start_loc),
+            slot_mapping=tensor(arrays.slots),
+            block_tables=tensor(arrays.block_tables),
+            query_start_loc=tuple(arrays.query_start_loc.tolist()),
+            seq_lens=tuple(arrays.seq_lens.tolist()),
+            block_size=self.block_size,
+            seq_lens_tensor=tensor(arrays.seq_lens),
+            decode_only=len(arrays.input_ids) == len(seqs),
+            query_start_tensor=tensor(arrays.query_start_loc),
         )
         return StepInputs(
-            tensor(input_ids), tensor(positions), meta, tensor(logits_indices), self._lora(seqs)
+            tensor(arrays.input_ids),
+            tensor(arrays.positions),
+            meta,
+            tensor(arrays.logits_indices),
+            self._lora(seqs),
         )
 
     def _lora(self, seqs: tuple[ScheduledSeq, ...]) -> LoRABatch | None:
@@ -220,10 +248,9 @@ class ModelRunner:
             return None
         assert self.adapters is not None
         slot_of = self.adapters.activate(keys)
-        token_slots: list[int] = []
-        for s in seqs:
-            slot = -1 if s.adapter_key is None else slot_of[s.adapter_key]
-            token_slots += [slot] * s.num_tokens
+        seq_slots = [-1 if s.adapter_key is None else slot_of[s.adapter_key] for s in seqs]
+        counts = [s.num_tokens for s in seqs]
+        token_slots = np.repeat(np.array(seq_slots, dtype=np.int64), counts).tolist()
         return LoRABatch.build(self.adapters.slots, token_slots)
 
     def _pick(self, seqs: tuple[ScheduledSeq, ...], logits: torch.Tensor) -> ModelRunnerOutput:
@@ -408,14 +435,29 @@ class PendingOutput:
     host: torch.Tensor | None = None
     done: torch.cuda.Event | None = None
     ready: ModelRunnerOutput | None = None
+    on_result: Callable[[ModelRunnerOutput], None] | None = None  # told the output once known
 
     def result(self) -> ModelRunnerOutput:
-        if self.ready is not None:
-            return self.ready
-        assert self.host is not None
-        if self.done is not None:
-            self.done.synchronize()
-        return _greedy_output(self.seqs, self.host)
+        output = self.ready
+        if output is None:
+            assert self.host is not None
+            if self.done is not None:
+                self.done.synchronize()
+            output = _greedy_output(self.seqs, self.host)
+        if self.on_result is not None:
+            self.on_result(output)
+        return output
+
+
+def _recorder(
+    batch: InputBatch, seqs: tuple[ScheduledSeq, ...]
+) -> Callable[[ModelRunnerOutput], None]:
+    """Appends a step's sampled tokens to the batch's histories."""
+
+    def record(output: ModelRunnerOutput) -> None:
+        batch.record(seqs, output)
+
+    return record
 
 
 def _greedy_output(seqs: tuple[ScheduledSeq, ...], packed: torch.Tensor) -> ModelRunnerOutput:

@@ -25,7 +25,7 @@ from workers.kv_cache.manager import KVCacheManager
 from workers.protocol import FinishReason, TokenDelta
 from workers.request_failure import RequestFailure, failure_from_exception
 from workers.scheduler_drafts import draft_candidates, draft_outcome, running_modes
-from workers.scheduler_output import ModelRunnerOutput, ScheduledSeq, SchedulerOutput
+from workers.scheduler_output import ModelRunnerOutput, NewSeq, ScheduledSeq, SchedulerOutput
 from workers.sequence import Request, Sequence
 from workers.spec.plan import DraftPlan, DraftPlanner, DraftRound
 from workers.spec.proposers import Proposal
@@ -144,6 +144,7 @@ class Scheduler:
         step = self._schedule(preempt)
         if preempt and self.speculator is not None:
             step = self._with_drafts(step, self.speculator)
+        self.kv.changes.sent(s.seq_id for s in step.seqs)
         return step
 
     def schedule_ahead(self, in_flight: SchedulerOutput) -> SchedulerOutput | None:
@@ -170,9 +171,14 @@ class Scheduler:
         return step
 
     def discard(self, step: SchedulerOutput) -> None:
-        """A scheduled step that never ran: its block copies are put back (they go first);
+        """A scheduled step that never ran: its block copies are put back (they go first),
+        and the differences it carried for the runner are sent again with the next step;
         its allocations stay, and the next schedule() plans the same work again."""
         self.kv.requeue_copies(step.block_copies)
+        self.kv.changes.unsend(
+            ((s.seq_id, s.blocks, s.new is not None) for s in step.seqs if s.blocks),
+            step.freed_seq_ids,
+        )
 
     def _schedule(self, preempt: bool) -> SchedulerOutput:
         budget = self.config.max_num_batched_tokens
@@ -200,6 +206,7 @@ class Scheduler:
         return SchedulerOutput(
             seqs=tuple(scheduled),
             block_copies=self.kv.take_pending_copies(),
+            freed_seq_ids=self.kv.changes.take_freed(),
             num_preempted=self.num_preemptions - preempted_before,
             num_running_seqs=self.num_running_seqs,
         )
@@ -231,7 +238,8 @@ class Scheduler:
             token_ids=s.token_ids + tokens,
             spec_token_ids=tokens,
             spec_probs=proposal.probs,
-            block_table=tuple(self.kv.block_tables[s.seq_id]),
+            block_table=self.kv.table_snapshot(s.seq_id),
+            blocks=self.kv.changes.update(s.seq_id, self.kv.block_tables[s.seq_id]),
         )
 
     def _schedule_running(
@@ -332,19 +340,22 @@ class Scheduler:
         end = start + num_new
         sample = end == seq.num_tokens and not req.needs_fork
         params = req.sampling
-        with_history = sample and params.has_penalties
         row_start, num_rows = req.prompt_logprob_rows(start, end)
+        changes = self.kv.changes
+        new = None
+        if changes.is_new(seq.seq_id):  # the runner gets its tokens once
+            new = NewSeq(tuple(seq.token_ids[: seq.num_known_tokens]), seq.num_prompt_tokens)
         return ScheduledSeq(
             seq_id=seq.seq_id,
             request_id=req.request_id,
             token_ids=tuple(seq.token_ids[start:end]),
             start_pos=start,
-            block_table=tuple(self.kv.block_tables[seq.seq_id]),
+            block_table=self.kv.table_snapshot(seq.seq_id),
             sample=sample,
             sampling=params,
             generator=seq.generator,
-            prompt_token_ids=tuple(seq.token_ids[: seq.num_prompt_tokens]) if with_history else (),
-            output_token_ids=tuple(seq.output_token_ids) if with_history else (),
+            blocks=changes.update(seq.seq_id, self.kv.block_tables[seq.seq_id]),
+            new=new,
             num_output_tokens=seq.num_output_tokens,
             beam_topk=req.beam_topk if params.use_beam_search else 0,
             adapter_key=req.adapter_key,

@@ -1,4 +1,11 @@
-"""What the scheduler hands the model runner each step, and what comes back."""
+"""What the scheduler hands the model runner each step, and what comes back.
+
+A step crosses as differences: the runner keeps every live sequence's block table and
+token history (workers/input_batch.py). A sequence it does not hold comes with `new` (its
+tokens, once) and its whole table; one it holds comes with the blocks appended or replaced
+since (`blocks`) and its tokens of the step; the runner appends the tokens it samples
+itself. `freed_seq_ids` are the sequences whose rows it drops.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from workers.kv_cache.table_changes import BlockUpdate
 from workers.protocol import TokenLogprob
 from workers.request_failure import RequestFailure
 from workers.sampling_params import SamplingParams
@@ -13,10 +21,24 @@ from workers.spec.plan import DraftPlan
 
 
 @dataclass(frozen=True)
+class NewSeq:
+    """A sequence the runner does not hold yet: every token known so far (the prompt, then
+    any outputs: a fork, or a request readmitted after preemption)."""
+
+    token_ids: tuple[int, ...]
+    num_prompt_tokens: int
+
+
+@dataclass(frozen=True)
 class ScheduledSeq:
     """One sequence's share of a step: `token_ids` are computed at positions
     start_pos.. and written to its block table; if `sample`, the last one's logits pick the
-    next token (or, with beam_topk > 0, return the best beam_topk log-probabilities)."""
+    next token (or, with beam_topk > 0, return the best beam_topk log-probabilities).
+
+    blocks: how the table changed since the runner got it (the whole table when `new` is
+    set); None: the runner keeps no state of it and takes `block_table` whole (the draft
+    model's steps). block_table is the scheduler's snapshot, the same tuple until it
+    changes."""
 
     seq_id: int
     request_id: str
@@ -26,8 +48,11 @@ class ScheduledSeq:
     sample: bool
     sampling: SamplingParams
     generator: torch.Generator | None = None
-    # The token history penalties need (only for requests with penalties), and the number
-    # of outputs known before this step (min_tokens holds stop tokens back until then).
+    blocks: BlockUpdate | None = None
+    new: NewSeq | None = None
+    # The token history penalties need, filled in by the runner from its own history (for
+    # requests with penalties), and the number of outputs known before this step (min_tokens
+    # holds stop tokens back until then), from the scheduler.
     prompt_token_ids: tuple[int, ...] = ()
     output_token_ids: tuple[int, ...] = ()
     num_output_tokens: int = 0
@@ -73,10 +98,13 @@ def plain_greedy(s: ScheduledSeq) -> bool:
 class SchedulerOutput:
     """One step: the sequences to compute (drafted tokens included, whose KV slots the
     scheduler reserved), block copies to do first, and what the speculator planned for it
-    (learnt from when its output comes back). num_running_seqs: the batch it runs in."""
+    (learnt from when its output comes back). num_running_seqs: the batch it runs in.
+    freed_seq_ids: sequences the runner held that have left (finished, aborted, failed,
+    preempted, replaced beams); their rows go before this step's sequences are applied."""
 
     seqs: tuple[ScheduledSeq, ...]
     block_copies: tuple[tuple[int, int], ...] = ()
+    freed_seq_ids: tuple[int, ...] = ()
     num_preempted: int = 0
     speculation: DraftPlan | None = None
     num_running_seqs: int = 0

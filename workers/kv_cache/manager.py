@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Sequence
 
 from workers.kv_cache.block_pool import BlockPool
+from workers.kv_cache.table_changes import TableChanges
 
 
 def hash_block(parent: bytes, token_ids: Sequence[int], extra_key: str) -> bytes:
@@ -20,7 +21,8 @@ def hash_block(parent: bytes, token_ids: Sequence[int], extra_key: str) -> bytes
 
 class KVCacheManager:
     """Which blocks each sequence owns. Writes never touch a block another sequence reads:
-    a shared block about to be written is copied first (copy-on-write)."""
+    a shared block about to be written is copied first (copy-on-write). Every change to a
+    table is recorded in `changes`, so the model runner is sent differences."""
 
     def __init__(self, pool: BlockPool, block_size: int) -> None:
         self.pool = pool
@@ -28,6 +30,7 @@ class KVCacheManager:
         self.block_tables: dict[int, list[int]] = {}
         self._block_hashes: dict[int, list[bytes]] = {}
         self._pending_copies: list[tuple[int, int]] = []
+        self.changes = TableChanges()
         self.prefix_query_tokens = 0
         self.prefix_hit_tokens = 0
 
@@ -78,6 +81,7 @@ class KVCacheManager:
             return None
         self.pool.share(cached_blocks)
         table = self.block_tables.setdefault(seq_id, [])
+        self.changes.changed(seq_id, shared[0] if shared else len(table))
         table.extend(cached_blocks)
         new_blocks = self.pool.allocate(fresh + len(shared))
         assert new_blocks is not None
@@ -107,6 +111,7 @@ class KVCacheManager:
         if len(table) > keep:
             self.pool.free(reversed(table[keep:]))
             del table[keep:]
+            self.changes.changed(seq_id, keep)
             hashes = self._block_hashes.get(seq_id, [])
             del hashes[keep:]
 
@@ -115,13 +120,19 @@ class KVCacheManager:
         table = self.block_tables.get(parent_id, [])
         self.pool.share(table)
         self.block_tables[child_id] = list(table)
+        self.changes.changed(child_id, 0)
         self._block_hashes[child_id] = list(self._block_hashes.get(parent_id, []))
 
     def free(self, seq_id: int) -> None:
         """Release a sequence's blocks, tail first, so shared prefixes stay cached longest."""
         table = self.block_tables.pop(seq_id, [])
         self._block_hashes.pop(seq_id, None)
+        self.changes.freed(seq_id)
         self.pool.free(reversed(table))
+
+    def table_snapshot(self, seq_id: int) -> tuple[int, ...]:
+        """The sequence's block table as a tuple (the same one until the table changes)."""
+        return self.changes.snapshot(seq_id, self.block_tables[seq_id])
 
     def take_pending_copies(self) -> tuple[tuple[int, int], ...]:
         """(src, dst) block copies the runner must do before the next forward."""

@@ -106,6 +106,7 @@ class DraftModelProposer:
         state = self._states.pop(key, None)
         if state is not None:
             self.kv.free(state.seq_id)
+            self.runner.forget((state.seq_id,))
 
     # -- internals ----------------------------------------------------------------------------
 
