@@ -11,15 +11,14 @@ from collections.abc import AsyncGenerator, Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from workers.delta_streams import DEAD_MESSAGE, add_or_error, delivered, stream_deltas
 from workers.engine import LLMEngine
-from workers.errors import EngineDeadError, RequestFailedError
+from workers.errors import EngineDeadError
 from workers.gc_freeze import long_lived_objects_frozen
-from workers.protocol import AdapterInfo, FinishReason, GenerateRequest, ReplicaStats, TokenDelta
-from workers.request_failure import failure_from_exception
+from workers.protocol import AdapterInfo, GenerateRequest, ReplicaStats, TokenDelta
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-DEAD_MESSAGE = "this replica's engine stopped on an internal error; retry (another replica)"
 
 
 def _settle(future: asyncio.Future[T], result: T | None, error: Exception | None) -> None:
@@ -73,7 +72,9 @@ class AsyncEngine:
         if not self.is_alive:  # the loop died after the check above: nobody reads commands
             self._streams.pop(spec.request_id, None)
             self._check_alive()
-        return self._iterate(spec.request_id, stream)
+        return stream_deltas(
+            spec.request_id, stream.queue, stream.num_samples, self._streams, self.abort
+        )
 
     async def open(self, spec: GenerateRequest) -> AsyncGenerator[TokenDelta, None]:
         """add_request, awaitable as ProcessEngine.open is (router/replica_stream.py)."""
@@ -112,20 +113,6 @@ class AsyncEngine:
 
     # -- caller side ----------------------------------------------------------------------------
 
-    async def _iterate(self, request_id: str, stream: _Stream) -> AsyncGenerator[TokenDelta, None]:
-        num_finished = 0
-        try:
-            while num_finished < stream.num_samples:
-                item = await stream.queue.get()
-                if isinstance(item, BaseException):
-                    raise item
-                num_finished += item.finished
-                yield item
-        finally:
-            self._streams.pop(request_id, None)
-            if num_finished < stream.num_samples:
-                self.abort(request_id)
-
     async def _call(self, fn: Callable[[], T]) -> T:
         """Run fn on the loop thread between steps; its result or exception comes back."""
         loop = asyncio.get_running_loop()
@@ -153,13 +140,9 @@ class AsyncEngine:
     # -- loop thread --------------------------------------------------------------------------
 
     def _add(self, spec: GenerateRequest) -> None:
-        try:
-            self.engine.add_request(spec)
-        except ValueError as e:
-            self._deliver(spec.request_id, e)
-        except Exception as e:  # this request alone: the loop goes on
-            failure = failure_from_exception(spec.request_id, "being added", e)
-            self._deliver(spec.request_id, RequestFailedError(spec.request_id, failure.message))
+        error = add_or_error(self.engine, spec)
+        if error is not None:
+            self._deliver(spec.request_id, error)
 
     def _abort(self, request_id: str) -> None:
         for delta in self.engine.abort(request_id):
@@ -211,9 +194,6 @@ class AsyncEngine:
             stream = self._streams.get(delta.request_id)
             if stream is None:
                 continue
-            item: TokenDelta | BaseException = delta
-            if delta.finish_reason is FinishReason.ERROR:
-                item = RequestFailedError(delta.request_id, delta.error or "request failed")
-            by_loop.setdefault(stream.loop, []).append((stream.queue, item))
+            by_loop.setdefault(stream.loop, []).append((stream.queue, delivered(delta)))
         for loop, items in by_loop.items():
             loop.call_soon_threadsafe(_put_all, items)

@@ -40,11 +40,10 @@ from workers.core_messages import (
     Step,
     Stop,
 )
+from workers.delta_streams import add_or_error, delivered
 from workers.engine import LLMEngine
-from workers.errors import RequestFailedError
 from workers.gc_freeze import long_lived_objects_frozen
-from workers.protocol import FinishReason, ReplicaStats, TokenDelta
-from workers.request_failure import failure_from_exception
+from workers.protocol import ReplicaStats, TokenDelta
 from workers.spec.proposers import DraftQuery, Proposal
 
 logger = logging.getLogger(__name__)
@@ -184,14 +183,8 @@ class EngineCore:
                 logger.error("engine core: unknown message %r", message)
 
     def _add(self, spec: Any) -> BaseException | None:
-        try:
-            self.engine.add_request(spec)
-        except ValueError as e:  # the client's to fix: a 400
-            return _picklable(e)
-        except Exception as e:  # this request alone: the loop goes on
-            failure = failure_from_exception(spec.request_id, "being added", e)
-            return RequestFailedError(spec.request_id, failure.message)
-        return None
+        error = add_or_error(self.engine, spec)
+        return None if error is None else _picklable(error)
 
     def _read_adapter(self, call_id: int, name: str, path: str, pinned: bool) -> None:
         try:
@@ -217,12 +210,9 @@ class EngineCore:
     # -- output ----------------------------------------------------------------------------------
 
     def _send_step(self, deltas: Iterable[TokenDelta]) -> None:
-        items: list[tuple[str, TokenDelta | BaseException]] = []
-        for delta in deltas:
-            item: TokenDelta | BaseException = delta
-            if delta.finish_reason is FinishReason.ERROR:
-                item = RequestFailedError(delta.request_id, delta.error or "request failed")
-            items.append((delta.request_id, item))
+        items: list[tuple[str, TokenDelta | BaseException]] = [
+            (delta.request_id, delivered(delta)) for delta in deltas
+        ]
         stats = self.engine.stats()
         self._last_stats = stats
         self.link.send(Step(items, stats))

@@ -43,13 +43,13 @@ from workers.core_messages import (
     Step,
     Stop,
 )
+from workers.delta_streams import DEAD_MESSAGE, stream_deltas
 from workers.errors import EngineDeadError
 from workers.protocol import AdapterInfo, GenerateRequest, ReplicaStats, TokenDelta
 from workers.spec.proposers import RemoteClient
 
 logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent  # holds the `workers` package
-DEAD_MESSAGE = "this replica's engine stopped on an internal error; retry (another replica)"
 STOP_WAIT_S = 10.0
 
 
@@ -105,7 +105,9 @@ class ProcessEngine:
             if accepted.cancelled() or not accepted.done() or accepted.exception() is None:
                 self.abort(spec.request_id)  # the caller left while the core took it
             raise
-        return self._iterate(spec.request_id, stream)
+        return stream_deltas(
+            spec.request_id, stream.queue, stream.num_samples, self._streams, self.abort
+        )
 
     def abort(self, request_id: str) -> None:
         """Cancel a request; its KV blocks return to the pool in the core's next turn."""
@@ -141,20 +143,6 @@ class ProcessEngine:
         self._close(EngineDeadError("the engine was shut down"))
 
     # -- caller side ----------------------------------------------------------------------------
-
-    async def _iterate(self, request_id: str, stream: _Stream) -> AsyncGenerator[TokenDelta, None]:
-        num_finished = 0
-        try:
-            while num_finished < stream.num_samples:
-                item = await stream.queue.get()
-                if isinstance(item, BaseException):
-                    raise item
-                num_finished += item.finished
-                yield item
-        finally:
-            self._streams.pop(request_id, None)
-            if num_finished < stream.num_samples:
-                self.abort(request_id)
 
     async def _call(self, method: str, *args: Any) -> Any:
         self._check_alive()

@@ -6,11 +6,12 @@ import asyncio
 import os
 import socket
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import openai
 import ray
 from ray import serve
@@ -121,3 +122,38 @@ def completion_burst(
     accepted = [(seconds, out) for kind, seconds, out in results if kind == "ok"]
     refused = [(seconds, out) for kind, seconds, out in results if kind == "429"]
     return accepted, refused
+
+
+async def streams_cut_off(
+    app: ServedApp,
+    model: str,
+    prompts: list[str],
+    max_tokens: int,
+    settle_s: float,
+    cut: Callable[[], Awaitable[None]],
+) -> list[tuple[float, str]]:
+    """Greedy streamed completions of `prompts`; once one has sent data and `settle_s` more
+    went by, `cut()` (a fault). Per stream: seconds from `cut` returning to the stream's
+    end, and its last `data:` payload."""
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    async with httpx.AsyncClient(base_url=app.base_url, timeout=60) as client:
+        started = asyncio.Event()
+
+        async def watch(prompt: str) -> tuple[float, str]:
+            body = {"model": model, "prompt": prompt, "max_tokens": max_tokens}
+            body |= {"stream": True, "ignore_eos": True, "temperature": 0}
+            async with client.stream("POST", "/v1/completions", json=body, headers=headers) as r:
+                last = ""
+                async for line in r.aiter_lines():
+                    if line.startswith("data: "):
+                        started.set()
+                        last = line[6:]
+                return time.monotonic(), last
+
+        streams = [asyncio.create_task(watch(p)) for p in prompts]
+        await started.wait()
+        await asyncio.sleep(settle_s)
+        await cut()
+        cut_at = time.monotonic()
+        ends = await asyncio.gather(*streams)
+        return [(end - cut_at, last) for end, last in ends]

@@ -20,7 +20,13 @@ import ray
 
 from tests.deployments.engine_faults import break_engine_loop, engine_is_alive
 from tests.deployments.oracle import engine_greedy
-from tests.deployments.serve_harness import API_KEY, ServedApp, running_app, small_app_args
+from tests.deployments.serve_harness import (
+    API_KEY,
+    ServedApp,
+    running_app,
+    small_app_args,
+    streams_cut_off,
+)
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
 
@@ -217,39 +223,12 @@ def test_a_dead_engine_loop_fails_every_stream_at_once(app: ServedApp) -> None:
     replicas = llm_server_replicas()
     assert replicas and all(ray.get(r.__ray_call__.remote(engine_is_alive)) for r in replicas)
 
-    async def main() -> list[tuple[float, str]]:
-        async with httpx.AsyncClient(base_url=app.base_url, timeout=60) as client:
-            started = asyncio.Event()
+    async def break_loops() -> None:  # the loop dies at its next step
+        for actor in replicas:
+            await asyncio.to_thread(ray.get, actor.__ray_call__.remote(break_engine_loop))
 
-            async def watch(prompt: str) -> tuple[float, str]:
-                body = {
-                    "model": MODEL,
-                    "prompt": prompt,
-                    "max_tokens": BYSTANDER_TOKENS,
-                    "stream": True,
-                    "ignore_eos": True,
-                    "temperature": 0,
-                }
-                async with client.stream(
-                    "POST", "/v1/completions", json=body, headers=HEADERS
-                ) as r:
-                    last = ""
-                    async for line in r.aiter_lines():
-                        if line.startswith("data: "):
-                            started.set()
-                            last = line[6:]
-                    return time.monotonic(), last
-
-            streams = [asyncio.create_task(watch(p)) for p in BYSTANDER_PROMPTS]
-            await started.wait()
-            await asyncio.sleep(0.3)
-            for actor in replicas:
-                await asyncio.to_thread(ray.get, actor.__ray_call__.remote(break_engine_loop))
-            killed_at = time.monotonic()  # the loop dies at its next step
-            ends = await asyncio.gather(*streams)
-            return [(end - killed_at, last) for end, last in ends]
-
-    for delay, last in asyncio.run(main()):
+    ends = streams_cut_off(app, MODEL, BYSTANDER_PROMPTS, BYSTANDER_TOKENS, 0.3, break_loops)
+    for delay, last in asyncio.run(ends):
         assert delay < 1.0, delay
         error = json.loads(last)["error"]  # an error event, not a clean finish
         assert error["code"] == "service_unavailable", error

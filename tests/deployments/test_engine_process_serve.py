@@ -18,7 +18,13 @@ import ray
 
 from tests.deployments.engine_faults import engine_core_pid
 from tests.deployments.oracle import engine_greedy
-from tests.deployments.serve_harness import API_KEY, ServedApp, running_app, small_app_args
+from tests.deployments.serve_harness import (
+    API_KEY,
+    ServedApp,
+    running_app,
+    small_app_args,
+    streams_cut_off,
+)
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
 
@@ -67,32 +73,11 @@ def test_a_killed_engine_process_fails_its_streams_and_is_replaced(
     pid_ref: ray.ObjectRef[int] = replica.__ray_call__.remote(engine_core_pid)
     pid = ray.get(pid_ref)
 
-    async def main() -> list[tuple[float, str]]:
-        async with httpx.AsyncClient(base_url=app.base_url, timeout=60) as client:
-            started = asyncio.Event()
+    async def kill_core() -> None:
+        os.kill(pid, signal.SIGKILL)
 
-            async def watch(prompt: str) -> tuple[float, str]:
-                body = {"model": MODEL, "prompt": prompt, "max_tokens": TOKENS}
-                body |= {"stream": True, "ignore_eos": True, "temperature": 0}
-                async with client.stream(
-                    "POST", "/v1/completions", json=body, headers=HEADERS
-                ) as r:
-                    last = ""
-                    async for line in r.aiter_lines():
-                        if line.startswith("data: "):
-                            started.set()
-                            last = line[6:]
-                    return time.monotonic(), last
-
-            streams = [asyncio.create_task(watch(p)) for p in PROMPTS]
-            await started.wait()
-            await asyncio.sleep(0.2)
-            os.kill(pid, signal.SIGKILL)
-            killed_at = time.monotonic()
-            ends = await asyncio.gather(*streams)
-            return [(end - killed_at, last) for end, last in ends]
-
-    for delay, last in asyncio.run(main()):
+    ends = asyncio.run(streams_cut_off(app, MODEL, PROMPTS, TOKENS, 0.2, kill_core))
+    for delay, last in ends:
         assert delay < 1.0, delay
         error = json.loads(last)["error"]  # an error event, not a clean finish
         assert error["code"] == "service_unavailable", error
