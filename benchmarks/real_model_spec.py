@@ -33,6 +33,7 @@ from workers.engine import LLMEngine
 from workers.protocol import GenerateRequest, SpeculationMode
 from workers.sampling_params import SamplingParams
 from workers.spec.config import SpecConfig
+from workers.spec.throughput_gate import AlwaysDraft
 
 GROUNDED_QUESTIONS = (
     "What does this passage say the statement is used for?",
@@ -62,16 +63,6 @@ def make_engine(k: int) -> LLMEngine:
             spec=SpecConfig(num_speculative_tokens=k, min_acceptance=0.0, max_batch_size=64),
         )
     )
-
-
-class AlwaysDraft:
-    """A DraftGate that lets every step draft (where ThroughputGate measures first)."""
-
-    def allow(self, batch_size: int) -> bool:
-        return True
-
-    def record(self, batch_size: int, drafted: bool, tokens: int, seconds: float) -> None:
-        return None
 
 
 def run(

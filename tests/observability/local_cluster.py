@@ -24,7 +24,13 @@ APP_ARGS: dict[str, Any] = {
             "max_num_seqs": 8,
             "max_num_batched_tokens": 512,
             "lora": {"max_loras": 2, "max_lora_rank": 16, "max_cpu_loras": 4},
-            "spec": {"draft_model": "models/tandem-code-draft", "num_speculative_tokens": 4},
+            # the toy draft accepts little: draft on every step anyway, so the panels have data
+            "spec": {
+                "draft_model": "models/tandem-code-draft",
+                "num_speculative_tokens": 4,
+                "min_acceptance": 0.0,
+                "throughput_gate": False,
+            },
         },
     },
     "draft": {"enabled": False},
@@ -32,7 +38,7 @@ APP_ARGS: dict[str, Any] = {
     "router": {
         "ray_actor_options": {"num_cpus": 0},
         "api_keys_env": None,
-        "speculation": {"mode": "colocated"},
+        "speculation": {"mode": "colocated", "min_acceptance_rate": 0.0},
     },
 }
 

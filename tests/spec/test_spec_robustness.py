@@ -155,3 +155,34 @@ def test_throughput_gate_keeps_the_faster_choice_and_probes() -> None:
     assert choices[:16] == [True] + [False] * 14 + [True]
     assert [i for i, c in enumerate(choices) if c] == [0, 15, 31]
     assert gate.allow(64) is True  # other batch sizes are measured on their own
+
+
+def _drafted_tokens(engine, request: GenerateRequest) -> tuple[list[int], int]:
+    engine.add_request(request)
+    tokens: list[int] = []
+    drafted = 0
+    while engine.has_unfinished():
+        for delta in engine.step():
+            tokens += delta.token_ids
+            drafted = delta.num_drafted_tokens
+    return tokens, drafted
+
+
+@pytest.mark.parametrize("gated", [True, False])
+def test_throughput_gate_can_be_turned_off(llama_dir: Path, llama_hf, gated: bool) -> None:
+    spec = SpecConfig(
+        draft_model=str(llama_dir), min_acceptance=0.0, throughput_gate=gated, draft_num_blocks=64
+    )
+    engine = make_engine(llama_dir, spec=spec)
+    gate = speculator_of(engine).gate
+    for _ in range(3):  # drafting has measured ten times slower at batch size 1
+        gate.record(1, True, tokens=10, seconds=1.0)
+        gate.record(1, False, tokens=100, seconds=1.0)
+    prompt = random_prompts([9])[0]
+    params = SamplingParams(max_tokens=16, temperature=0, ignore_eos=True)
+    request = GenerateRequest("r", tuple(prompt), params, speculation=SpeculationMode.COLOCATED)
+    tokens, drafted = _drafted_tokens(engine, request)
+    assert tokens == hf_greedy(llama_hf, prompt, 16)
+    # The draft is the target itself, so every draft is accepted: ungated, each decode step
+    # drafts k = 4 and yields 5 tokens (1 + 5 + 5 + 5 = 16 in three rounds of drafts).
+    assert drafted == (0 if gated else 12)

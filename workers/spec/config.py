@@ -58,6 +58,13 @@ class SpecConfig:
             "model (1 - a^(k+1)) / ((1 - a)(k c + 1)))."
         },
     )
+    throughput_gate: bool = field(
+        default=True,
+        metadata={
+            "description": "Draft only in batch sizes where drafting has measured faster than "
+            "plain decoding (false: every step the acceptance policy allows drafts)."
+        },
+    )
     remote_timeout_s: float = field(
         default=0.2, metadata={"description": "A remote proposer slower than this is skipped."}
     )

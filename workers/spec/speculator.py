@@ -11,7 +11,7 @@ from workers.spec.config import SpecConfig
 from workers.spec.plan import NO_DRAFTS, DraftCandidate, DraftOutcome, DraftPlan, DraftRound
 from workers.spec.policy import SpecPolicy
 from workers.spec.proposers import DraftQuery, Proposal, Proposer
-from workers.spec.throughput_gate import DraftGate, ThroughputGate
+from workers.spec.throughput_gate import AlwaysDraft, DraftGate, ThroughputGate
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +28,9 @@ class Speculator:
         self.config = config
         self.proposers = proposers
         self.policy = SpecPolicy(config)
-        self.gate: DraftGate = ThroughputGate(config.probe_interval * 2)
+        self.gate: DraftGate = (
+            ThroughputGate(config.probe_interval * 2) if config.throughput_gate else AlwaysDraft()
+        )
         self.overlaps = overlaps
         # The gate's answer for a step that waits for its tokens to draft (asked by the
         # ahead round before it; the next round to know its tokens uses it).

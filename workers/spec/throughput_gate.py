@@ -25,6 +25,16 @@ class DraftGate(Protocol):
     def record(self, batch_size: int, drafted: bool, tokens: int, seconds: float) -> None: ...
 
 
+class AlwaysDraft:
+    """The gate of SpecConfig.throughput_gate=False: every step may draft."""
+
+    def allow(self, batch_size: int) -> bool:
+        return True
+
+    def record(self, batch_size: int, drafted: bool, tokens: int, seconds: float) -> None:
+        return None
+
+
 @dataclass
 class _Arm:
     rate: float | None = None  # output tokens per second, smoothed
