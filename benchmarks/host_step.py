@@ -29,7 +29,7 @@ from workers.config import CacheConfig, EngineConfig, SchedulerConfig
 from workers.core_messages import Step
 from workers.delta_streams import delivered
 from workers.engine import LLMEngine
-from workers.protocol import GenerateRequest
+from workers.protocol import GenerateRequest, TokenDelta
 from workers.sampling_params import SamplingParams
 
 MICRO = {
@@ -86,7 +86,9 @@ def timed_steps(
         start = time.perf_counter()
         deltas = engine.step()
         if send:
-            items = [(d.request_id, delivered(d)) for d in deltas]
+            items: list[tuple[str, TokenDelta | BaseException]] = [
+                (d.request_id, delivered(d)) for d in deltas
+            ]
             pickle.dumps(Step(items, engine.stats()), protocol=pickle.HIGHEST_PROTOCOL)
         times.append(time.perf_counter() - start)
         host.append(times[-1] - clock.seconds)
@@ -140,7 +142,8 @@ def main() -> None:
     params = SamplingParams(max_tokens=100_000, temperature=0, ignore_eos=True)
     if args.sampled:
         params = SamplingParams(max_tokens=100_000, temperature=0.8, top_p=0.9, ignore_eos=True)
-    rows, profiles = [], {}
+    rows: list[dict[str, Any]] = []
+    profiles: dict[int, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = save_micro_model(Path(tmp) / "micro")
         for batch in [int(b) for b in args.batches.split(",")]:
