@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from adapters.info import AdapterInfo
+from workers.records import record
 from workers.sampling_params import SamplingParams
 
 __all__ = [
@@ -49,7 +50,7 @@ class GenerateRequest:
     arrival_time: float = field(default_factory=time.monotonic)
 
 
-@dataclass(frozen=True)
+@record
 class TokenLogprob:
     """The chosen token's log-probability and the top alternatives, best first."""
 
@@ -58,7 +59,7 @@ class TokenLogprob:
     top: tuple[tuple[int, float], ...] = ()
 
 
-@dataclass(frozen=True)
+@record
 class TokenDelta:
     """New output of one sample (`index` < n) of a request since the previous delta."""
 

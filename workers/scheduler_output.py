@@ -15,12 +15,13 @@ import torch
 
 from workers.kv_cache.table_changes import BlockUpdate
 from workers.protocol import TokenLogprob
+from workers.records import record
 from workers.request_failure import RequestFailure
 from workers.sampling_params import SamplingParams
 from workers.spec.plan import DraftPlan
 
 
-@dataclass(frozen=True)
+@record
 class NewSeq:
     """A sequence the runner does not hold yet: every token known so far (the prompt, then
     any outputs: a fork, or a request readmitted after preemption)."""
@@ -29,7 +30,7 @@ class NewSeq:
     num_prompt_tokens: int
 
 
-@dataclass(frozen=True)
+@record
 class ScheduledSeq:
     """One sequence's share of a step: `token_ids` are computed at positions
     start_pos.. and written to its block table; if `sample`, the last one's logits pick the

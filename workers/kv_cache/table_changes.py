@@ -11,10 +11,11 @@ is built, marks them sent.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+
+from workers.records import record
 
 
-@dataclass(frozen=True)
+@record
 class BlockUpdate:
     """How a block table differs from the runner's copy: keep its first num_kept entries,
     then append new_block_ids. Applying it twice gives the same table."""
