@@ -29,7 +29,7 @@ from workers.scheduler_output import ModelRunnerOutput, NewSeq, ScheduledSeq, Sc
 from workers.sequence import Request, Sequence
 from workers.spec.plan import DraftPlan, DraftPlanner, DraftRound
 from workers.spec.proposers import Proposal
-from workers.step_results import advance_in_flight, apply_output, delta_of, fork_samples
+from workers.step_results import advance_in_flight, apply_output, fork_samples, take_delta
 
 
 class Scheduler:
@@ -76,7 +76,7 @@ class Scheduler:
         req = self.remove(request_id)
         if req is None:
             return []
-        return [delta_of(req, seq, FinishReason.ABORT) for seq in req.seqs]
+        return [take_delta(req, seq, FinishReason.ABORT) for seq in req.seqs]
 
     def remove(self, request_id: str) -> Request | None:
         """Take a request out of the queues and free its blocks (and the speculator's state
@@ -198,8 +198,9 @@ class Scheduler:
                 if out_of_blocks:
                     break
                 continue  # req preempted itself: it is no longer in running
-            scheduled += planned
-            budget -= sum(s.num_tokens for s in planned)
+            for s in planned:
+                scheduled.append(s)
+                budget -= len(s.token_ids)
             i += 1
         if self.num_preemptions == preempted_before and not out_of_blocks:
             scheduled += self._admit_waiting(budget)
@@ -336,32 +337,39 @@ class Scheduler:
         return plan
 
     def _scheduled(self, req: Request, seq: Sequence, num_new: int) -> ScheduledSeq:
+        """One sequence's share of the step (built for every sequence every step: kept lean)."""
         start = seq.num_computed_tokens
         end = start + num_new
-        sample = end == seq.num_tokens and not req.needs_fork
-        params = req.sampling
-        row_start, num_rows = req.prompt_logprob_rows(start, end)
+        token_ids = seq.token_ids
+        params = req.spec.sampling
+        seq_id = seq.seq_id
         changes = self.kv.changes
+        table = self.kv.block_tables[seq_id]
         new = None
-        if changes.is_new(seq.seq_id):  # the runner gets its tokens once
-            new = NewSeq(tuple(seq.token_ids[: seq.num_known_tokens]), seq.num_prompt_tokens)
+        if changes.is_new(seq_id):  # the runner gets its tokens once
+            new = NewSeq(tuple(token_ids[: seq.num_known_tokens]), seq.num_prompt_tokens)
+        row_start = num_rows = 0
+        if params.prompt_logprobs is not None:
+            row_start, num_rows = req.prompt_logprob_rows(start, end)
         return ScheduledSeq(
-            seq_id=seq.seq_id,
-            request_id=req.request_id,
-            token_ids=tuple(seq.token_ids[start:end]),
+            seq_id=seq_id,
+            request_id=req.spec.request_id,
+            token_ids=tuple(token_ids[start:end]),
             start_pos=start,
-            block_table=self.kv.table_snapshot(seq.seq_id),
-            sample=sample,
+            block_table=changes.snapshot(seq_id, table),
+            sample=end == len(token_ids) and not req.needs_fork,
             sampling=params,
             generator=seq.generator,
-            blocks=changes.update(seq.seq_id, self.kv.block_tables[seq.seq_id]),
+            blocks=changes.update(seq_id, table),
             new=new,
             num_output_tokens=seq.num_output_tokens,
             beam_topk=req.beam_topk if params.use_beam_search else 0,
             adapter_key=req.adapter_key,
             prompt_row_start=row_start,
             num_prompt_rows=num_rows,
-            prompt_next_ids=tuple(seq.token_ids[row_start + 1 : row_start + 1 + num_rows]),
+            prompt_next_ids=tuple(token_ids[row_start + 1 : row_start + 1 + num_rows])
+            if num_rows
+            else (),
             prompt_top=params.prompt_logprobs or 0,
         )
 

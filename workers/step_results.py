@@ -124,19 +124,23 @@ def _resolve(
 
 def _append(req: Request, seq: Sequence, token: TokenLogprob, max_model_len: int) -> bool:
     """Record the token's logprob and whether it ends the sequence (then True)."""
-    if req.sampling.logprobs is not None:
+    params = req.spec.sampling
+    if params.logprobs is not None:
         seq.logprobs.append(token)
-    seq.finish_reason = finish_reason(
+    known = len(seq.token_ids) - seq.num_pending
+    reason = finish_reason(
         token.token_id,
-        seq.num_output_tokens,
-        seq.num_known_tokens,
-        req.sampling,
+        known - seq.num_prompt_tokens,
+        known,
+        params,
         req.stop_ids,
         max_model_len,
     )
-    if seq.finished:
-        seq.num_computed_tokens = min(seq.num_computed_tokens, seq.num_known_tokens - 1)
-    return seq.finished
+    seq.finish_reason = reason
+    if reason is None:
+        return False
+    seq.num_computed_tokens = min(seq.num_computed_tokens, known - 1)
+    return True
 
 
 def _advance_beams(
@@ -200,11 +204,11 @@ def _collect(kv: KVCacheManager, req: Request) -> list[TokenDelta]:
         return []
     deltas = []
     for seq in list(req.seqs):
-        if seq.num_sent_tokens == seq.num_output_tokens and not seq.finished:
+        finished = seq.finish_reason is not None
+        if seq.num_sent_tokens == seq.num_output_tokens and not finished:
             continue
-        deltas.append(delta_of(req, seq, seq.finish_reason))
-        seq.num_sent_tokens = seq.num_output_tokens
-        if seq.finished:
+        deltas.append(take_delta(req, seq, seq.finish_reason))
+        if finished:
             kv.free(seq.seq_id)
             req.seqs.remove(seq)
     return deltas
@@ -214,17 +218,22 @@ def _prompt_logprobs(req: Request) -> tuple[TokenLogprob, ...] | None:
     return None if req.sampling.prompt_logprobs is None else tuple(req.prompt_logprobs)
 
 
-def delta_of(req: Request, seq: Sequence, reason: FinishReason | None) -> TokenDelta:
+def take_delta(req: Request, seq: Sequence, reason: FinishReason | None) -> TokenDelta:
+    """The sequence's outputs not sent yet (marked sent), as its caller sees them."""
     sent = seq.num_sent_tokens
+    known = len(seq.token_ids) - seq.num_pending
+    num_prompt = seq.num_prompt_tokens
+    seq.num_sent_tokens = known - num_prompt
+    wants_logprobs = req.spec.sampling.logprobs is not None
     return TokenDelta(
-        request_id=req.request_id,
+        request_id=req.spec.request_id,
         index=seq.index,
-        token_ids=seq.outputs_from(sent),
-        logprobs=tuple(seq.logprobs[sent:]) if req.sampling.logprobs is not None else None,
+        token_ids=tuple(seq.token_ids[num_prompt + sent : known]),
+        logprobs=tuple(seq.logprobs[sent:]) if wants_logprobs else None,
         finish_reason=reason,
-        num_prompt_tokens=seq.num_prompt_tokens,
+        num_prompt_tokens=num_prompt,
         num_cached_tokens=seq.num_cached_tokens,
-        num_generated_tokens=seq.num_output_tokens,
+        num_generated_tokens=known - num_prompt,
         num_drafted_tokens=seq.num_drafted_tokens,
         num_accepted_tokens=seq.num_accepted_tokens,
         prompt_logprobs=_prompt_logprobs(req) if sent == 0 else None,

@@ -71,9 +71,12 @@ class KVCacheManager:
         needed = self.num_blocks_for(num_computed_tokens + num_new_tokens)
         blocks = self.pool.blocks
         first_written = num_computed_tokens // self.block_size
-        room_left = table and not cached_blocks and needed <= len(table)
-        if room_left and all(blocks[b].ref_cnt == 1 for b in table[first_written:]):
-            return []  # the common decode step: nothing to allocate or copy
+        if table and not cached_blocks and needed <= len(table):
+            for i in range(first_written, len(table)):
+                if blocks[table[i]].ref_cnt != 1:
+                    break  # a shared block to copy before writing
+            else:
+                return []  # the common decode step: nothing to allocate or copy
         fresh = max(0, needed - len(table) - len(cached_blocks))
         reused_free = sum(1 for b in cached_blocks if blocks[b].ref_cnt == 0)
         shared = [i for i in range(first_written, len(table)) if blocks[table[i]].ref_cnt > 1]
@@ -97,8 +100,11 @@ class KVCacheManager:
     ) -> None:
         """Publish every block that is now full of computed tokens under its prefix hash."""
         hashes = self._block_hashes.setdefault(seq_id, [])
+        num_full = num_computed_tokens // self.block_size
+        if len(hashes) >= num_full:
+            return  # most steps: no block filled up
         table = self.block_tables[seq_id]
-        for i in range(len(hashes), num_computed_tokens // self.block_size):
+        for i in range(len(hashes), num_full):
             parent = hashes[-1] if hashes else b""
             block_tokens = token_ids[i * self.block_size : (i + 1) * self.block_size]
             hashes.append(hash_block(parent, block_tokens, extra_key))
