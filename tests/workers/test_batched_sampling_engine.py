@@ -4,6 +4,7 @@ never reach the batched sampler."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -34,8 +35,8 @@ MIX = {
 
 
 def run(engine: LLMEngine, names: list[str]) -> dict[str, list[tuple[int | float, ...]]]:
-    """Each named request's (sample index, token[, logprob rounded, top ids]) per output
-    token, stepping the engine until everything it holds is done."""
+    """Each named request's (sample index, token[, logprob, top ids]) per output token,
+    stepping the engine until everything it holds is done."""
     prompts = dict(zip(MIX, random_prompts([5 + i for i in range(len(MIX))], seed=3), strict=True))
     for name in names:
         engine.add_request(GenerateRequest(name, tuple(prompts[name]), MIX[name]))
@@ -49,7 +50,7 @@ def run(engine: LLMEngine, names: list[str]) -> dict[str, list[tuple[int | float
                 continue
             for t, lp in zip(d.token_ids, d.logprobs, strict=True):
                 top = tuple(i for i, _ in lp.top)
-                out[d.request_id].append((d.index, t, round(lp.logprob or 0.0, 4), *top))
+                out[d.request_id].append((d.index, t, lp.logprob or 0.0, *top))
     return out
 
 
@@ -57,7 +58,19 @@ def test_a_mixed_batch_gives_each_request_what_it_gets_alone(llama_dir: Path) ->
     together = run(make_engine(llama_dir), list(MIX))
     for name in MIX:
         alone = run(make_engine(llama_dir), [name])
-        assert alone[name] == together[name], name
+        assert same_outputs(alone[name], together[name]), name
+
+
+def same_outputs(a: list[tuple[int | float, ...]], b: list[tuple[int | float, ...]]) -> bool:
+    """Equal tokens and top ids; logprobs equal up to float32 rounding across batch shapes."""
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b, strict=True):
+        if len(x) != len(y) or x[:2] != y[:2] or x[3:] != y[3:]:
+            return False
+        if len(x) > 2 and not math.isclose(x[2], y[2], rel_tol=0, abs_tol=1e-4):
+            return False
+    return True
 
 
 def test_a_failing_batch_falls_back_to_each_row_alone(llama_dir: Path, monkeypatch) -> None:
@@ -68,7 +81,8 @@ def test_a_failing_batch_falls_back_to_each_row_alone(llama_dir: Path, monkeypat
         raise RuntimeError("the batched sampler failed")
 
     monkeypatch.setattr(runner_module, "sample_rows", broken)
-    assert run(make_engine(llama_dir), names) == normal
+    broken_run = run(make_engine(llama_dir), names)
+    assert all(same_outputs(broken_run[n], normal[n]) for n in names)
 
 
 def test_plain_greedy_steps_stay_on_the_device_fast_path(llama_dir: Path, monkeypatch) -> None:
@@ -93,4 +107,4 @@ def test_same_seed_same_tokens_next_to_unseeded_rows(llama_dir: Path, name: str)
     for i, p in enumerate(prompts):
         engine.add_request(GenerateRequest(f"u{i}", tuple(p), SamplingParams(max_tokens=8)))
     together = run(engine, [name])
-    assert together == run(make_engine(llama_dir), [name])
+    assert same_outputs(together[name], run(make_engine(llama_dir), [name])[name])
