@@ -200,7 +200,7 @@ class Scheduler:
                 continue  # req preempted itself: it is no longer in running
             for s in planned:
                 scheduled.append(s)
-                budget -= len(s.token_ids)
+                budget -= s.num_tokens
             i += 1
         if self.num_preemptions == preempted_before and not out_of_blocks:
             scheduled += self._admit_waiting(budget)
@@ -341,7 +341,7 @@ class Scheduler:
         start = seq.num_computed_tokens
         end = start + num_new
         token_ids = seq.token_ids
-        params = req.spec.sampling
+        params = req.sampling
         seq_id = seq.seq_id
         changes = self.kv.changes
         table = self.kv.block_tables[seq_id]
@@ -353,11 +353,11 @@ class Scheduler:
             row_start, num_rows = req.prompt_logprob_rows(start, end)
         return ScheduledSeq(
             seq_id=seq_id,
-            request_id=req.spec.request_id,
+            request_id=req.request_id,
             token_ids=tuple(token_ids[start:end]),
             start_pos=start,
             block_table=changes.snapshot(seq_id, table),
-            sample=end == len(token_ids) and not req.needs_fork,
+            sample=end == seq.num_tokens and not req.needs_fork,
             sampling=params,
             generator=seq.generator,
             blocks=changes.update(seq_id, table),

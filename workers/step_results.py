@@ -124,10 +124,10 @@ def _resolve(
 
 def _append(req: Request, seq: Sequence, token: TokenLogprob, max_model_len: int) -> bool:
     """Record the token's logprob and whether it ends the sequence (then True)."""
-    params = req.spec.sampling
+    params = req.sampling
     if params.logprobs is not None:
         seq.logprobs.append(token)
-    known = len(seq.token_ids) - seq.num_pending
+    known = seq.num_known_tokens
     reason = finish_reason(
         token.token_id,
         known - seq.num_prompt_tokens,
@@ -204,11 +204,10 @@ def _collect(kv: KVCacheManager, req: Request) -> list[TokenDelta]:
         return []
     deltas = []
     for seq in list(req.seqs):
-        finished = seq.finish_reason is not None
-        if seq.num_sent_tokens == seq.num_output_tokens and not finished:
+        if seq.num_sent_tokens == seq.num_output_tokens and not seq.finished:
             continue
         deltas.append(take_delta(req, seq, seq.finish_reason))
-        if finished:
+        if seq.finished:
             kv.free(seq.seq_id)
             req.seqs.remove(seq)
     return deltas
@@ -221,19 +220,17 @@ def _prompt_logprobs(req: Request) -> tuple[TokenLogprob, ...] | None:
 def take_delta(req: Request, seq: Sequence, reason: FinishReason | None) -> TokenDelta:
     """The sequence's outputs not sent yet (marked sent), as its caller sees them."""
     sent = seq.num_sent_tokens
-    known = len(seq.token_ids) - seq.num_pending
-    num_prompt = seq.num_prompt_tokens
-    seq.num_sent_tokens = known - num_prompt
-    wants_logprobs = req.spec.sampling.logprobs is not None
+    num_outputs = seq.num_output_tokens
+    seq.num_sent_tokens = num_outputs
     return TokenDelta(
-        request_id=req.spec.request_id,
+        request_id=req.request_id,
         index=seq.index,
-        token_ids=tuple(seq.token_ids[num_prompt + sent : known]),
-        logprobs=tuple(seq.logprobs[sent:]) if wants_logprobs else None,
+        token_ids=seq.outputs_from(sent),
+        logprobs=tuple(seq.logprobs[sent:]) if req.sampling.logprobs is not None else None,
         finish_reason=reason,
-        num_prompt_tokens=num_prompt,
+        num_prompt_tokens=seq.num_prompt_tokens,
         num_cached_tokens=seq.num_cached_tokens,
-        num_generated_tokens=known - num_prompt,
+        num_generated_tokens=num_outputs,
         num_drafted_tokens=seq.num_drafted_tokens,
         num_accepted_tokens=seq.num_accepted_tokens,
         prompt_logprobs=_prompt_logprobs(req) if sent == 0 else None,

@@ -71,15 +71,12 @@ class KVCacheManager:
         needed = self.num_blocks_for(num_computed_tokens + num_new_tokens)
         blocks = self.pool.blocks
         first_written = num_computed_tokens // self.block_size
-        if table and not cached_blocks and needed <= len(table):
-            for i in range(first_written, len(table)):
-                if blocks[table[i]].ref_cnt != 1:
-                    break  # a shared block to copy before writing
-            else:
-                return []  # the common decode step: nothing to allocate or copy
+        # blocks to be written that others share: copied first (copy-on-write)
+        shared = [i for i in range(first_written, len(table)) if blocks[table[i]].ref_cnt > 1]
+        if table and not cached_blocks and needed <= len(table) and not shared:
+            return []  # the common decode step: nothing to allocate or copy
         fresh = max(0, needed - len(table) - len(cached_blocks))
         reused_free = sum(1 for b in cached_blocks if blocks[b].ref_cnt == 0)
-        shared = [i for i in range(first_written, len(table)) if blocks[table[i]].ref_cnt > 1]
         if fresh + len(shared) + reused_free > self.pool.num_free_blocks:
             return None
         self.pool.share(cached_blocks)
