@@ -132,14 +132,14 @@ async def streams_cut_off(
     settle_s: float,
     cut: Callable[[], Awaitable[None]],
 ) -> list[tuple[float, str]]:
-    """Greedy streamed completions of `prompts`; once one has sent data and `settle_s` more
-    went by, `cut()` (a fault). Per stream: seconds from `cut` returning to the stream's
-    end, and its last `data:` payload."""
+    """Greedy streamed completions of `prompts`; once every one has sent data and `settle_s`
+    more went by, `cut()` (a fault). Per stream: seconds from `cut` returning to the
+    stream's end, and its last `data:` payload."""
     headers = {"Authorization": f"Bearer {API_KEY}"}
     async with httpx.AsyncClient(base_url=app.base_url, timeout=60) as client:
-        started = asyncio.Event()
+        started = [asyncio.Event() for _ in prompts]
 
-        async def watch(prompt: str) -> tuple[float, str]:
+        async def watch(prompt: str, started: asyncio.Event) -> tuple[float, str]:
             body = {"model": model, "prompt": prompt, "max_tokens": max_tokens}
             body |= {"stream": True, "ignore_eos": True, "temperature": 0}
             async with client.stream("POST", "/v1/completions", json=body, headers=headers) as r:
@@ -148,10 +148,11 @@ async def streams_cut_off(
                     if line.startswith("data: "):
                         started.set()
                         last = line[6:]
+                started.set()  # a stream that ended without data must not hold the cut back
                 return time.monotonic(), last
 
-        streams = [asyncio.create_task(watch(p)) for p in prompts]
-        await started.wait()
+        streams = [asyncio.create_task(watch(p, e)) for p, e in zip(prompts, started, strict=True)]
+        await asyncio.gather(*(e.wait() for e in started))
         await asyncio.sleep(settle_s)
         await cut()
         cut_at = time.monotonic()

@@ -76,7 +76,7 @@ def test_a_killed_engine_process_fails_its_streams_and_is_replaced(
     async def kill_core() -> None:
         os.kill(pid, signal.SIGKILL)
 
-    ends = asyncio.run(streams_cut_off(app, MODEL, PROMPTS, TOKENS, 0.2, kill_core))
+    ends = asyncio.run(streams_cut_off(app, MODEL, PROMPTS, TOKENS, 0.0, kill_core))
     for delay, last in ends:
         assert delay < 1.0, delay
         error = json.loads(last)["error"]  # an error event, not a clean finish
