@@ -20,10 +20,11 @@ import queue
 import sys
 import threading
 import traceback
-from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from itertools import repeat
 from multiprocessing.connection import Connection
+from operator import attrgetter, is_
 from typing import Any
 
 from workers.core_messages import (
@@ -43,11 +44,13 @@ from workers.core_messages import (
 from workers.delta_streams import add_or_error, delivered
 from workers.engine import LLMEngine
 from workers.gc_freeze import long_lived_objects_frozen
-from workers.protocol import ReplicaStats, TokenDelta
+from workers.protocol import FinishReason, ReplicaStats, TokenDelta
 from workers.spec.proposers import DraftQuery, Proposal
 
 logger = logging.getLogger(__name__)
 IDLE_WAIT_S = 0.5
+_request_id = attrgetter("request_id")
+_finish_reason = attrgetter("finish_reason")
 
 
 class _Link:
@@ -58,8 +61,10 @@ class _Link:
         self._lock = threading.Lock()
 
     def send(self, message: object) -> None:
+        # As Connection.send, without its pickler's per-message set-up.
+        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
         with self._lock:
-            self.conn.send(message)
+            self.conn.send_bytes(data)
 
 
 class DraftBridge:
@@ -114,7 +119,8 @@ class EngineCore:
 
     def run(self) -> None:
         threading.Thread(target=self._read, name="tandem-core-reader", daemon=True).start()
-        self.link.send(Ready(self.engine.stats(), self.engine.list_adapters()))
+        self._last_stats = self.engine.stats()
+        self.link.send(Ready(self._last_stats, self.engine.list_adapters()))
         try:
             with long_lived_objects_frozen():
                 self._loop()
@@ -166,11 +172,9 @@ class EngineCore:
             case Add(request=spec):
                 self.link.send(Accepted(spec.request_id, self._add(spec)))
             case Abort(request_id=request_id):
-                items: list[tuple[str, TokenDelta | BaseException]] = [
-                    (request_id, d) for d in self.engine.abort(request_id)
-                ]
-                if items:
-                    self.link.send(Step(items, self.engine.stats()))
+                deltas = self.engine.abort(request_id)
+                if deltas:
+                    self.link.send(Step(step_items(deltas), self._changed_stats()))
             case Call(call_id=call_id, method="load_adapter", args=args):
                 threading.Thread(target=self._read_adapter, args=(call_id, *args)).start()
             case Call(call_id=call_id, method="unload_adapter", args=(name,)):
@@ -209,19 +213,32 @@ class EngineCore:
 
     # -- output ----------------------------------------------------------------------------------
 
-    def _send_step(self, deltas: Iterable[TokenDelta]) -> None:
-        items: list[tuple[str, TokenDelta | BaseException]] = [
-            (delta.request_id, delivered(delta)) for delta in deltas
-        ]
-        stats = self.engine.stats()
-        self._last_stats = stats
-        self.link.send(Step(items, stats))
+    def _send_step(self, deltas: list[TokenDelta]) -> None:
+        self.link.send(Step(step_items(deltas), self._changed_stats()))
 
     def _send_stats_if_changed(self) -> None:
-        stats = self.engine.stats()
-        if stats != self._last_stats:
-            self._last_stats = stats
+        stats = self._changed_stats()
+        if stats is not None:
             self.link.send(Step([], stats))
+
+    def _changed_stats(self) -> ReplicaStats | None:
+        """The engine's stats, or None where the parent has them already (the last sent)."""
+        stats = self.engine.stats()
+        if stats == self._last_stats:
+            return None
+        self._last_stats = stats
+        return stats
+
+
+def step_items(deltas: list[TokenDelta]) -> list[tuple[str, TokenDelta | BaseException]]:
+    """A Step's items: (request id, what its caller gets: `delivered`), in C-level loops
+    unless a request failed (rare)."""
+    items: list[tuple[str, TokenDelta | BaseException]] = list(
+        zip(map(_request_id, deltas), deltas, strict=True)
+    )
+    if any(map(is_, map(_finish_reason, deltas), repeat(FinishReason.ERROR))):
+        items = [(delta.request_id, delivered(delta)) for delta in deltas]
+    return items
 
 
 def _picklable(error: BaseException) -> BaseException:
