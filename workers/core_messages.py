@@ -12,6 +12,7 @@ deltas cross as columns (workers/delta_columns.py), not as TokenDelta objects.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,7 +77,7 @@ class Step:
     """One step's output: (request id, delta or the request's error), in order; the engine's
     stats, or None where they are those of the core's previous message."""
 
-    items: list[tuple[str, TokenDelta | BaseException]]
+    items: Sequence[tuple[str, TokenDelta | BaseException]]  # the core's: StepItems
     stats: ReplicaStats | None
 
     def __reduce__(self) -> tuple[Any, ...]:

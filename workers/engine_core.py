@@ -22,9 +22,7 @@ import threading
 import traceback
 from concurrent.futures import Future
 from dataclasses import dataclass
-from itertools import repeat
 from multiprocessing.connection import Connection
-from operator import attrgetter, is_
 from typing import Any
 
 from workers.core_messages import (
@@ -41,19 +39,18 @@ from workers.core_messages import (
     Step,
     Stop,
 )
-from workers.delta_streams import add_or_error, delivered
+from workers.delta_streams import add_or_error
 from workers.engine import LLMEngine
 from workers.gc_freeze import long_lived_objects_frozen
-from workers.protocol import FinishReason, ReplicaStats, TokenDelta
+from workers.protocol import ReplicaStats, TokenDelta
 from workers.spec.proposers import DraftQuery, Proposal
+from workers.step_items import step_items
 
 logger = logging.getLogger(__name__)
 IDLE_WAIT_S = 0.5
-_request_id = attrgetter("request_id")
-_finish_reason = attrgetter("finish_reason")
 
 
-class _Link:
+class Link:
     """The socket, shared by the threads that send (one message at a time)."""
 
     def __init__(self, conn: Connection) -> None:
@@ -71,7 +68,7 @@ class DraftBridge:
     """The engine's RemoteClient inside the core: asks the parent, whose DraftServer handle
     answers; blocks the calling (RemoteProposer) thread until the reply or `timeout_s`."""
 
-    def __init__(self, link: _Link, timeout_s: float) -> None:
+    def __init__(self, link: Link, timeout_s: float) -> None:
         self._link = link
         self._timeout_s = timeout_s
         self._ids = itertools.count()
@@ -109,7 +106,7 @@ class _RegisterAdapter:
 
 
 class EngineCore:
-    def __init__(self, engine: LLMEngine, link: _Link, bridge: DraftBridge | None) -> None:
+    def __init__(self, engine: LLMEngine, link: Link, bridge: DraftBridge | None) -> None:
         self.engine = engine
         self.link = link
         self.bridge = bridge
@@ -230,17 +227,6 @@ class EngineCore:
         return stats
 
 
-def step_items(deltas: list[TokenDelta]) -> list[tuple[str, TokenDelta | BaseException]]:
-    """A Step's items: (request id, what its caller gets: `delivered`), in C-level loops
-    unless a request failed (rare)."""
-    items: list[tuple[str, TokenDelta | BaseException]] = list(
-        zip(map(_request_id, deltas), deltas, strict=True)
-    )
-    if any(map(is_, map(_finish_reason, deltas), repeat(FinishReason.ERROR))):
-        items = [(delta.request_id, delivered(delta)) for delta in deltas]
-    return items
-
-
 def _picklable(error: BaseException) -> BaseException:
     """`error`, or a RuntimeError with its message where it does not pickle."""
     try:
@@ -252,7 +238,7 @@ def _picklable(error: BaseException) -> BaseException:
 
 def main(fd: int) -> None:
     logging.basicConfig(level=logging.INFO)
-    link = _Link(Connection(fd))
+    link = Link(Connection(fd))
     config, remote_draft = link.conn.recv()
     try:
         engine = LLMEngine(config)
