@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import fcntl
 import gc
+import os
 import socket
 import termios
 import time
@@ -36,6 +37,7 @@ from workers.delta_streams import DeltaStream, deliver, delivered, stream_deltas
 from workers.engine_core import EngineCore, Link
 from workers.protocol import FinishReason, ReplicaStats, TokenDelta, TokenLogprob
 from workers.socket_frames import FrameReader
+from workers.step_items import StepItems
 
 BLOCK_SIZE = 16
 FOREVER = 10**9  # samples per stream: the finished deltas do not end the callers' streams
@@ -157,7 +159,8 @@ class Parent:
             assert isinstance(message, Step)
             if message.stats is not None:
                 self.stats = message.stats
-            deliver(self.streams, message.items)
+            step = StepItems.of(message.items)
+            deliver(self.streams, step.request_ids, step.values)
 
 
 # -- the run ----------------------------------------------------------------------------------
@@ -344,7 +347,8 @@ def main() -> None:
             }
         )
     print_table(table)
-    write_json(args.out, {"hardware": hardware(), "steps": args.steps, "rows": rows})
+    payload = {"hardware": hardware(), "steps": args.steps, "load_average": os.getloadavg()}
+    write_json(args.out, {**payload, "rows": rows})
 
 
 if __name__ == "__main__":

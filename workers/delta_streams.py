@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncGenerator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Sequence
+from operator import attrgetter
 from typing import Any
 
 from workers.engine import LLMEngine
@@ -15,6 +16,8 @@ from workers.errors import RequestFailedError
 from workers.protocol import FinishReason, GenerateRequest, TokenDelta
 from workers.request_failure import failure_from_exception
 
+_items_of = attrgetter("_items")
+_waiter_of = attrgetter("_waiter")
 DEAD_MESSAGE = "this replica's engine stopped on an internal error; retry (another replica)"
 
 
@@ -78,10 +81,8 @@ class DeltaStream:
     def put(self, item: TokenDelta | BaseException) -> None:
         self._items.append(item)
         waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():  # not cancelled with its caller
-                waiter.set_result(None)
+        if waiter is not None and not waiter.done():  # not cancelled with its caller
+            waiter.set_result(None)
 
     async def deltas(
         self, request_id: str, streams: dict[str, Any], abort: Callable[[str], None]
@@ -93,7 +94,8 @@ class DeltaStream:
             while num_finished < self.num_samples:
                 if not items:
                     self._waiter = self._loop.create_future()
-                    await self._waiter
+                    await self._waiter  # put or deliver completes it, once
+                    self._waiter = None
                 item = items.popleft()
                 if isinstance(item, BaseException):
                     raise item
@@ -106,17 +108,17 @@ class DeltaStream:
 
 
 def deliver(
-    streams: dict[str, DeltaStream], items: Iterable[tuple[str, TokenDelta | BaseException]]
+    streams: dict[str, DeltaStream],
+    request_ids: Sequence[str],
+    items: Sequence[TokenDelta | BaseException],
 ) -> None:
-    """Each item to its request's stream (DeltaStream.put, inlined: this runs per delta);
-    items of requests no longer streamed are dropped."""
-    get = streams.get
-    for request_id, item in items:
-        stream = get(request_id)
-        if stream is not None:
-            stream._items.append(item)
-            waiter = stream._waiter
-            if waiter is not None:
-                stream._waiter = None
-                if not waiter.done():
-                    waiter.set_result(None)
+    """Each item to its request's stream, as DeltaStream.put does, in C-level loops but the
+    wake-ups (this runs per delta); the items of requests no longer streamed are dropped."""
+    targets: list[Any] = list(map(streams.get, request_ids))
+    if not all(targets):  # a DeltaStream is true, a missing one None
+        kept = [(s, item) for s, item in zip(targets, items, strict=True) if s is not None]
+        targets, items = [s for s, _ in kept], [item for _, item in kept]
+    deque(map(deque.append, map(_items_of, targets), items), maxlen=0)
+    for waiter in filter(None, map(_waiter_of, targets)):  # a future is true
+        if not waiter.done():  # not cancelled with its caller, not woken by an earlier item
+            waiter.set_result(None)

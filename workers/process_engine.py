@@ -48,6 +48,7 @@ from workers.errors import EngineDeadError
 from workers.protocol import AdapterInfo, GenerateRequest, ReplicaStats, TokenDelta
 from workers.socket_frames import FrameReader
 from workers.spec.proposers import RemoteClient
+from workers.step_items import StepItems
 
 logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent  # holds the `workers` package
@@ -182,7 +183,8 @@ class ProcessEngine:
             case Step(items=items, stats=stats):
                 if stats is not None:  # else unchanged
                     self._stats = stats
-                deliver(self._streams, items)
+                step = StepItems.of(items)
+                deliver(self._streams, step.request_ids, step.values)
             case Accepted(request_id=request_id, error=error):
                 future = self._accepting.pop(request_id, None)
                 if future is not None and not future.done():

@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 from workers.delta_streams import DeltaStream, deliver
 from workers.protocol import FinishReason, TokenDelta
 from workers.socket_frames import FrameReader
-from workers.step_items import StepItems
 
 MESSAGES = st.lists(
     st.one_of(st.binary(max_size=3000), st.integers(), st.lists(st.text(max_size=5))),
@@ -89,13 +88,13 @@ def test_a_stream_yields_its_deltas_raises_its_error_and_leaves() -> None:
         a = streams["a"].deltas("a", streams, aborted.append)
         b = streams["b"].deltas("b", streams, aborted.append)
         first = TokenDelta("a", 0, (1,))
-        deliver(streams, StepItems(["a", "gone"], [first, first]))  # before anyone waits
+        deliver(streams, ["a", "gone"], [first, first])  # before anyone waits
         assert await anext(a) is first
         waiting = asyncio.ensure_future(anext(a))
         await asyncio.sleep(0)
         done = TokenDelta("a", 1, (2,), finish_reason=FinishReason.STOP)
         done_too = TokenDelta("a", 0, (), finish_reason=FinishReason.LENGTH)
-        deliver(streams, [("a", done), ("b", RuntimeError("b failed")), ("a", done_too)])
+        deliver(streams, ["a", "b", "a"], [done, RuntimeError("b failed"), done_too])
         assert await waiting is done
         assert await anext(a) is done_too
         with pytest.raises(StopAsyncIteration):
@@ -109,7 +108,7 @@ def test_a_stream_yields_its_deltas_raises_its_error_and_leaves() -> None:
         reader = asyncio.ensure_future(anext(c.deltas("c", streams, aborted.append)))
         await asyncio.sleep(0)
         reader.cancel()  # the caller went away while it waited
-        deliver(streams, [("c", first)])  # its cancelled waiter is left alone
+        deliver(streams, ["c"], [first])  # its cancelled waiter is left alone
         with pytest.raises(asyncio.CancelledError):
             await reader
 
