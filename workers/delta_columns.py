@@ -11,7 +11,9 @@ step's common values into a dict per delta, sets the per-delta fields into those
 each dict under a new TokenDelta (no dataclass __init__ per delta). Errors (BaseException
 items) are pickled as themselves, at their place in the order.
 
-decode(encode(items)) == items, exactly.
+benchmarks/core_link.py (CPU, 256 typical decode deltas, a real socket): the core's side of
+a step (build, serialize, send) 288 -> 155 us, the parent's (read, deserialize, hand to the
+streams) 560 -> 366 us, 23.0 -> 10.1 kB on the wire. decode(encode(items)) == items, exactly.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def encode(items: Sequence[Item]) -> Encoded:
     step = StepItems.of(items)
     values = step.values
     errors: dict[int, BaseException] | None = None
-    if not all(map(TokenDelta.__instancecheck__, values)):
+    if not step.own_ids and not all(map(TokenDelta.__instancecheck__, values)):
         errors = {i: v for i, v in enumerate(values) if isinstance(v, BaseException)}
         values = [v for v in values if not isinstance(v, BaseException)]
     deltas: Sequence[TokenDelta] = values  # type: ignore[assignment]  # the errors are out
