@@ -2,17 +2,21 @@
 
 Parent -> core: Add, Abort, Call (adapter work, answered by a Reply), DraftReply, Stop.
 Core -> parent: Ready (once, or Failed), Accepted (per Add), Step (per engine step: every
-request's new deltas, or its error, and the engine's stats), Reply, DraftAsk (the core's
-RemoteProposer wants proposals from the replica's DraftServer handle), Dead.
+request's new deltas, or its error, and the engine's stats where they changed), Reply,
+DraftAsk (the core's RemoteProposer wants proposals from the replica's DraftServer handle),
+Dead.
 
-Each message is one pickled object (protocol 5) on a multiprocessing Connection.
+Each message is one pickled object (protocol 5) on a multiprocessing Connection; a Step's
+deltas cross as columns (workers/delta_columns.py), not as TokenDelta objects.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from workers import delta_columns
 from workers.protocol import AdapterInfo, GenerateRequest, ReplicaStats, TokenDelta
 
 
@@ -70,10 +74,19 @@ class Accepted:
 
 @dataclass(frozen=True)
 class Step:
-    """One step's output: (request id, delta or the request's error), in order."""
+    """One step's output: (request id, delta or the request's error), in order; the engine's
+    stats, or None where they are those of the core's previous message."""
 
-    items: list[tuple[str, TokenDelta | BaseException]]
-    stats: ReplicaStats
+    items: Sequence[tuple[str, TokenDelta | BaseException]]  # the core's: StepItems
+    stats: ReplicaStats | None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _step, (delta_columns.encode(self.items), self.stats)
+
+
+def _step(columns: delta_columns.Encoded, stats: ReplicaStats | None) -> Step:
+    """A Step from its pickled form (Step.__reduce__)."""
+    return Step(delta_columns.decode(columns), stats)
 
 
 @dataclass(frozen=True)

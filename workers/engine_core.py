@@ -20,7 +20,6 @@ import queue
 import sys
 import threading
 import traceback
-from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -40,17 +39,18 @@ from workers.core_messages import (
     Step,
     Stop,
 )
-from workers.delta_streams import add_or_error, delivered
+from workers.delta_streams import add_or_error
 from workers.engine import LLMEngine
 from workers.gc_freeze import long_lived_objects_frozen
 from workers.protocol import ReplicaStats, TokenDelta
 from workers.spec.proposers import DraftQuery, Proposal
+from workers.step_items import step_items
 
 logger = logging.getLogger(__name__)
 IDLE_WAIT_S = 0.5
 
 
-class _Link:
+class Link:
     """The socket, shared by the threads that send (one message at a time)."""
 
     def __init__(self, conn: Connection) -> None:
@@ -58,15 +58,17 @@ class _Link:
         self._lock = threading.Lock()
 
     def send(self, message: object) -> None:
+        # As Connection.send, without its pickler's per-message set-up.
+        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
         with self._lock:
-            self.conn.send(message)
+            self.conn.send_bytes(data)
 
 
 class DraftBridge:
     """The engine's RemoteClient inside the core: asks the parent, whose DraftServer handle
     answers; blocks the calling (RemoteProposer) thread until the reply or `timeout_s`."""
 
-    def __init__(self, link: _Link, timeout_s: float) -> None:
+    def __init__(self, link: Link, timeout_s: float) -> None:
         self._link = link
         self._timeout_s = timeout_s
         self._ids = itertools.count()
@@ -104,7 +106,7 @@ class _RegisterAdapter:
 
 
 class EngineCore:
-    def __init__(self, engine: LLMEngine, link: _Link, bridge: DraftBridge | None) -> None:
+    def __init__(self, engine: LLMEngine, link: Link, bridge: DraftBridge | None) -> None:
         self.engine = engine
         self.link = link
         self.bridge = bridge
@@ -114,7 +116,8 @@ class EngineCore:
 
     def run(self) -> None:
         threading.Thread(target=self._read, name="tandem-core-reader", daemon=True).start()
-        self.link.send(Ready(self.engine.stats(), self.engine.list_adapters()))
+        self._last_stats = self.engine.stats()
+        self.link.send(Ready(self._last_stats, self.engine.list_adapters()))
         try:
             with long_lived_objects_frozen():
                 self._loop()
@@ -166,11 +169,9 @@ class EngineCore:
             case Add(request=spec):
                 self.link.send(Accepted(spec.request_id, self._add(spec)))
             case Abort(request_id=request_id):
-                items: list[tuple[str, TokenDelta | BaseException]] = [
-                    (request_id, d) for d in self.engine.abort(request_id)
-                ]
-                if items:
-                    self.link.send(Step(items, self.engine.stats()))
+                deltas = self.engine.abort(request_id)
+                if deltas:
+                    self.link.send(Step(step_items(deltas), self._changed_stats()))
             case Call(call_id=call_id, method="load_adapter", args=args):
                 threading.Thread(target=self._read_adapter, args=(call_id, *args)).start()
             case Call(call_id=call_id, method="unload_adapter", args=(name,)):
@@ -209,19 +210,21 @@ class EngineCore:
 
     # -- output ----------------------------------------------------------------------------------
 
-    def _send_step(self, deltas: Iterable[TokenDelta]) -> None:
-        items: list[tuple[str, TokenDelta | BaseException]] = [
-            (delta.request_id, delivered(delta)) for delta in deltas
-        ]
-        stats = self.engine.stats()
-        self._last_stats = stats
-        self.link.send(Step(items, stats))
+    def _send_step(self, deltas: list[TokenDelta]) -> None:
+        self.link.send(Step(step_items(deltas), self._changed_stats()))
 
     def _send_stats_if_changed(self) -> None:
-        stats = self.engine.stats()
-        if stats != self._last_stats:
-            self._last_stats = stats
+        stats = self._changed_stats()
+        if stats is not None:
             self.link.send(Step([], stats))
+
+    def _changed_stats(self) -> ReplicaStats | None:
+        """The engine's stats, or None where the parent has them already (the last sent)."""
+        stats = self.engine.stats()
+        if stats == self._last_stats:
+            return None
+        self._last_stats = stats
+        return stats
 
 
 def _picklable(error: BaseException) -> BaseException:
@@ -235,7 +238,7 @@ def _picklable(error: BaseException) -> BaseException:
 
 def main(fd: int) -> None:
     logging.basicConfig(level=logging.INFO)
-    link = _Link(Connection(fd))
+    link = Link(Connection(fd))
     config, remote_draft = link.conn.recv()
     try:
         engine = LLMEngine(config)

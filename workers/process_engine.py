@@ -6,7 +6,8 @@ replica's one GIL was saturated, the engine thread holding it about half the tim
 streaming the rest, so the engine ran at half its in-process speed (BENCHMARKS.md, issue 15).
 
 The parent's side costs one socket and no thread: the owning event loop reads the socket
-when it is readable (`add_reader`) and hands each step's deltas to the streams. Requests are
+when it is readable (`add_reader`, workers/socket_frames.py) and hands each step's deltas,
+which cross as columns (workers/delta_columns.py), to the streams (DeltaStream). Requests are
 validated by the engine itself: `open` returns once the core accepted the request, or
 raises its ValueError (so the router can still answer 400). If the core dies, every stream
 and call fails with EngineDeadError and `is_alive` turns false (the replica's health check).
@@ -23,7 +24,6 @@ import socket
 import subprocess
 import sys
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -43,20 +43,16 @@ from workers.core_messages import (
     Step,
     Stop,
 )
-from workers.delta_streams import DEAD_MESSAGE, stream_deltas
+from workers.delta_streams import DEAD_MESSAGE, DeltaStream, deliver
 from workers.errors import EngineDeadError
 from workers.protocol import AdapterInfo, GenerateRequest, ReplicaStats, TokenDelta
+from workers.socket_frames import FrameReader
 from workers.spec.proposers import RemoteClient
+from workers.step_items import StepItems
 
 logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent  # holds the `workers` package
 STOP_WAIT_S = 10.0
-
-
-@dataclass
-class _Stream:
-    queue: asyncio.Queue[TokenDelta | BaseException]
-    num_samples: int
 
 
 class ProcessEngine:
@@ -71,7 +67,7 @@ class ProcessEngine:
     ) -> None:
         self._loop = asyncio.get_running_loop()
         self._remote_draft = remote_draft
-        self._streams: dict[str, _Stream] = {}
+        self._streams: dict[str, DeltaStream] = {}
         self._accepting: dict[str, asyncio.Future[None]] = {}
         self._calls: dict[int, asyncio.Future[Any]] = {}
         self._call_ids = itertools.count()
@@ -81,6 +77,7 @@ class ProcessEngine:
         ready = self._wait_ready(start_timeout_s)
         self._stats: ReplicaStats = ready.stats
         self._adapters: list[AdapterInfo] = ready.adapters
+        self._reader = FrameReader(self._conn.fileno())
         self._loop.add_reader(self._conn.fileno(), self._on_readable)
 
     # -- the API AsyncEngine has ----------------------------------------------------------------
@@ -92,7 +89,7 @@ class ProcessEngine:
         self._check_loop()
         if spec.request_id in self._streams:
             raise ValueError(f"request id {spec.request_id!r} is already in use")
-        stream = _Stream(asyncio.Queue(), spec.sampling.n)
+        stream = DeltaStream(self._loop, spec.sampling.n)
         accepted = self._loop.create_future()
         self._streams[spec.request_id] = stream
         self._accepting[spec.request_id] = accepted
@@ -105,9 +102,7 @@ class ProcessEngine:
             if accepted.cancelled() or not accepted.done() or accepted.exception() is None:
                 self.abort(spec.request_id)  # the caller left while the core took it
             raise
-        return stream_deltas(
-            spec.request_id, stream.queue, stream.num_samples, self._streams, self.abort
-        )
+        return stream.deltas(spec.request_id, self._streams, self.abort)
 
     def abort(self, request_id: str) -> None:
         """Cancel a request; its KV blocks return to the pool in the core's next turn."""
@@ -175,20 +170,21 @@ class ProcessEngine:
 
     def _on_readable(self) -> None:
         try:
-            while self._conn.poll():
-                self._dispatch(self._conn.recv())
+            messages = self._reader.read()
         except (EOFError, OSError):
             logger.error("the engine core exited (status %s)", self._process.poll())
             self._close(EngineDeadError(DEAD_MESSAGE))
+            return
+        for message in messages:
+            self._dispatch(message)
 
     def _dispatch(self, message: Any) -> None:
         match message:
             case Step(items=items, stats=stats):
-                self._stats = stats
-                for request_id, item in items:
-                    stream = self._streams.get(request_id)
-                    if stream is not None:
-                        stream.queue.put_nowait(item)
+                if stats is not None:  # else unchanged
+                    self._stats = stats
+                step = StepItems.of(items)
+                deliver(self._streams, step.request_ids, step.values)
             case Accepted(request_id=request_id, error=error):
                 future = self._accepting.pop(request_id, None)
                 if future is not None and not future.done():
@@ -231,7 +227,7 @@ class ProcessEngine:
         with contextlib.suppress(OSError, ValueError, RuntimeError):  # closed loop or socket
             self._loop.remove_reader(self._conn.fileno())
         for stream in list(self._streams.values()):
-            stream.queue.put_nowait(error)
+            stream.put(error)
         for future in [*self._accepting.values(), *self._calls.values()]:
             if not future.done():
                 future.set_exception(error)
