@@ -14,13 +14,13 @@ row order, which consumes it as consecutive per-row calls would.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
 from workers.logits_processing import apply_processing
-from workers.sampling_batch import RowSubset, SamplingBatch
+from workers.sampling_batch import RowDraws, RowSubset, SamplingBatch, TopLogprobRows
 
 _NEG_INF = float("-inf")
 _FP32_MAX = torch.finfo(torch.float32).max
@@ -57,14 +57,23 @@ def sample(
     """
     if logprobs is None:
         logprobs = logits.log_softmax(-1)
+    tokens = _tokens(processed(logits, batch, bitmask), batch)
+    chosen = logprobs.gather(1, tokens[:, None])[:, 0]
+    top_ids, top_values = top_logprobs_of(logprobs, batch.top_logprobs)
+    return SampledRows(tokens, chosen, top_ids, top_values)
+
+
+def processed(
+    logits: torch.Tensor, batch: SamplingBatch, bitmask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The rows after the batch's processing (penalties, logit bias, min_tokens of the rows
+    with a history) and the bitmask: greedy rows take their argmax, sampled rows their
+    distributions (sampled_probs) from these. `logits` itself when there is neither."""
     if batch.processing is not None:
         logits = apply_processing(logits, batch.processing)
     if bitmask is not None:
         logits = apply_token_bitmask(logits, bitmask)
-    tokens = _tokens(logits, batch)
-    chosen = logprobs.gather(1, tokens[:, None])[:, 0]
-    top_ids, top_values = _top_logprobs(logprobs, batch)
-    return SampledRows(tokens, chosen, top_ids, top_values)
+    return logits
 
 
 def apply_token_bitmask(logits: torch.Tensor, bitmask: torch.Tensor) -> torch.Tensor:
@@ -79,7 +88,7 @@ def _tokens(logits: torch.Tensor, batch: SamplingBatch) -> torch.Tensor:
         return logits.argmax(-1)
     every = batch.greedy is None
     rows = logits if every else logits.index_select(0, batch.sampled)
-    drawn = _draw(sampled_probs(rows, batch), batch)
+    drawn = draw_rows(sampled_probs(rows, batch), batch.draws)
     if every:
         return drawn
     assert batch.greedy is not None
@@ -137,42 +146,43 @@ def _min_p(x: torch.Tensor, min_p: torch.Tensor) -> torch.Tensor:
     return x.masked_fill(probs < min_p * probs.max(-1, keepdim=True).values, _NEG_INF)
 
 
-def _draw(probs: torch.Tensor, batch: SamplingBatch) -> torch.Tensor:
-    """One token per row of probs [sampled, vocab], as torch.multinomial(row, 1) with the
-    row's generator draws it. The noise is drawn where the generators are (the host's
-    generators for host logits: in place, a run of rows at a time) and moved once."""
-    where = batch.draws[0].generator.device
+def draw_rows(probs: torch.Tensor, draws: Sequence[RowDraws]) -> torch.Tensor:
+    """One token per row of probs [rows, vocab], as torch.multinomial(row, 1) with the
+    row's generator draws it (`draws` address the rows). The noise is drawn where the
+    generators are (the host's generators for host logits: in place, a run of rows at a
+    time) and moved once."""
+    where = draws[0].generator.device
     noise = torch.empty(probs.shape, dtype=probs.dtype, device=where)
-    for draws in batch.draws:
-        g = draws.generator
-        if draws.run is not None:
-            rows = noise[draws.run[0] : draws.run[1]]
+    for d in draws:
+        g = d.generator
+        if d.run is not None:
+            rows = noise[d.run[0] : d.run[1]]
             if g.device == where:
                 rows.exponential_(1, generator=g)
             else:
                 q = torch.empty(rows.shape, dtype=probs.dtype, device=g.device)
                 rows.copy_(q.exponential_(1, generator=g))
             continue
-        assert draws.index is not None
-        q = torch.empty((draws.index.numel(), probs.shape[1]), dtype=probs.dtype, device=g.device)
-        noise[draws.index.to(where)] = q.exponential_(1, generator=g).to(where)
+        assert d.index is not None
+        q = torch.empty((d.index.numel(), probs.shape[1]), dtype=probs.dtype, device=g.device)
+        noise[d.index.to(where)] = q.exponential_(1, generator=g).to(where)
     noise = noise.to(probs.device)
     return torch.div(probs, noise, out=noise).argmax(-1)
 
 
-def _top_logprobs(
-    logprobs: torch.Tensor, batch: SamplingBatch
+def top_logprobs_of(
+    logprobs: torch.Tensor, groups: Sequence[TopLogprobRows]
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """[rows, max count] ids and values: one topk per distinct count (so a row's
-    alternatives are those topk gives it alone, ties included)."""
-    width = batch.max_top_logprobs
+    alternatives are those topk gives it alone, ties included); None without groups."""
+    width = max((g.count for g in groups), default=0)
     if not width:
         return None, None
     vocab = logprobs.shape[-1]
     rows = logprobs.shape[0]
     ids = torch.zeros((rows, min(width, vocab)), dtype=torch.long, device=logprobs.device)
     values = torch.full(ids.shape, _NEG_INF, dtype=logprobs.dtype, device=logprobs.device)
-    for group in batch.top_logprobs:
+    for group in groups:
         k = min(group.count, vocab)
         best = torch.topk(logprobs.index_select(0, group.index), k)
         ids[group.index, :k] = best.indices
