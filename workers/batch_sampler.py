@@ -1,4 +1,6 @@
-"""sample: every row of a step's logits at once, from a SamplingBatch.
+"""sample: every row of a step's logits at once, from a SamplingBatch; and its stages
+(processed, sampled_probs, draw_rows, top_logprobs_of) for workers/step_sampling.py, which
+verifies drafts between the distributions and the draw.
 
 Per row the same operations as workers/sampler.py's reference functions (processed_logits,
 sampling_probs, then draw): penalties, logit bias and min_tokens (logits_processing.py), an

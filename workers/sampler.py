@@ -1,9 +1,10 @@
 """Sampling as pure functions over a batch of logits, one set of parameters per row.
 
-These are the per-row reference: workers/batch_sampler.py samples a whole step's one-token
-rows at once and gives each row exactly what these functions give it (tests/workers/
-test_batch_sampler.py); drafted rows, beam candidates and the runner's per-row penalties
-use these directly.
+These are the per-row reference: the runner samples a whole step at once
+(workers/step_sampling.py over workers/batch_sampler.py, drafts verified by
+workers/spec/verify.py's verify_sampled, beams by workers/sampler_beams.py) and gives each
+row exactly what these functions give it (tests/workers/test_batch_sampler.py,
+test_step_sampling.py); the draft model samples its proposals with them directly.
 
 Order of operations (as in vLLM): penalties, logit bias, min_tokens masking (the grammar's
 token mask, workers/structured/, comes after these), then greedy argmax or

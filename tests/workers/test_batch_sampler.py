@@ -165,8 +165,8 @@ def test_penalties_logit_bias_and_min_tokens_in_the_batch_equal_processed_logits
 
 
 def test_rows_processed_by_the_runner_are_sampled_as_given() -> None:
-    """The runner applies processed_logits per row and hands the rows over without a
-    history: nothing is applied twice."""
+    """Rows handed over already processed (without a history) are sampled as given:
+    nothing is applied twice."""
     g = torch.Generator().manual_seed(2)
     raw = torch.randn(len(PROCESSED), 50, generator=g) * 2
     h = TokenHistory(HISTORY.prompt_ids, HISTORY.output_ids, HISTORY.stop_ids, 1)
