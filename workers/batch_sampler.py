@@ -116,14 +116,14 @@ RowOp = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def _on_rows(x: torch.Tensor, rows: RowSubset | None, op: RowOp) -> torch.Tensor:
-    """op(x[rows], values) written back into those rows (x itself when rows is None)."""
+    """op(x[rows], values) written back into those rows, in place: x is sampled_probs' own
+    scratch (x itself when rows is None)."""
     if rows is None:
         return x
     if rows.full:
         return op(x, rows.values)
-    out = x.clone()
-    out[rows.index] = op(x.index_select(0, rows.index), rows.values)
-    return out
+    x[rows.index] = op(x.index_select(0, rows.index), rows.values)
+    return x
 
 
 def _top_k(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
