@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from workers.logits_processing import apply_processing
+from workers.sampler_sort import sort_descending
 from workers.sampling_batch import RowDraws, RowSubset, SamplingBatch, TopLogprobRows
 
 _NEG_INF = float("-inf")
@@ -134,7 +135,7 @@ def _top_k(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
 
 def _top_p(x: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
     """Keep the smallest set of most likely tokens reaching top_p; the best always stays."""
-    sorted_logits, order = torch.sort(x, descending=True)
+    sorted_logits, order = sort_descending(x)  # ties in token order, as filter_logits
     probs = sorted_logits.softmax(-1)
     drop_sorted = (probs.cumsum(-1) - probs) >= top_p
     drop_sorted[:, 0] = False

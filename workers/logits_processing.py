@@ -118,8 +118,10 @@ def _repetition(rows: Rows, vocab: int, device: torch.device) -> Entries | None:
     seen, _ = _distinct(
         [i for i, _ in picked], [(h.prompt_ids, h.output_ids) for _, (_, h) in picked], vocab
     )
+    if not len(seen):
+        return None
     penalty = _per_row(picked, seen // vocab, len(rows), lambda p: p.repetition_penalty)
-    return Entries(_index(seen, device), _float(penalty, torch.float64, device))
+    return Entries(array_to_device(seen, device), _float(penalty, torch.float64, device))
 
 
 def _frequency(rows: Rows, vocab: int, device: torch.device) -> tuple[Entries, torch.Tensor] | None:
@@ -140,7 +142,7 @@ def _frequency(rows: Rows, vocab: int, device: torch.device) -> tuple[Entries, t
     times = _float(frequency, torch.float32, device) * _float(
         counts.astype(np.float64), torch.float32, device
     )
-    return Entries(_index(tokens, device), times), _float(presence, torch.float32, device)
+    return Entries(array_to_device(tokens, device), times), _float(presence, torch.float32, device)
 
 
 def _distinct(
@@ -169,10 +171,6 @@ def _per_row(
     by_row = np.zeros(num_rows, dtype=np.float64)
     by_row[[i for i, _ in picked]] = [value(params) for _, (params, _) in picked]
     return by_row[row]
-
-
-def _index(flat: np.ndarray, device: torch.device) -> torch.Tensor:
-    return array_to_device(flat, device)
 
 
 def _float(values: np.ndarray, dtype: torch.dtype, device: torch.device) -> torch.Tensor:

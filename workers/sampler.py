@@ -21,6 +21,7 @@ from collections.abc import Collection, Sequence
 
 import torch
 
+from workers.sampler_sort import sort_descending
 from workers.sampling_params import SamplingParams
 
 _NEG_INF = float("-inf")
@@ -86,7 +87,7 @@ def filter_logits(logits: torch.Tensor, top_k: int, top_p: float, min_p: float) 
         kth = torch.topk(logits, top_k).values[-1]
         logits = logits.masked_fill(logits < kth, _NEG_INF)
     if top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=True)
+        sorted_logits, order = sort_descending(logits)  # ties in token order
         cum = sorted_logits.softmax(-1).cumsum(-1)
         # Drop a token when the ones before it already reach top_p; the best always stays.
         drop_sorted = (cum - sorted_logits.softmax(-1)) >= top_p
