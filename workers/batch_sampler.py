@@ -18,16 +18,25 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 import torch
 
 from workers.logits_processing import apply_processing
 from workers.sampler_sort import sort_descending
-from workers.sampling_batch import RowDraws, RowSubset, SamplingBatch, TopLogprobRows
+from workers.sampling_batch import (
+    RowDraws,
+    RowSubset,
+    SamplingBatch,
+    TopLogprobRows,
+    subset_chunks,
+)
 
 _NEG_INF = float("-inf")
 _FP32_MAX = torch.finfo(torch.float32).max
 _BITS = torch.arange(32, dtype=torch.int32)
+# Sampled rows per pass on the host (32 rows of a 8192 vocabulary: 1 MiB a temporary).
+_HOST_CHUNK_ROWS = 32
 
 
 @dataclass(frozen=True)
@@ -103,13 +112,39 @@ def _tokens(logits: torch.Tensor, batch: SamplingBatch) -> torch.Tensor:
 
 def sampled_probs(rows: torch.Tensor, batch: SamplingBatch) -> torch.Tensor:
     """The distributions the sampled rows draw from, given their logits [sampled, vocab]:
-    sampling_probs of each (temperature, top-k, top-p, min-p, softmax)."""
+    sampling_probs of each (temperature, top-k, top-p, min-p, softmax). On the host a
+    chunk of rows at a time, so that each op's temporaries stay in the CPU's cache (one
+    pass over the whole [sampled, vocab] per op would stream each through memory)."""
     assert batch.temperature is not None
-    scaled = (rows / batch.temperature).clamp(-_FP32_MAX, _FP32_MAX)
+    n = rows.shape[0]
+    if rows.device.type != "cpu" or n <= _HOST_CHUNK_ROWS:
+        return _probs(rows, batch.temperature, batch.top_k, batch.top_p, batch.min_p)
+    bounds = [*range(0, n, _HOST_CHUNK_ROWS), n]
+    filters = zip(
+        subset_chunks(batch.top_k, bounds),
+        subset_chunks(batch.top_p, bounds),
+        subset_chunks(batch.min_p, bounds),
+        strict=True,
+    )
+    out = torch.empty_like(rows)
+    for (start, stop), (top_k, top_p, min_p) in zip(pairwise(bounds), filters, strict=True):
+        temperature = batch.temperature[start:stop]
+        out[start:stop] = _probs(rows[start:stop], temperature, top_k, top_p, min_p)
+    return out
+
+
+def _probs(
+    rows: torch.Tensor,
+    temperature: torch.Tensor,
+    top_k: RowSubset | None,
+    top_p: RowSubset | None,
+    min_p: RowSubset | None,
+) -> torch.Tensor:
+    scaled = (rows / temperature).clamp(-_FP32_MAX, _FP32_MAX)
     x = torch.where(torch.isfinite(rows), scaled, rows)
-    x = _on_rows(x, batch.top_k, _top_k)
-    x = _on_rows(x, batch.top_p, _top_p)
-    x = _on_rows(x, batch.min_p, _min_p)
+    x = _on_rows(x, top_k, _top_k)
+    x = _on_rows(x, top_p, _top_p)
+    x = _on_rows(x, min_p, _min_p)
     return x.softmax(-1)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 import torch
 
@@ -155,6 +156,28 @@ def prepare(
         draws=row_draws([rows[i].generator for i in sampled], generator, device),
         top_logprobs=top_logprob_groups([r.num_top_logprobs for r in rows], device),
     )
+
+
+def subset_chunks(subset: RowSubset | None, bounds: Sequence[int]) -> list[RowSubset | None]:
+    """The subset split by row chunks [bounds[c], bounds[c + 1]): each chunk's own
+    positions (from its first row) and values; None for a chunk it holds no row of."""
+    chunks = list(pairwise(bounds))
+    if subset is None:
+        return [None] * len(chunks)
+    if subset.full:
+        cuts = list(bounds)
+    else:
+        limits = torch.tensor(bounds, dtype=subset.index.dtype, device=subset.index.device)
+        cuts = torch.searchsorted(subset.index, limits).tolist()
+    out: list[RowSubset | None] = []
+    for c, (start, stop) in enumerate(chunks):
+        lo, hi = cuts[c], cuts[c + 1]
+        if lo == hi:
+            out.append(None)
+            continue
+        index = subset.index[lo:hi] - start
+        out.append(RowSubset(index, subset.values[lo:hi], hi - lo == stop - start))
+    return out
 
 
 def row_draws(
