@@ -12,6 +12,9 @@ half with the draft's distributions, half deterministic; k + 1 rows each). Three
   step only);
 - batched: workers/step_sampling.sample_seqs, the runner's path now.
 
+All three share the same primitives (top-p's sort_descending among them), so the ratios are
+those of batching alone. Every sequence is seeded, as the runner's seeded requests are.
+
     .venv/bin/python -m benchmarks.sampler_step [--batches 64,256] [--vocabs 512,8192] [--k 4]
         [--repeats 7] [--threads 1]
 
