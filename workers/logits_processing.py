@@ -9,13 +9,14 @@ the number of rows, and never a pass over the whole [rows, vocab].
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import chain
 
+import numpy as np
 import torch
 
-from workers.host_copy import to_device
+from workers.host_copy import array_to_device, to_device
 from workers.sampling_params import SamplingParams
 
 _NEG_INF = float("-inf")
@@ -108,42 +109,73 @@ def _values(values: list[float], dtype: torch.dtype, device: torch.device) -> to
 
 
 def _repetition(rows: Rows, vocab: int, device: torch.device) -> Entries | None:
-    pairs: list[tuple[int, int]] = []
-    penalty: list[float] = []
-    for i, r in enumerate(rows):
-        if r is None or r[0].repetition_penalty == 1.0:
-            continue
-        params, h = r
-        seen = sorted(set(h.prompt_ids) | set(h.output_ids))
-        pairs += [(i, t) for t in seen]
-        penalty += [params.repetition_penalty] * len(seen)
-    if not pairs:
+    picked = [
+        (i, r) for i, r in enumerate(rows) if r is not None and r[0].repetition_penalty != 1.0
+    ]
+    if not picked:
         return None
-    return Entries(_flat(pairs, vocab, device), _values(penalty, torch.float64, device))
+    # Each row's prompt and output tokens, once each (an id's row * vocab + id, sorted).
+    seen, _ = _distinct(
+        [i for i, _ in picked], [(h.prompt_ids, h.output_ids) for _, (_, h) in picked], vocab
+    )
+    if not len(seen):
+        return None
+    penalty = _per_row(picked, seen // vocab, len(rows), lambda p: p.repetition_penalty)
+    return Entries(array_to_device(seen, device), _float(penalty, torch.float64, device))
 
 
 def _frequency(rows: Rows, vocab: int, device: torch.device) -> tuple[Entries, torch.Tensor] | None:
-    pairs: list[tuple[int, int]] = []
-    frequency: list[float] = []
-    counts: list[float] = []
-    presence: list[float] = []
-    for i, r in enumerate(rows):
-        if r is None or not r[1].output_ids:
-            continue
-        params, h = r
-        if not (params.frequency_penalty or params.presence_penalty):
-            continue
-        counted = Counter(h.output_ids)
-        tokens = sorted(counted)
-        pairs += [(i, t) for t in tokens]
-        frequency += [params.frequency_penalty] * len(tokens)
-        counts += [float(counted[t]) for t in tokens]
-        presence += [params.presence_penalty] * len(tokens)
-    if not pairs:
+    picked = [
+        (i, r)
+        for i, r in enumerate(rows)
+        if r is not None and r[1].output_ids and (r[0].frequency_penalty or r[0].presence_penalty)
+    ]
+    if not picked:
         return None
+    tokens, counts = _distinct(
+        [i for i, _ in picked], [(h.output_ids,) for _, (_, h) in picked], vocab
+    )
+    row = tokens // vocab
+    frequency = _per_row(picked, row, len(rows), lambda p: p.frequency_penalty)
+    presence = _per_row(picked, row, len(rows), lambda p: p.presence_penalty)
     # frequency * count in float32, as `frequency_penalty * counts` over the row computes it
-    times = _values(frequency, torch.float32, device) * _values(counts, torch.float32, device)
-    return Entries(_flat(pairs, vocab, device), times), _values(presence, torch.float32, device)
+    times = _float(frequency, torch.float32, device) * _float(
+        counts.astype(np.float64), torch.float32, device
+    )
+    return Entries(array_to_device(tokens, device), times), _float(presence, torch.float32, device)
+
+
+def _distinct(
+    row_ids: list[int], parts: list[tuple[Sequence[int], ...]], vocab: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct row * vocab + token of each row's ids (the concatenation of its parts),
+    sorted, and how often each occurs."""
+    lengths = [sum(len(part) for part in ids) for ids in parts]
+    ids = np.fromiter(
+        chain.from_iterable(chain.from_iterable(parts)), dtype=np.int64, count=sum(lengths)
+    )
+    flat = np.sort(np.repeat(np.array(row_ids, dtype=np.int64) * vocab, lengths) + ids)
+    first = np.ones(len(flat), dtype=bool)
+    np.not_equal(flat[1:], flat[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    return flat[starts], np.diff(np.append(starts, len(flat)))
+
+
+def _per_row(
+    picked: list[tuple[int, Row]],
+    row: np.ndarray,
+    num_rows: int,
+    value: Callable[[SamplingParams], float],
+) -> np.ndarray:
+    """float64 [entries]: each entry's row's setting."""
+    by_row = np.zeros(num_rows, dtype=np.float64)
+    by_row[[i for i, _ in picked]] = [value(params) for _, (params, _) in picked]
+    return by_row[row]
+
+
+def _float(values: np.ndarray, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    # From float64: float32 rounds each value as the per-row scalar arithmetic does.
+    return torch.from_numpy(values).to(dtype).to(device)
 
 
 def _bias(rows: Rows, vocab: int, device: torch.device) -> Entries | None:

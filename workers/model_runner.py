@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -18,7 +19,8 @@ from workers.input_batch import InputBatch
 from workers.models.llama import LlamaForCausalLM
 from workers.protocol import TokenLogprob
 from workers.request_failure import NON_FINITE, RequestFailure, failure_from_exception
-from workers.sampler import draw, processed_logits, sampling_probs, top_logprobs
+from workers.sampler import top_logprobs
+from workers.sampler_beams import beam_candidates
 from workers.scheduler_output import (
     ModelRunnerOutput,
     ScheduledSeq,
@@ -26,11 +28,11 @@ from workers.scheduler_output import (
     plain_greedy,
 )
 from workers.sequence import PLACEHOLDER
-from workers.spec.verify import accept_greedy, verify_drafts
+from workers.spec.verify import accept_greedy
 from workers.step_arrays import gather, graph_rows
-from workers.step_sampling import PendingRow, sample_rows
+from workers.step_sampling import PendingSeq, sample_seqs
 from workers.stop_checker import stop_token_ids
-from workers.structured.decoding import StepMask, StructuredDecoding
+from workers.structured.decoding import StructuredDecoding
 
 
 @dataclass(frozen=True)
@@ -255,20 +257,19 @@ class ModelRunner:
 
     def _pick(self, seqs: tuple[ScheduledSeq, ...], logits: torch.Tensor) -> ModelRunnerOutput:
         """Each sequence's tokens (or beam candidates) and prompt log-probabilities from its
-        rows of the host logits. Rows of one token (greedy or sampled, constrained or not)
-        are sampled together in one batched call; drafted rows and beams alone. A request
-        whose rows are not finite, or whose sampling raises, fails alone."""
+        rows of the host logits. Every sampling sequence (greedy or sampled, constrained or
+        not, with drafts to verify or not) is sampled in one batched call, and the beams in
+        another. A request whose rows are not finite, or whose sampling raises, fails alone."""
         logprobs = torch.log_softmax(logits, dim=-1)
         finite = torch.isfinite(logits).all(-1).tolist()
-        sampled: dict[int, tuple[TokenLogprob, ...]] = {}
-        beams: dict[int, tuple[tuple[int, float], ...]] = {}
         prompt: dict[int, tuple[TokenLogprob, ...]] = {}
         failed: dict[str, RequestFailure] = {}
-        batched: list[PendingRow] = []  # rows of one token: sampled together below
+        pending: list[PendingSeq] = []
+        beams: list[PendingSeq] = []
         row = 0
         for s in seqs:
             owned = slice(row, row + s.num_logit_rows)
-            rows = slice(row + s.num_prompt_rows, owned.stop)
+            start = row + s.num_prompt_rows
             row = owned.stop
             if s.request_id in failed:
                 continue
@@ -276,135 +277,41 @@ class ModelRunner:
                 failed[s.request_id] = RequestFailure(s.request_id, NON_FINITE)
                 continue
             if s.num_prompt_rows:
-                prompt[s.seq_id] = _prompt_entries(s, logprobs[owned.start : rows.start])
+                prompt[s.seq_id] = _prompt_entries(s, logprobs[owned.start : start])
             if not s.sample:
                 continue
             try:
-                if s.beam_topk:
-                    # As transformers does for beams: processors act on log-probabilities.
-                    processed = self._processed(s, logprobs[rows.start])
-                    beams[s.seq_id] = top_logprobs(processed, s.beam_topk)
-                elif s.spec_token_ids:  # drafts to verify: their own path
-                    sampled[s.seq_id] = self._sampled_entries(s, logits[rows], logprobs[rows])
-                else:
-                    batched.append(self._pending_row(s, rows.start, logits))
+                (beams if s.beam_topk else pending).append(self._pending(s, start))
             except Exception as e:  # this request's sampling only: the step goes on
                 failed[s.request_id] = failure_from_exception(s.request_id, "sampling", e)
-        sampled.update(self._sample_batched(batched, logits, logprobs, failed))
-        output = ModelRunnerOutput(sampled, beams, tuple(failed.values()), prompt or None)
+        sampled = _each_alone_on_failure(
+            lambda rows: sample_seqs(rows, logits, logprobs, self.generator),
+            pending,
+            failed,
+            self._accept_grammar,
+        )
+        candidates = _each_alone_on_failure(
+            lambda rows: beam_candidates(rows, logprobs), beams, failed
+        )
+        output = ModelRunnerOutput(sampled, candidates, tuple(failed.values()), prompt or None)
         return _without_failed(output, seqs)
 
-    def _sampled_entries(
-        self, s: ScheduledSeq, rows: torch.Tensor, logprobs: torch.Tensor
-    ) -> tuple[TokenLogprob, ...]:
-        """One sequence's tokens from its own rows, alone (drafts verified)."""
-        tokens = self._next_tokens(s, rows)
-        top = s.sampling.logprobs or 0
-        return tuple(
-            TokenLogprob(t, float(lp[t]), top_logprobs(lp, top))
-            for t, lp in zip(tokens, logprobs, strict=False)
-        )
-
-    def _pending_row(self, s: ScheduledSeq, row: int, logits: torch.Tensor) -> PendingRow:
-        """A one-token row for the batched sampler: its penalties, logit bias and min_tokens
-        applied here, per row, and its grammar's mask (errors are this request's)."""
-        if plain_greedy(s):
-            return PendingRow(s, row)
-        raw = logits[row]
-        processed = self._processed(s, raw)
-        bitmask = None
+    def _pending(self, s: ScheduledSeq, row: int) -> PendingSeq:
+        """A sequence to sample from rows row.. with what min_tokens holds back and its
+        grammar's masks (errors are this request's)."""
+        held = s.num_output_tokens < s.sampling.min_tokens
+        stops = stop_token_ids(s.sampling, self.eos_token_ids) if held else frozenset()
+        mask = None
         if s.sampling.structured is not None:
             assert self.structured is not None, "a constrained request on a runner without one"
-            bitmask = self.structured.mask(s).bitmask[0]
-        return PendingRow(s, row, None if processed is raw else processed, bitmask)
-
-    def _sample_batched(
-        self,
-        rows: list[PendingRow],
-        logits: torch.Tensor,
-        logprobs: torch.Tensor,
-        failed: dict[str, RequestFailure],
-    ) -> dict[int, tuple[TokenLogprob, ...]]:
-        """The one-token rows in one batched call; should it raise, each row alone on the
-        per-row path, so that only the requests whose sampling fails fail (in `failed`)."""
-        rows = [r for r in rows if r.seq.request_id not in failed]
-        try:
-            entries = sample_rows(rows, logits, logprobs, self.generator)
-        except Exception:
-            entries = None
-        out: dict[int, tuple[TokenLogprob, ...]] = {}
-        for i, r in enumerate(rows):
-            s = r.seq
-            try:
-                if entries is None:
-                    out[s.seq_id] = self._sampled_entries(
-                        s, logits[r.row : r.row + 1], logprobs[r.row : r.row + 1]
-                    )
-                    continue
-                if s.sampling.structured is not None:
-                    assert self.structured is not None
-                    self.structured.accept(s, [entries[i].token_id])
-                out[s.seq_id] = (entries[i],)
-            except Exception as e:
-                failed[s.request_id] = failure_from_exception(s.request_id, "sampling", e)
-        return out
-
-    def _next_tokens(self, s: ScheduledSeq, rows: torch.Tensor) -> list[int]:
-        """The token drawn from the last row, or with drafts the verified tokens."""
-        params = s.sampling
-        generator = s.generator or self.generator
-        drafts = s.spec_token_ids
-        if plain_greedy(s):  # the common case, without building distributions
-            return accept_greedy(rows.argmax(-1).tolist(), drafts)
-        if params.structured is not None:
-            assert self.structured is not None, "a constrained request on a runner without one"
             mask = self.structured.mask(s)
-            tokens = self._constrained_tokens(s, rows, mask, generator)
-            self.structured.accept(s, tokens)
-            return tokens
-        probs = torch.stack(
-            [
-                sampling_probs(self._processed(s, rows[j], drafts[:j]), params)
-                for j in range(len(drafts) + 1)
-            ]
-        )
-        if not drafts:
-            return [draw(probs[0], params, generator)]
-        return verify_drafts(probs, list(drafts), s.spec_probs, params, generator)
+        return PendingSeq(s, row, stops, mask)
 
-    def _constrained_tokens(
-        self,
-        s: ScheduledSeq,
-        rows: torch.Tensor,
-        mask: StepMask,
-        generator: torch.Generator | None,
-    ) -> list[int]:
-        """_next_tokens for a grammar-constrained sequence: each row masked to what the
-        grammar allows there. Drafts are verified up to and including the first one the
-        grammar rejects (whose probability is then 0, so it is rejected: lossless); the row
-        after it is never reached and stays unmasked."""
-        params = s.sampling
-        drafts = s.spec_token_ids[: mask.num_valid_drafts + 1]
-        allowed = mask.allowed(rows.shape[-1])
-        probs = []
-        for j in range(len(drafts) + 1):
-            row = self._processed(s, rows[j], drafts[:j])
-            if j < allowed.shape[0]:
-                row = row.masked_fill(~allowed[j], float("-inf"))
-            probs.append(sampling_probs(row, params))
-        if not drafts:
-            return [draw(probs[0], params, generator)]
-        spec_probs = None if s.spec_probs is None else s.spec_probs[: len(drafts)]
-        return verify_drafts(torch.stack(probs), list(drafts), spec_probs, params, generator)
-
-    def _processed(
-        self, s: ScheduledSeq, row: torch.Tensor, drafted: tuple[int, ...] = ()
-    ) -> torch.Tensor:
-        """The row after penalties and min_tokens, as if `drafted` followed the outputs."""
-        stops = stop_token_ids(s.sampling, self.eos_token_ids)
-        outputs = s.output_token_ids + drafted
-        num_outputs = s.num_output_tokens + len(drafted)
-        return processed_logits(row, s.sampling, s.prompt_token_ids, outputs, stops, num_outputs)
+    def _accept_grammar(self, p: PendingSeq, entries: tuple[TokenLogprob, ...]) -> None:
+        """Advance a constrained sequence's grammar by the tokens it emits."""
+        if p.mask is not None:
+            assert self.structured is not None
+            self.structured.accept(p.seq, [e.token_id for e in entries])
 
     def _greedy_on_device(
         self, seqs: tuple[ScheduledSeq, ...], logits: torch.Tensor
@@ -465,6 +372,38 @@ def _greedy_output(seqs: tuple[ScheduledSeq, ...], packed: torch.Tensor) -> Mode
     if not all(finite):
         return _without_failed(_greedy_rows(seqs, ids, values), seqs, _non_finite(seqs, finite))
     return _greedy_rows(seqs, ids, values)
+
+
+Result = TypeVar("Result")
+
+
+def _each_alone_on_failure(
+    batched: Callable[[list[PendingSeq]], list[Result]],
+    seqs: list[PendingSeq],
+    failed: dict[str, RequestFailure],
+    then: Callable[[PendingSeq, Result], None] | None = None,
+) -> dict[int, Result]:
+    """batched(seqs), each sequence's result by its id; should the call raise, each
+    sequence alone in a call of its own, so that only the requests whose sampling fails
+    fail (into `failed`). `then` takes each result before it counts (its errors too are
+    the request's)."""
+    try:
+        results: list[Result] | None = batched(seqs)
+    except Exception:
+        results = None
+    out: dict[int, Result] = {}
+    for i, p in enumerate(seqs):
+        s = p.seq
+        if s.request_id in failed:  # another of its sequences failed alone
+            continue
+        try:
+            result = results[i] if results is not None else batched([p])[0]
+            if then is not None:
+                then(p, result)
+            out[s.seq_id] = result
+        except Exception as e:
+            failed[s.request_id] = failure_from_exception(s.request_id, "sampling", e)
+    return out
 
 
 def _prompt_entries(s: ScheduledSeq, logprobs: torch.Tensor) -> tuple[TokenLogprob, ...]:

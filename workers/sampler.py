@@ -1,9 +1,10 @@
 """Sampling as pure functions over a batch of logits, one set of parameters per row.
 
-These are the per-row reference: workers/batch_sampler.py samples a whole step's one-token
-rows at once and gives each row exactly what these functions give it (tests/workers/
-test_batch_sampler.py); drafted rows, beam candidates and the runner's per-row penalties
-use these directly.
+These are the per-row reference: the runner samples a whole step at once
+(workers/step_sampling.py over workers/batch_sampler.py, drafts verified by
+workers/spec/verify.py's verify_sampled, beams by workers/sampler_beams.py) and gives each
+row exactly what these functions give it (tests/workers/test_batch_sampler.py,
+test_step_sampling.py); the draft model samples its proposals with them directly.
 
 Order of operations (as in vLLM): penalties, logit bias, min_tokens masking (the grammar's
 token mask, workers/structured/, comes after these), then greedy argmax or
@@ -20,6 +21,7 @@ from collections.abc import Collection, Sequence
 
 import torch
 
+from workers.sampler_sort import sort_descending
 from workers.sampling_params import SamplingParams
 
 _NEG_INF = float("-inf")
@@ -85,7 +87,7 @@ def filter_logits(logits: torch.Tensor, top_k: int, top_p: float, min_p: float) 
         kth = torch.topk(logits, top_k).values[-1]
         logits = logits.masked_fill(logits < kth, _NEG_INF)
     if top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=True)
+        sorted_logits, order = sort_descending(logits)  # ties in token order
         cum = sorted_logits.softmax(-1).cumsum(-1)
         # Drop a token when the ones before it already reach top_p; the best always stays.
         drop_sorted = (cum - sorted_logits.softmax(-1)) >= top_p

@@ -11,8 +11,9 @@ step, on host values.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 import torch
 
@@ -152,20 +153,40 @@ def prepare(
         top_k=subset(top_k, [params[j].top_k for j in top_k], torch.long),
         top_p=subset(top_p, [params[j].top_p for j in top_p], torch.float32),
         min_p=subset(min_p, [params[j].min_p for j in min_p], torch.float32),
-        draws=_draws([rows[i].generator for i in sampled], generator, positions),
-        top_logprobs=_top_groups(rows, positions),
+        draws=row_draws([rows[i].generator for i in sampled], generator, device),
+        top_logprobs=top_logprob_groups([r.num_top_logprobs for r in rows], device),
     )
 
 
-Positions = Callable[[list[int]], torch.Tensor]
+def subset_chunks(subset: RowSubset | None, bounds: Sequence[int]) -> list[RowSubset | None]:
+    """The subset split by row chunks [bounds[c], bounds[c + 1]): each chunk's own
+    positions (from its first row) and values; None for a chunk it holds no row of."""
+    chunks = list(pairwise(bounds))
+    if subset is None:
+        return [None] * len(chunks)
+    if subset.full:
+        cuts = list(bounds)
+    else:
+        limits = torch.tensor(bounds, dtype=subset.index.dtype, device=subset.index.device)
+        cuts = torch.searchsorted(subset.index, limits).tolist()
+    out: list[RowSubset | None] = []
+    for c, (start, stop) in enumerate(chunks):
+        lo, hi = cuts[c], cuts[c + 1]
+        if lo == hi:
+            out.append(None)
+            continue
+        index = subset.index[lo:hi] - start
+        out.append(RowSubset(index, subset.values[lo:hi], hi - lo == stop - start))
+    return out
 
 
-def _draws(
-    generators: list[torch.Generator | None],
+def row_draws(
+    generators: Sequence[torch.Generator | None],
     shared: torch.Generator | None,
-    positions: Positions,
+    device: torch.device,
 ) -> tuple[RowDraws, ...]:
-    """Sampled rows grouped by generator: one draw call per generator, rows in order."""
+    """Rows grouped by generator (None: `shared`, or torch's default one): one draw call
+    per generator, rows in order."""
     fallback = shared if shared is not None else torch.default_generator
     groups: dict[int, tuple[torch.Generator, list[int]]] = {}
     for j, g in enumerate(generators):
@@ -177,13 +198,14 @@ def _draws(
         if stop - start == len(index):
             draws.append(RowDraws(gen, (start, stop), None))
         else:
-            draws.append(RowDraws(gen, None, positions(index)))
+            draws.append(RowDraws(gen, None, to_device(index, device)))
     return tuple(draws)
 
 
-def _top_groups(rows: Sequence[SamplingRow], positions: Positions) -> tuple[TopLogprobRows, ...]:
+def top_logprob_groups(counts: Sequence[int], device: torch.device) -> tuple[TopLogprobRows, ...]:
+    """Rows grouped by how many top log-probabilities they return (0: none)."""
     groups: dict[int, list[int]] = {}
-    for i, r in enumerate(rows):
-        if r.num_top_logprobs > 0:
-            groups.setdefault(r.num_top_logprobs, []).append(i)
-    return tuple(TopLogprobRows(count, positions(index)) for count, index in groups.items())
+    for i, count in enumerate(counts):
+        if count > 0:
+            groups.setdefault(count, []).append(i)
+    return tuple(TopLogprobRows(count, to_device(index, device)) for count, index in groups.items())

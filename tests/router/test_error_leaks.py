@@ -55,20 +55,20 @@ def test_an_unexpected_exception_is_a_500_with_only_a_request_id(
 def test_a_request_failed_in_the_engine_is_a_500_and_others_go_on(
     served_model_dir: Path, engine: AsyncEngine, monkeypatch
 ) -> None:
-    import workers.model_runner as runner_module
+    import workers.sampling_batch as batch_module
 
-    real = runner_module.processed_logits
+    real = batch_module.prepare_processing
 
-    def flaky(logits, params, *args):
-        if params.seed == 13:
+    def flaky(rows, *args):  # the bad request's logits processing fails in the batch
+        if any(r is not None and r[0].seed == 13 for r in rows):
             raise IndexError(SECRET)
-        return real(logits, params, *args)
+        return real(rows, *args)
 
-    monkeypatch.setattr(runner_module, "processed_logits", flaky)
+    monkeypatch.setattr(batch_module, "prepare_processing", flaky)
     app, _, _ = make_local_app(served_model_dir, engine)
 
     async def main() -> tuple[httpx.Response, httpx.Response]:
-        bad = {"model": MODEL, "prompt": "hi", "seed": 13, "max_tokens": 4}
+        bad = {"model": MODEL, "prompt": "hi", "seed": 13, "max_tokens": 4, "min_tokens": 2}
         good = {"model": MODEL, "prompt": "hi", "seed": 14, "max_tokens": 4}
         return await asyncio.gather(
             request(app, "POST", "/v1/completions", json=bad),

@@ -10,11 +10,13 @@ import pytest
 import torch
 
 from tests.factories import load_hf, make_engine, make_tiny_model, speculator_of
+from workers.batch_sampler import draw_rows
 from workers.protocol import GenerateRequest, SpeculationMode
 from workers.sampler import sampling_probs
+from workers.sampling_batch import row_draws
 from workers.sampling_params import SamplingParams
 from workers.spec.config import SpecConfig
-from workers.spec.verify import verify_drafts
+from workers.spec.verify import SampledDrafts, verify_drafts, verify_sampled
 
 
 def total_variation(counts: Counter, probs: dict, n: int) -> float:
@@ -44,6 +46,32 @@ def test_verify_keeps_the_target_distribution(deterministic_draft: bool) -> None
     assert total_variation(first, dict(enumerate(p[0].tolist())), n) < 0.01
     accepted = sum(second_after_accept.values())
     assert total_variation(second_after_accept, dict(enumerate(p[1].tolist())), accepted) < 0.02
+
+
+@pytest.mark.parametrize("deterministic_draft", [False, True])
+def test_batched_verification_keeps_the_target_distribution(deterministic_draft: bool) -> None:
+    """verify_sampled over a batch of sequences sharing one generator (their acceptance
+    tests first, then every last token's draw in one call) keeps the target's law too."""
+    g = torch.Generator().manual_seed(1)
+    vocab, n = 6, 40000
+    p = torch.softmax(torch.randn(2, vocab, generator=g) * 1.5, -1)
+    q = torch.softmax(torch.randn(vocab, generator=g) * 1.5, -1)
+    if deterministic_draft:
+        drafts, draft_probs = [int(p[0].argmax())] * n, None
+    else:
+        drafts, draft_probs = torch.multinomial(q, n, True, generator=g).tolist(), q[None, :]
+    spans = [SampledDrafts(2 * i, (d,), draft_probs, g) for i, d in enumerate(drafts)]
+    verified = verify_sampled(p.repeat(n, 1), spans)
+    last = draw_rows(verified.final, row_draws([None] * n, g, torch.device("cpu"))).tolist()
+    first: Counter = Counter()
+    second_after_accept: Counter = Counter()
+    for accepted, token in zip(verified.accepted, last, strict=True):
+        first[accepted[0] if accepted else token] += 1
+        if accepted:
+            second_after_accept[token] += 1
+    assert total_variation(first, dict(enumerate(p[0].tolist())), n) < 0.01
+    accepted_n = sum(second_after_accept.values())
+    assert total_variation(second_after_accept, dict(enumerate(p[1].tolist())), accepted_n) < 0.02
 
 
 @pytest.mark.slow

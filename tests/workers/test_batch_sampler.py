@@ -165,8 +165,8 @@ def test_penalties_logit_bias_and_min_tokens_in_the_batch_equal_processed_logits
 
 
 def test_rows_processed_by_the_runner_are_sampled_as_given() -> None:
-    """The runner applies processed_logits per row and hands the rows over without a
-    history: nothing is applied twice."""
+    """Rows handed over already processed (without a history) are sampled as given:
+    nothing is applied twice."""
     g = torch.Generator().manual_seed(2)
     raw = torch.randn(len(PROCESSED), 50, generator=g) * 2
     h = TokenHistory(HISTORY.prompt_ids, HISTORY.output_ids, HISTORY.stop_ids, 1)
@@ -304,3 +304,19 @@ def test_large_vocabularies_draw_as_multinomial(vocab: int) -> None:
     g = torch.Generator().manual_seed(vocab)
     logits = torch.randn(len(MIXED), vocab, generator=g) * 2
     assert_rows_equal_reference(logits, MIXED, shared_seed=vocab)
+
+
+def test_many_rows_are_filtered_a_chunk_at_a_time_as_each_row_alone() -> None:
+    """On the host, sampled rows are filtered in chunks: filters whose rows fill a chunk,
+    leave it, or cover part of it give each row what it gets alone."""
+    g = torch.Generator().manual_seed(4)
+    blocks = [
+        [SamplingParams(temperature=0.9, top_k=5, seed=i) for i in range(40)],
+        [SamplingParams(temperature=1.1, top_p=0.8, seed=100 + i) for i in range(40)],
+        [MIXED[i % len(MIXED)] for i in range(45)],
+        [PROCESSED[i % len(PROCESSED)] for i in range(30)],
+    ]
+    rows = [p for block in blocks for p in block]
+    histories: list[TokenHistory | None] = [HISTORY if p in PROCESSED else None for p in rows]
+    logits = torch.randn(len(rows), 300, generator=g) * 3
+    assert_rows_equal_reference(logits, rows, shared_seed=7, histories=histories)

@@ -51,20 +51,26 @@ def assert_all_blocks_free(engine: LLMEngine) -> None:
 
 
 def test_a_sampling_error_fails_only_its_request(llama_dir: Path, llama_hf, monkeypatch) -> None:
-    import workers.model_runner as runner_module
+    """The bad request's logits processing fails inside the step's batched sampling call:
+    the batch is sampled again one sequence at a time, and only the bad one fails."""
+    import workers.sampling_batch as batch_module
 
-    real = runner_module.processed_logits
+    real = batch_module.prepare_processing
+    failed_batches = []
 
-    def flaky(logits, params, *args):
-        if params.seed == 666:
+    def flaky(rows, *args):
+        if any(r is not None and r[0].seed == 666 for r in rows):
+            failed_batches.append(len(rows))
             raise IndexError("index 100000 is out of bounds for dimension 0 with size 128")
-        return real(logits, params, *args)
+        return real(rows, *args)
 
-    monkeypatch.setattr(runner_module, "processed_logits", flaky)
+    monkeypatch.setattr(batch_module, "prepare_processing", flaky)
     engine = make_engine(llama_dir)
     bad = GenerateRequest("bad", (5, 6, 7), SamplingParams(max_tokens=8, seed=666, min_tokens=2))
     specs = [*bystanders(), bad]
     deltas = run(engine, specs)
+    assert failed_batches[0] == len(specs)  # it failed in a batch with every bystander
+    assert failed_batches[-1] == 1  # then alone
     assert_failed(deltas["bad"], "request bad failed in the engine while sampling")
     assert "100000" not in (deltas["bad"][-1].error or "")  # details stay in the log
     assert_bystanders_equal_transformers(deltas, specs[:-1], llama_hf)
