@@ -18,6 +18,7 @@ recipes, by version:
 from __future__ import annotations
 
 import dataclasses
+import gc
 from typing import Any
 
 import torch
@@ -59,9 +60,9 @@ def set_up(model: Any, how: str, fullgraph: bool = True) -> CompiledPath:
         raise ValueError(f"compile path {how!r} is not one of {HOWS}")
     kwargs: dict[str, Any] = {"cache_implementation": "static", "do_sample": False}
     if how == "auto" and has_generate_compile():
-        config = transformers.CompileConfig(fullgraph=fullgraph, mode=MODE)
+        config: Any = transformers.CompileConfig(fullgraph=fullgraph, mode=MODE)
         if model.device.type == "cpu":
-            config._compile_all_devices = True  # generate skips compiling on CPU otherwise
+            config._compile_all_devices = True  # else generate skips compiling on CPU
         return CompiledPath("auto", fullgraph, {**kwargs, "compile_config": config})
     if "disable_compile" in generation_fields():
         kwargs["disable_compile"] = True
@@ -80,7 +81,10 @@ def tear_down(model: Any) -> None:
         del model._compiled_call  # generate's cached compiled __call__ (the "auto" path)
     if hasattr(model, "_previous_max_cache_length"):
         del model._previous_max_cache_length  # generate's memory of the largest static cache
-    torch._dynamo.reset()
+    torch._dynamo.reset()  # CUDA-graph trees too
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def compiled_in_generate(model: Any, path: CompiledPath) -> bool:

@@ -24,6 +24,7 @@ import json
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,7 @@ class Timing:
 def load_model(model_dir: Path, device: str, dtype: torch.dtype) -> Any:
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype)
     if model.dtype != dtype:  # a version that took `dtype` for a config field
-        model = model.to(dtype)
+        model = model.to(dtype)  # type: ignore[arg-type]
     model = model.to(device).eval()  # type: ignore[arg-type]
     # Greedy to the length asked, as Tandem's runs ignore EOS (no min-length processor).
     model.generation_config.eos_token_id = None
@@ -212,7 +213,7 @@ def run(args: argparse.Namespace, model_dir: Path) -> dict[str, Any]:
     model = load_model(model_dir, args.device, dtype)
     timing = Timing(args.prompt_len, args.short, args.steps, args.repeats, args.warmup)
     decode = [
-        measured(model, args.how, lambda path, b=b: decode_figures(model, b, timing, path))
+        measured(model, args.how, partial(decode_figures, model, b, timing))
         for b in parse_batches(args.batches)
     ]
     serving = []
@@ -222,7 +223,7 @@ def run(args: argparse.Namespace, model_dir: Path) -> dict[str, Any]:
         vocab = model.config.vocab_size  # the workload's ids are < 32000; the tiny model's not
         work = [([t % vocab for t in p], n) for p, n in serving_workload(args.serving_requests)]
         serving = [
-            measured(model, args.how, lambda path, b=b: serving_figures(model, work, b, 128, path))
+            measured(model, args.how, partial(serving_figures, model, work, b, 128))
             for b in batches
         ]
     return {
