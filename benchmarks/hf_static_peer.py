@@ -63,6 +63,7 @@ def load_model(model_dir: Path, device: str, dtype: torch.dtype) -> Any:
     model = model.to(device).eval()  # type: ignore[arg-type]
     # Greedy to the length asked, as Tandem's runs ignore EOS (no min-length processor).
     model.generation_config.eos_token_id = None
+    model.config.eos_token_id = None  # versions that rebuild the generation config from it
     return model
 
 
