@@ -4,7 +4,10 @@
 #   bash benchmarks/gpu_all.sh OUTDIR [STEP ...]
 #
 # Steps (default: all, in this order): tests (pytest tests/kernels, the `gpu` marker),
-# suite (gpu_suite, 1.1B), suite8b (gpu_suite --shape 8b), spec (spec_oracle), serve
+# suite (gpu_suite, 1.1B; its transformers static-cache + compile peer runs first, within
+# --peer-timeout), suite8b (gpu_suite --shape 8b), peer (hf_static_peer alone on the 1.1B
+# shape: decode steps at batch 1 and 64 and generate tok/s at the suite's serving shape at
+# static batches 32, 128, 256), spec (spec_oracle), serve
 # (serve_overhead --device cuda through HAProxy + direct ingress, one and two replicas;
 # needs .gpu_site.tar.xz, built here by benchmarks/gpu_site.sh: carry it, not .whl/),
 # profile (profile_serve at c=256 under HAProxy; its stacks go to OUTDIR/profile),
@@ -17,12 +20,12 @@ set -uo pipefail
 out=${1:?usage: gpu_all.sh OUTDIR [STEP ...]}
 shift
 steps=("$@")
-[[ ${#steps[@]} -gt 0 ]] || steps=(tests suite suite8b spec serve profile quant)
+[[ ${#steps[@]} -gt 0 ]] || steps=(tests suite suite8b peer spec serve profile quant)
 mkdir -p "$out"
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
-declare -A limit=([tests]=240 [suite]=300 [suite8b]=240 [spec]=200 [serve]=540 [profile]=200
-                  [quant]=120)
+declare -A limit=([tests]=240 [suite]=540 [suite8b]=480 [peer]=480 [spec]=200 [serve]=540
+                  [profile]=200 [quant]=120)
 FAST=(--env RAY_SERVE_THROUGHPUT_OPTIMIZED=1 --env RAY_SERVE_ENABLE_HA_PROXY=1)
 
 install_wheels() {  # $1: a folder of wheels; installed once into /tmp/site
@@ -42,6 +45,7 @@ run_step() {
     tests) python3 -m pytest -q -p no:cacheprovider -m gpu tests/kernels ;;
     suite) python3 -m benchmarks.gpu_suite ;;
     suite8b) python3 -m benchmarks.gpu_suite --shape 8b ;;
+    peer) python3 -m benchmarks.hf_static_peer --serving-batches 32,128,256 ;;
     spec) python3 -m benchmarks.spec_oracle ;;
     serve) install_site && python3 -m benchmarks.serve_overhead --device cuda \
       --concurrency 1,32,256 --routers 4 "${FAST[@]}" --llm-replicas 2 \

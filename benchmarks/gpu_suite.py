@@ -1,7 +1,8 @@
 """GPU benchmark suite: one command on the GPU machine, every figure side by side, a table
 printed last and JSON written to benchmarks/results/.
 
-    python -m benchmarks.gpu_suite [--quick] [--shape 1b|8b] [--name FILE]
+    python -m benchmarks.gpu_suite [--quick] [--shape 1b|8b] [--name FILE] [--no-peer]
+        [--peer-timeout S] [--peer-serving 128]
 
 Random-weight Llama in bf16: TinyLlama's 1.1B shape (default) or Llama-3-8B's shape. Measures:
 copy bandwidth; decode step time at batch 1 and 64 (eager, CUDA graphs with the host waiting
@@ -10,7 +11,11 @@ serving workload (prompts 128-1024, outputs 128-512, 256 requests at once) again
 transformers `generate` at its best static batch; KV slot efficiency during that run; 64
 mixed rank-16 LoRA adapters against the base model; cost per million output tokens. The 8B
 shape runs the graphs rows and the serving rows only (its eager and adapter rows would say
-nothing the 1.1B rows do not).
+nothing the 1.1B rows do not). A peer, first, in a process of its own: transformers `generate`
+with a static cache and the decode forward compiled (benchmarks.hf_static_peer), its decode
+step at batch 1 and 64 set beside every decode row (columns peer and vs_peer = Tandem's step
+over the peer's) and as rows of its own against the same floor; with --peer-serving its best
+static-batch tok/s beside Tandem's serving row.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 from benchmarks.common import hardware, median, print_table, write_json
 from benchmarks.lora_throughput import write_adapter
+from benchmarks.suite_peer import peer_rows, run_peer, with_peer
 from workers.config import CacheConfig, EngineConfig, LoRAConfig, Quantization, SchedulerConfig
 from workers.engine import LLMEngine
 from workers.gc_freeze import long_lived_objects_frozen
@@ -56,6 +62,7 @@ SHAPES: dict[str, dict[str, Any]] = {"1b": SHAPE_1B, "8b": SHAPE_8B}
 # Stated prices of one GPU-hour for the cost figure (on-demand cloud list prices, rounded).
 GPU_HOUR_USD = {"H100": 2.50, "H200": 3.50}
 BF16_TFLOPS = 800.0  # dense bf16 matmul rate measured on the H100/H200 (../shared/gpu/README.md)
+DECODE_BATCHES = (1, 64)
 
 
 def copy_bandwidth() -> float:
@@ -256,17 +263,22 @@ def row(measure: str, value: float, unit: str, floor: float = 0.0) -> dict[str, 
 
 def decode_rows(engine: LLMEngine, mode: str, cfg: ModelConfig, bandwidth: float) -> list[dict]:
     """Decode step at batch 1 and 64 against max(memory floor, compute floor)."""
-    params = _num_params(cfg)
-    kv_token = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim * 2
     rows = []
-    for batch in (1, 64):
+    for batch in DECODE_BATCHES:
         ms = decode_step_ms(engine, batch)
-        kv_bytes = batch * 160 * kv_token  # 128-token prompts, ~30 decoded
-        memory_floor = 1000 * (2 * params + kv_bytes) / bandwidth
-        compute_floor = 1000 * 2 * params * batch / (BF16_TFLOPS * 1e12)
-        floor = max(memory_floor, compute_floor)
+        floor = decode_floor(cfg, bandwidth, batch)
         rows.append(row(f"decode step, batch {batch}, {mode}", ms, "ms", floor))
     return rows
+
+
+def decode_floor(cfg: ModelConfig, bandwidth: float, batch: int) -> float:
+    """max(weights + KV read at copy bandwidth, FLOPs at BF16_TFLOPS), ms per step."""
+    params = _num_params(cfg)
+    kv_token = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim * 2
+    kv_bytes = batch * 160 * kv_token  # 128-token prompts, ~30 decoded
+    memory_floor = 1000 * (2 * params + kv_bytes) / bandwidth
+    compute_floor = 1000 * 2 * params * batch / (BF16_TFLOPS * 1e12)
+    return max(memory_floor, compute_floor)
 
 
 def serving_rows(
@@ -309,6 +321,9 @@ def main() -> None:
     parser.add_argument("--shape", choices=sorted(SHAPES), default="1b", help="model shape")
     parser.add_argument("--lora-only", action="store_true", help="just the adapters row")
     parser.add_argument("--name", default=None, help="results file (default gpu_suite.json)")
+    parser.add_argument("--no-peer", action="store_true", help="skip the transformers peer")
+    parser.add_argument("--peer-timeout", type=float, default=240.0, help="seconds")
+    parser.add_argument("--peer-serving", default="", help="peer serving batches, e.g. 128")
     args = parser.parse_args()
     shape = SHAPES[args.shape]
     usd_per_hour = gpu_hour_usd()
@@ -328,16 +343,21 @@ def main() -> None:
             write_json("gpu_suite_lora.json", {"hardware": hardware(), "rows": [lora]})
             print_table([lora])
             return
+        peer = None if args.no_peer else suite_peer(model_dir, args)
         work = serving_workload(32 if args.quick else 256)
         small = args.shape == "1b"
         modes = ("eager", "graphs, sync", "graphs") if small else ("graphs",)
         rows, serving = engine_rows(model_dir, modes, bandwidth, work)
         batches = (8, 32) if args.quick else (32, 128, 256) if small else (64, 256)
         hf_best = max(run_hf(model_dir, work, b, 128) for b in batches)
+        cfg = ModelConfig.from_dir(model_dir)
+        rows += peer_rows(peer, {b: decode_floor(cfg, bandwidth, b) for b in DECODE_BATCHES})
         rows += serving_rows(serving, hf_best, usd_per_hour)
         if small:
             rows.append(lora_row(model_dir, work))
+    rows = with_peer(rows, peer)
     results["rows"] = rows
+    results["peer"] = peer
     default = "gpu_suite_quick.json" if args.quick else "gpu_suite.json"
     if args.shape != "1b":
         default = default.replace(".json", f"_{args.shape}.json")
@@ -345,9 +365,20 @@ def main() -> None:
     print(
         f"\n{hardware()}; copy bandwidth {bandwidth / 1e12:.2f} TB/s; {args.shape} Llama bf16; "
         f"floor = max(weights+KV over copy bandwidth, FLOPs at {BF16_TFLOPS:.0f} TFLOP/s); for "
-        "serving the floor column is transformers generate at its best static batch"
+        "serving the floor column is transformers generate at its best static batch; peer = "
+        "transformers generate with a static cache and compiled decode (hf_static_peer), "
+        "vs_peer = value / peer"
     )
     print_table(rows)
+
+
+def suite_peer(model_dir: Path, args: argparse.Namespace) -> dict[str, Any] | None:
+    """benchmarks.hf_static_peer on this checkpoint, in a process of its own, before Tandem's
+    engines take the GPU (it exits with all its memory back)."""
+    extra = ("--repeats", "3") if args.quick else ()
+    if args.peer_serving:
+        extra += ("--serving-batches", args.peer_serving)
+    return run_peer(model_dir, DECODE_BATCHES, args.peer_timeout, extra)
 
 
 def _num_params(cfg: ModelConfig) -> int:
