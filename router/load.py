@@ -27,7 +27,11 @@ class LoadTracker:
     """Router-local view of load. `batch_slots` is replicas x max_num_seqs."""
 
     batch_slots: int
-    decay: float = 0.98  # per finished request: old observations fade
+    # Per finished request of the adapter, drafted or not, old observations fade. So a rate
+    # that vetoed speculation (MinAcceptance) does not stay forever: once plain requests have
+    # faded it below `min_drafted`, it is unknown again, the next requests draft, and the
+    # rate is measured anew (about one request in 30 probes while acceptance stays low).
+    decay: float = 0.98
     min_drafted: int = 64  # below this, acceptance is unknown
     kv_usage: float = 0.0
     in_flight: int = 0
@@ -38,10 +42,13 @@ class LoadTracker:
 
     def on_finish(self, adapter: str | None, drafted: int, accepted: int) -> None:
         self.in_flight = max(0, self.in_flight - 1)
-        if drafted:
-            seen = self._acceptance.setdefault(adapter or "", _Acceptance())
-            seen.drafted = seen.drafted * self.decay + drafted
-            seen.accepted = seen.accepted * self.decay + accepted
+        seen = self._acceptance.get(adapter or "")
+        if seen is None:
+            if not drafted:
+                return
+            seen = self._acceptance[adapter or ""] = _Acceptance()
+        seen.drafted = seen.drafted * self.decay + drafted
+        seen.accepted = seen.accepted * self.decay + accepted
 
     def update_kv_usage(self, kv_usage: float) -> None:
         self.kv_usage = min(max(kv_usage, 0.0), 1.0)

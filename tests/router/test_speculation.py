@@ -74,6 +74,25 @@ def test_load_tracker_learns_acceptance_per_adapter_and_occupancy() -> None:
     assert tracker.snapshot(None).batch_occupancy == 0.0
 
 
+def test_a_low_acceptance_veto_fades_and_is_measured_again() -> None:
+    """MinAcceptance stops drafting; the plain requests after it fade the old rate until it
+    is unknown, the next request drafts, and a now-good rate lets speculation back in."""
+    policy = SpeculationPolicy("colocated")
+    tracker = LoadTracker(batch_slots=4)
+    tracker.on_finish(None, drafted=400, accepted=40)  # a bad stretch: 0.10
+    assert "acceptance" in policy.decide(request(), tracker.snapshot(None)).reason
+    plain = 0
+    while policy.decide(request(), tracker.snapshot(None)).mode == SpeculationMode.NONE:
+        tracker.on_finish(None, drafted=0, accepted=0)  # vetoed, so decoded plainly
+        plain += 1
+        assert plain < 200, "the veto never lifted"
+    assert tracker.snapshot(None).acceptance_rate is None  # unknown again, so it probes
+    tracker.on_finish(None, drafted=120, accepted=100)  # the probe: drafts accept well now
+    snapshot = tracker.snapshot(None)
+    assert snapshot.acceptance_rate is not None and snapshot.acceptance_rate > 0.5
+    assert policy.decide(request(), snapshot).mode == SpeculationMode.COLOCATED
+
+
 def test_a_request_can_opt_out_of_speculation(served_model_dir):
     from dataclasses import replace
 
