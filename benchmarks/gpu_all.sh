@@ -48,7 +48,7 @@ run_step() {
     peer) python3 -m benchmarks.hf_static_peer --serving-batches 32,128,256 ;;
     spec) python3 -m benchmarks.spec_oracle ;;
     serve) install_site && python3 -m benchmarks.serve_overhead --device cuda \
-      --concurrency 1,32,256 --routers 4 "${FAST[@]}" --llm-replicas 2 \
+      --concurrency 1,32,256 --routers 4 "${FAST[@]}" --llm-replicas 2 --stagger-ms 2 \
       --name serve_overhead_gpu_haproxy.json ;;
     profile) install_site && python3 -m benchmarks.profile_serve --device cuda \
       --concurrency 256 --routers 4 "${FAST[@]}" --out "$out/profile" ;;

@@ -6,11 +6,15 @@ Both sides: the same engine settings with speculation and LoRA off, the same pro
 warm-up request per level; `concurrency` clients each send their next request as soon as
 the previous one ends, until `--requests` (default max(32, 2 x concurrency)) are done. HTTP
 is measured streamed (SSE; TTFT is the first text) and whole (the same requests without
-streaming). `--routers N` runs N
-Router replicas; `--llm-replicas N` adds a second HTTP run with N LLMServer replicas
-(sharing the one GPU on cuda: num_gpus 1/N and 1/N of the KV memory each) and reports how
-HTTP throughput grows from 1 to N replicas; the in-process baseline stays one engine, which
-is what one replica is. `--env KEY=VALUE` (repeatable) goes to the `serve run` subprocess
+streaming). In-process clients start together, so with equal outputs their requests end,
+and the next ones arrive, on the same engine step; over HTTP arrivals spread over several
+steps, and each step that carries a prefill runs outside the decode CUDA graphs.
+`--stagger-ms S` measures that alone, without HTTP: the in-process run again with client i
+starting i x S ms late ("staggered" columns). `--routers N` runs N Router replicas;
+`--llm-replicas N` adds a second HTTP run with N LLMServer replicas (sharing the one GPU
+on cuda: num_gpus 1/N and 1/N of the KV memory each) and reports how HTTP throughput
+grows from 1 to N replicas; the in-process baseline stays one engine, which is what one
+replica is. `--env KEY=VALUE` (repeatable) goes to the `serve run` subprocess
 (e.g. RAY_SERVE_THROUGHPUT_OPTIMIZED=1). The app's config is built in
 benchmarks/serve_process.py. Prints tables, writes JSON.
 
@@ -111,17 +115,19 @@ async def one_engine(
     return first, tokens
 
 
-async def measure(calls: list[Call], concurrency: int) -> dict[str, float]:
-    """`concurrency` clients, each starting the next call as soon as its last one ended."""
+async def measure(calls: list[Call], concurrency: int, stagger_s: float = 0.0) -> dict[str, float]:
+    """`concurrency` clients, each starting the next call as soon as its last one ended;
+    client i sends its first call `i x stagger_s` after the start (0: all at once)."""
     pending = iter(calls)
     results: list[tuple[float, int]] = []
 
-    async def client() -> None:
+    async def client(i: int) -> None:
+        await asyncio.sleep(i * stagger_s)
         for call in pending:  # shared: each call runs once
             results.append(await call())
 
     start = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(concurrency)))
+    await asyncio.gather(*(client(i) for i in range(concurrency)))
     elapsed = time.perf_counter() - start
     return {
         "ttft_p50_ms": 1000 * median([r[0] for r in results]),
@@ -137,9 +143,12 @@ def run_in_process(
     texts: list[str],
     new_tokens: int,
     levels: dict[int, int],
+    stagger_s: float = 0.0,
 ) -> dict[int, dict[str, float]]:
     """The engine in this process, with one replica's settings; freed before returning.
-    `levels`: concurrency -> how many requests (the first of `texts`)."""
+    `levels`: concurrency -> how many requests (the first of `texts`). With `stagger_s`,
+    each level runs a second time with the clients' starts staggered (measure's
+    stagger_s), its tok/s as "tokens_per_s_staggered"."""
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     ids = [tokenizer(t)["input_ids"] for t in texts]
     config = EngineSettings(**engine).engine_config(str(model_dir))
@@ -147,11 +156,18 @@ def run_in_process(
 
     async def at(concurrency: int, count: int) -> dict[str, float]:
         await one_engine(async_engine, ids[0], 4, f"warm-{concurrency}")  # as the HTTP side
-        calls: list[Call] = [
-            partial(one_engine, async_engine, ids[i], new_tokens, f"c{concurrency}-{i}")
-            for i in range(count)
-        ]
-        return await measure(calls, concurrency)
+
+        def calls(tag: str) -> list[Call]:
+            return [
+                partial(one_engine, async_engine, ids[i], new_tokens, f"{tag}{concurrency}-{i}")
+                for i in range(count)
+            ]
+
+        result = await measure(calls("c"), concurrency)
+        if stagger_s > 0:
+            staggered = await measure(calls("s"), concurrency, stagger_s)
+            result["tokens_per_s_staggered"] = staggered["tokens_per_s"]
+        return result
 
     try:
         return {c: asyncio.run(at(c, n)) for c, n in levels.items()}
@@ -227,6 +243,11 @@ def overhead_rows(
                 "ratio_whole": served["tokens_per_s_whole"] / engine["tokens_per_s"],
             }
         )
+        if "tokens_per_s_staggered" in engine:
+            rows[-1]["tok_s_engine_staggered"] = engine["tokens_per_s_staggered"]
+            rows[-1]["staggered_vs_lockstep"] = (
+                engine["tokens_per_s_staggered"] / engine["tokens_per_s"]
+            )
     return rows
 
 
@@ -282,6 +303,12 @@ def main() -> None:
         help="the replicas' engine in a process of its own (auto: on with CUDA)",
     )
     parser.add_argument(
+        "--stagger-ms",
+        type=float,
+        default=0.0,
+        help="also run in-process with client i starting i x this late (arrivals off step)",
+    )
+    parser.add_argument(
         "--name", default=None, help="default serve_overhead_cpu.json / serve_overhead_gpu.json"
     )
     args = parser.parse_args()
@@ -302,7 +329,9 @@ def main() -> None:
 
             model_dir = save_gpu_model(Path(tmp) / GPU_MODEL_NAME, BUNDLED_MODEL)
         engine = engine_settings(args.device)
-        local = run_in_process(model_dir, engine, texts, args.new_tokens, levels)
+        local = run_in_process(
+            model_dir, engine, texts, args.new_tokens, levels, args.stagger_ms / 1000
+        )
 
         def config(llm_replicas: int) -> dict[str, Any]:
             return serve_config(
