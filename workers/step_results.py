@@ -68,12 +68,59 @@ def apply_decode(
     in_flight: bool = False,
 ) -> list[TokenDelta]:
     """apply_output for a request whose one sequence decoded one token as a column of the
-    step's RunningDecodes (no drafts, beams, forks or prompt logprobs)."""
+    step's RunningDecodes (no drafts, beams, forks, logprobs or prompt logprobs): the same
+    steps, inlined for the one token."""
     if in_flight:
         _resolve(kv, req, seq, result, max_model_len)
     else:
-        _advance(kv, req, seq, 1, (), result, max_model_len)
-    return _collect(kv, req)
+        seq.num_computed_tokens += 1
+        entries = result.sampled.get(seq.seq_id)
+        token_ids = seq.token_ids
+        if entries:
+            token_id = entries[0].token_id
+            token_ids.append(token_id)
+            known = len(token_ids) - seq.num_pending
+            num_outputs = known - seq.num_prompt_tokens
+            reason = finish_reason(
+                token_id, num_outputs, known, req.sampling, req.stop_ids, max_model_len
+            )
+            seq.finish_reason = reason
+            if reason is not None:
+                seq.num_computed_tokens = min(seq.num_computed_tokens, known - 1)
+        kv.cache_full_blocks(seq.seq_id, token_ids, seq.num_computed_tokens, req.cache_key)
+    reason = seq.finish_reason
+    delta = _decode_delta(req, seq, reason)
+    if delta is None:
+        return []
+    if reason is not None:
+        kv.free(seq.seq_id)
+        req.seqs.remove(seq)
+    return [delta]
+
+
+def _decode_delta(req: Request, seq: Sequence, reason: FinishReason | None) -> TokenDelta | None:
+    """take_delta for a plain decode (no logprobs, no prompt logprobs); None: nothing new
+    and not finished."""
+    token_ids = seq.token_ids
+    known = len(token_ids) - seq.num_pending
+    prompt = seq.num_prompt_tokens
+    sent = seq.num_sent_tokens
+    num_outputs = known - prompt
+    if sent == num_outputs and reason is None:
+        return None
+    seq.num_sent_tokens = num_outputs
+    return TokenDelta(
+        req.request_id,
+        seq.index,
+        tuple(token_ids[prompt + sent : known]),
+        None,
+        reason,
+        prompt,
+        seq.num_cached_tokens,
+        num_outputs,
+        seq.num_drafted_tokens,
+        seq.num_accepted_tokens,
+    )
 
 
 class _StepOwner(Protocol):
