@@ -64,7 +64,7 @@ def workload() -> list[GenerateRequest]:
 
 def run(engine: LLMEngine, columns: bool) -> list[list[TokenDelta]]:
     engine.scheduler.decode_columns = columns
-    steps = []
+    steps: list[list[TokenDelta]] = []
     specs = workload()
     for spec in specs[:8]:
         engine.add_request(spec)
