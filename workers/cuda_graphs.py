@@ -19,7 +19,6 @@ from adapters.slots import LoRASlots
 from workers.attention.metadata import AttentionMetadata
 from workers.host_copy import array_to_device
 from workers.models.llama import LlamaForCausalLM
-from workers.scheduler_output import ScheduledSeq
 from workers.step_arrays import GraphRows
 
 BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 160, 192, 256)
@@ -82,14 +81,10 @@ class StepGraphs:
     def max_tokens(self) -> int:
         return max(self.shapes)
 
-    def fits(self, seqs: tuple[ScheduledSeq, ...]) -> bool:
-        """Whether a captured shape holds the step (each sequence sampling its last rows)."""
-        tokens = max(s.num_tokens for s in seqs)
-        return (
-            tokens <= self.max_tokens
-            and len(seqs) <= self.shapes[tokens][-1]
-            and all(s.sample for s in seqs)
-        )
+    def fits(self, width: int, num_seqs: int) -> bool:
+        """Whether a captured shape holds a step of num_seqs sequences of up to `width`
+        tokens (each sequence sampling its last rows)."""
+        return width <= self.max_tokens and num_seqs <= self.shapes[width][-1]
 
     def run(
         self,

@@ -83,7 +83,12 @@ class LLMEngine:
         self.async_scheduling = self.device.type == "cuda" if overlap is None else overlap
         self.speculator = self._make_speculator(dtype)
         self.scheduler = Scheduler(
-            config.scheduler, self.kv, self.adapters, self.max_model_len, self.speculator
+            config.scheduler,
+            self.kv,
+            self.adapters,
+            self.max_model_len,
+            self.speculator,
+            decode_columns=True,
         )
         # Structured outputs: the tokenizer's grammar compiler is built on first use.
         self.structured = StructuredDecoding(

@@ -26,13 +26,17 @@ def run_isolated(runner: StepRunner, step: SchedulerOutput) -> ModelRunnerOutput
     do not fail get the tokens they would have had in the batch (up to float rounding of
     another batch shape). A request whose own forward raises fails alone.
     """
-    logger.warning(
-        "a step of %d sequences failed; re-running it request by request", len(step.seqs)
-    )
+    logger.warning("a step of %d sequences failed; re-running it request by request", step.num_seqs)
     runner.copy_blocks(step.block_copies)
     by_request: dict[str, list[ScheduledSeq]] = {}
     for s in step.seqs:
         by_request.setdefault(s.request_id, []).append(s)
+    decodes = step.decodes
+    columns: dict[str, list[int]] = {}
+    if decodes is not None:
+        for j, request_id in enumerate(decodes.request_ids):
+            columns.setdefault(request_id, []).append(j)
+            by_request.setdefault(request_id, [])
     sampled: dict[int, tuple] = {}
     beams: dict[int, tuple] = {}
     failed: list[RequestFailure] = []
@@ -40,7 +44,9 @@ def run_isolated(runner: StepRunner, step: SchedulerOutput) -> ModelRunnerOutput
     freed = step.freed_seq_ids  # rows to drop, with the first request's forward
     for request_id, seqs in by_request.items():
         try:
-            out = runner.execute(SchedulerOutput(tuple(seqs), freed_seq_ids=freed))
+            own = columns.get(request_id)
+            alone = decodes.select(own) if decodes is not None and own else None
+            out = runner.execute(SchedulerOutput(tuple(seqs), freed_seq_ids=freed, decodes=alone))
             freed = ()
         except Exception as e:  # this request's own forward: it alone fails
             failed.append(failure_from_exception(request_id, "running its forward pass", e))

@@ -15,10 +15,12 @@ with 0 as the attention kernels expect.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from itertools import repeat
 
 import numpy as np
 
 from workers.kv_cache.table_changes import BlockUpdate
+from workers.running_decodes import RunningDecodes
 from workers.scheduler_output import ModelRunnerOutput, ScheduledSeq
 
 
@@ -89,6 +91,11 @@ class InputBatch:
             elif blocks.new_block_ids or blocks.num_kept != self.num_blocks[row]:
                 self.set_blocks(row, blocks)
 
+    def update_blocks(self, updates: Iterable[tuple[int, BlockUpdate]]) -> None:
+        """Apply the (seq_id, update) table differences of sequences the batch holds."""
+        for seq_id, update in updates:
+            self.set_blocks(self.row_of[seq_id], update)
+
     def set_blocks(self, row: int, update: BlockUpdate) -> None:
         kept, new = update.num_kept, update.new_block_ids
         old = int(self.num_blocks[row])
@@ -128,11 +135,37 @@ class InputBatch:
             self.tokens[row, first:end] = [t.token_id for t in tokens]
             self.num_tokens[row] = max(known, end)
 
+    def record_decodes(self, decodes: RunningDecodes, output: ModelRunnerOutput) -> None:
+        """record() for a step's RunningDecodes, each sampling one token after its position,
+        in whole-array operations."""
+        n = len(decodes)
+        seq_ids = decodes.seq_ids
+        rows = np.fromiter(map(self.row_of.get, seq_ids, repeat(-1, n)), np.int64, n)
+        entries = map(output.sampled.get, seq_ids)
+        tokens = np.fromiter((e[0].token_id if e else -1 for e in entries), np.int64, n)
+        first = np.array(decodes.positions, dtype=np.int64) + 1
+        ok = (rows >= 0) & (tokens >= 0)
+        if not ok.all():
+            rows, tokens, first = rows[ok], tokens[ok], first[ok]
+        known = self.num_tokens[rows]
+        ok = first <= known
+        if not ok.all():
+            rows, tokens, first, known = rows[ok], tokens[ok], first[ok], known[ok]
+        if not len(rows):
+            return
+        self.tokens = _grown(self.tokens, self.tokens.shape[0], int(first.max()) + 1)
+        self.tokens[rows, first] = tokens
+        self.num_tokens[rows] = np.maximum(known, first + 1)
+
     # -- views out ------------------------------------------------------------------------
 
     def rows(self, seqs: Sequence[ScheduledSeq]) -> np.ndarray:
         row_of = self.row_of
         return np.fromiter((row_of[s.seq_id] for s in seqs), dtype=np.int64, count=len(seqs))
+
+    def decode_rows(self, decodes: RunningDecodes) -> np.ndarray:
+        n = len(decodes)
+        return np.fromiter(map(self.row_of.__getitem__, decodes.seq_ids), np.int64, n)
 
     def block_table(self, seq_id: int) -> list[int]:
         row = self.row_of[seq_id]

@@ -3,7 +3,7 @@ picks the next token of every sequence that samples."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -19,6 +19,7 @@ from workers.input_batch import InputBatch
 from workers.models.llama import LlamaForCausalLM
 from workers.protocol import TokenLogprob
 from workers.request_failure import NON_FINITE, RequestFailure, failure_from_exception
+from workers.running_decodes import RunningDecodes
 from workers.sampler import top_logprobs
 from workers.sampler_beams import beam_candidates
 from workers.scheduler_output import (
@@ -29,7 +30,7 @@ from workers.scheduler_output import (
 )
 from workers.sequence import PLACEHOLDER
 from workers.spec.verify import accept_greedy
-from workers.step_arrays import gather, graph_rows
+from workers.step_arrays import gather, graph_rows, layout
 from workers.step_sampling import PendingSeq, sample_seqs
 from workers.stop_checker import stop_token_ids
 from workers.structured.decoding import StructuredDecoding
@@ -113,9 +114,11 @@ class ModelRunner:
         self.copy_blocks(step.block_copies)
         self.batch.remove(step.freed_seq_ids)
         self.batch.update(step.seqs)
+        if step.decodes is not None:
+            self.batch.update_blocks(step.decodes.blocks)
         step = self._with_histories(step)
         pending = self._launch(step)
-        return replace(pending, on_result=_recorder(self.batch, step.seqs))
+        return replace(pending, on_result=_recorder(self.batch, step))
 
     def _with_histories(self, step: SchedulerOutput) -> SchedulerOutput:
         """The step with the token histories penalties need, from the batch."""
@@ -136,17 +139,18 @@ class ModelRunner:
         device fills in."""
         if step.empty:
             return PendingOutput(ready=ModelRunnerOutput({}, {}))
-        logits = self._forward(step.seqs)
+        decodes = step.decodes
+        logits = self._forward(step.seqs, decodes)
         with_rows = tuple(s for s in step.seqs if s.num_logit_rows)
         plain = all(
             plain_greedy(s) and not s.sampling.logprobs and not s.num_prompt_rows for s in with_rows
         )
         if plain:
-            return self._greedy_on_device(with_rows, logits)
+            return self._greedy_on_device(with_rows, logits, decodes)
         self._sampled = None
         if self.structured is not None:  # host work while the device runs the forward
             self.structured.prepare(tuple(s for s in with_rows if s.sample))
-        return PendingOutput(ready=self._pick(with_rows, logits.float().cpu()))
+        return PendingOutput(ready=self._pick(with_rows, logits.float().cpu(), decodes))
 
     @torch.inference_mode()
     def forward_logits(self, seqs: tuple[ScheduledSeq, ...]) -> torch.Tensor:
@@ -156,19 +160,24 @@ class ModelRunner:
         self.batch.update(seqs)
         return self._forward(seqs)
 
-    def _forward(self, seqs: tuple[ScheduledSeq, ...]) -> torch.Tensor:
-        if self._graph_ready(seqs):
+    def _forward(
+        self, seqs: tuple[ScheduledSeq, ...], decodes: RunningDecodes | None = None
+    ) -> torch.Tensor:
+        """Logits of the sample rows of `seqs`, then one row per column of `decodes`."""
+        width = max((s.num_tokens for s in seqs), default=1)
+        if self._graph_ready(seqs, decodes, width):
             assert self.graphs is not None
             graphs = self.graphs
-            fill = self._placeholders(seqs, range(len(seqs)))
-            width = max(s.num_tokens for s in seqs)
+            num_seqs = len(seqs) + (len(decodes) if decodes is not None else 0)
+            fill = self._placeholders(seqs, decodes, np.arange(num_seqs))
             scratch = graphs.scratch_block * self.block_size
+            slots = self._adapter_slots(seqs, decodes)
             rows = graph_rows(
-                self.batch, seqs, width, self.block_size, scratch, self._adapter_slots(seqs)
+                self.batch, seqs, width, self.block_size, scratch, slots, decodes=decodes
             )
             return graphs.run(rows, width, fill)
-        inputs = self._prepare(seqs)
-        fill = self._placeholders(seqs, [end - 1 for end in inputs.meta.query_start_loc[1:]])
+        inputs, query_start = self._prepare(seqs, decodes)
+        fill = self._placeholders(seqs, decodes, query_start[1:] - 1)
         if fill is not None:
             inputs.input_ids.index_copy_(0, *fill)
         hidden = self.model(
@@ -177,38 +186,56 @@ class ModelRunner:
         return self.model.compute_logits(hidden[inputs.logits_indices])
 
     def _placeholders(
-        self, seqs: tuple[ScheduledSeq, ...], last_rows: Sequence[int]
+        self,
+        seqs: tuple[ScheduledSeq, ...],
+        decodes: RunningDecodes | None,
+        last_rows: np.ndarray,
     ) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(index, token ids) on the device for sequences whose last token is still being
-        sampled by the previous step: index is the sequence's row in last_rows."""
-        pending = [(i, s.seq_id) for i, s in enumerate(seqs) if s.token_ids[-1] == PLACEHOLDER]
+        sampled by the previous step: index is the sequence's row in last_rows (`seqs`, then
+        the columns of `decodes`)."""
+        pending = [i for i, s in enumerate(seqs) if s.token_ids[-1] == PLACEHOLDER]
+        pending_ids = [seqs[i].seq_id for i in pending]
+        if decodes is not None:
+            tokens = np.array(decodes.token_ids, dtype=np.int64)
+            columns = np.flatnonzero(tokens == PLACEHOLDER)
+            if len(columns):
+                pending += (columns + len(seqs)).tolist()
+                ids = decodes.seq_ids
+                pending_ids += [ids[j] for j in columns.tolist()]
         if not pending:
             return None
         assert self._sampled is not None, "a placeholder without a greedy step before it"
-        ids, row_of = self._sampled
+        sampled, row_of = self._sampled
         index = to_device(
-            [[last_rows[i] for i, _ in pending], [row_of[seq_id] for _, seq_id in pending]],
+            [last_rows[pending].tolist(), list(map(row_of.__getitem__, pending_ids))],
             self.device,
         )
-        return index[0], ids[index[1]]
+        return index[0], sampled[index[1]]
 
-    def _graph_ready(self, seqs: tuple[ScheduledSeq, ...]) -> bool:
+    def _graph_ready(
+        self, seqs: tuple[ScheduledSeq, ...], decodes: RunningDecodes | None, width: int
+    ) -> bool:
         """Sampling steps within the captured shapes (adapters only with LoRA slots)."""
-        return (
-            self.graphs is not None
-            and not any(s.num_prompt_rows for s in seqs)
-            and self.graphs.fits(seqs)
-            and (self.graphs.lora_slots is not None or all(s.adapter_key is None for s in seqs))
-        )
+        graphs = self.graphs
+        if graphs is None or any(s.num_prompt_rows or not s.sample for s in seqs):
+            return False
+        num_seqs = len(seqs) + (len(decodes) if decodes is not None else 0)
+        if not graphs.fits(width, num_seqs):
+            return False
+        return graphs.lora_slots is not None or not any(_step_adapters(seqs, decodes))
 
-    def _adapter_slots(self, seqs: tuple[ScheduledSeq, ...]) -> list[int] | None:
+    def _adapter_slots(
+        self, seqs: tuple[ScheduledSeq, ...], decodes: RunningDecodes | None = None
+    ) -> list[int] | None:
         """Each sequence's LoRA slot (-1: base), activating the step's adapters."""
-        keys = {s.adapter_key for s in seqs if s.adapter_key is not None}
+        adapters = _step_adapters(seqs, decodes)
+        keys = {key for key in adapters if key is not None}
         if not keys:
             return None
         assert self.adapters is not None
         slot_of = self.adapters.activate(keys)
-        return [-1 if s.adapter_key is None else slot_of[s.adapter_key] for s in seqs]
+        return [-1 if key is None else slot_of[key] for key in adapters]
 
     def copy_blocks(self, copies: tuple[tuple[int, int], ...]) -> None:
         if not copies:
@@ -218,9 +245,12 @@ class ModelRunner:
         for cache in self.kv_caches:
             cache[:, dst] = cache[:, src]
 
-    def _prepare(self, seqs: tuple[ScheduledSeq, ...]) -> StepInputs:
-        """The step's tensors, gathered from the batch."""
-        arrays = gather(self.batch, seqs, self.block_size)
+    def _prepare(
+        self, seqs: tuple[ScheduledSeq, ...], decodes: RunningDecodes | None = None
+    ) -> tuple[StepInputs, np.ndarray]:
+        """The step's tensors, gathered from the batch, and its query offsets."""
+        step = layout(self.batch, seqs, decodes)
+        arrays = gather(self.batch, seqs, self.block_size, step=step)
 
         def tensor(values: np.ndarray) -> torch.Tensor:
             return array_to_device(values, self.device)
@@ -232,34 +262,40 @@ class ModelRunner:
             seq_lens=tuple(arrays.seq_lens.tolist()),
             block_size=self.block_size,
             seq_lens_tensor=tensor(arrays.seq_lens),
-            decode_only=len(arrays.input_ids) == len(seqs),
+            decode_only=len(arrays.input_ids) == len(step.rows),
             query_start_tensor=tensor(arrays.query_start_loc),
         )
-        return StepInputs(
+        inputs = StepInputs(
             tensor(arrays.input_ids),
             tensor(arrays.positions),
             meta,
             tensor(arrays.logits_indices),
-            self._lora(seqs),
+            self._lora(seqs, decodes, step.counts),
         )
+        return inputs, arrays.query_start_loc
 
-    def _lora(self, seqs: tuple[ScheduledSeq, ...]) -> LoRABatch | None:
+    def _lora(
+        self, seqs: tuple[ScheduledSeq, ...], decodes: RunningDecodes | None, counts: np.ndarray
+    ) -> LoRABatch | None:
         """Per-token adapter slots of the step, activating the step's adapters on device."""
-        keys = {s.adapter_key for s in seqs if s.adapter_key is not None}
-        if not keys:
+        seq_slots = self._adapter_slots(seqs, decodes)
+        if seq_slots is None:
             return None
         assert self.adapters is not None
-        slot_of = self.adapters.activate(keys)
-        seq_slots = [-1 if s.adapter_key is None else slot_of[s.adapter_key] for s in seqs]
-        counts = [s.num_tokens for s in seqs]
         token_slots = np.repeat(np.array(seq_slots, dtype=np.int64), counts).tolist()
         return LoRABatch.build(self.adapters.slots, token_slots)
 
-    def _pick(self, seqs: tuple[ScheduledSeq, ...], logits: torch.Tensor) -> ModelRunnerOutput:
+    def _pick(
+        self,
+        seqs: tuple[ScheduledSeq, ...],
+        logits: torch.Tensor,
+        decodes: RunningDecodes | None = None,
+    ) -> ModelRunnerOutput:
         """Each sequence's tokens (or beam candidates) and prompt log-probabilities from its
         rows of the host logits. Every sampling sequence (greedy or sampled, constrained or
         not, with drafts to verify or not) is sampled in one batched call, and the beams in
-        another. A request whose rows are not finite, or whose sampling raises, fails alone."""
+        another; the decodes' rows (the last ones) take their argmax. A request whose rows
+        are not finite, or whose sampling raises, fails alone."""
         logprobs = torch.log_softmax(logits, dim=-1)
         finite = torch.isfinite(logits).all(-1).tolist()
         prompt: dict[int, tuple[TokenLogprob, ...]] = {}
@@ -293,8 +329,10 @@ class ModelRunner:
         candidates = _each_alone_on_failure(
             lambda rows: beam_candidates(rows, logprobs), beams, failed
         )
+        if decodes is not None and len(decodes):
+            _argmax_decodes(decodes, logits, logprobs, finite, sampled, failed)
         output = ModelRunnerOutput(sampled, candidates, tuple(failed.values()), prompt or None)
-        return _without_failed(output, seqs)
+        return _without_failed(output, _owners(seqs, decodes))
 
     def _pending(self, s: ScheduledSeq, row: int) -> PendingSeq:
         """A sequence to sample from rows row.. with what min_tokens holds back and its
@@ -314,7 +352,10 @@ class ModelRunner:
             self.structured.accept(p.seq, [e.token_id for e in entries])
 
     def _greedy_on_device(
-        self, seqs: tuple[ScheduledSeq, ...], logits: torch.Tensor
+        self,
+        seqs: tuple[ScheduledSeq, ...],
+        logits: torch.Tensor,
+        decodes: RunningDecodes | None = None,
     ) -> PendingOutput:
         """Argmax where the logits are (drafts verified against it); only token ids and
         their log-probabilities go to the host, in one copy that result() waits for. The
@@ -323,14 +364,19 @@ class ModelRunner:
         chosen = logits.log_softmax(-1).gather(1, best[:, None])[:, 0]
         finite = torch.isfinite(logits).all(-1)
         packed = torch.stack((best.double(), chosen.double(), finite.double()))
-        one_row = all(s.num_sample_rows == 1 for s in seqs)
-        self._sampled = (best, {s.seq_id: i for i, s in enumerate(seqs)}) if one_row else None
+        self._sampled = None
+        if all(s.num_sample_rows == 1 for s in seqs):
+            row_of = {s.seq_id: i for i, s in enumerate(seqs)}
+            if decodes is not None:
+                rows = range(len(seqs), len(seqs) + len(decodes))
+                row_of.update(zip(decodes.seq_ids, rows, strict=True))
+            self._sampled = (best, row_of)
         if not packed.is_cuda:
-            return PendingOutput(seqs, packed)
+            return PendingOutput(seqs, packed, decodes=decodes)
         done = torch.cuda.Event()
         host = packed.to("cpu", non_blocking=True)
         done.record()
-        return PendingOutput(seqs, host, done)
+        return PendingOutput(seqs, host, done, decodes=decodes)
 
 
 @dataclass(frozen=True)
@@ -343,6 +389,7 @@ class PendingOutput:
     done: torch.cuda.Event | None = None
     ready: ModelRunnerOutput | None = None
     on_result: Callable[[ModelRunnerOutput], None] | None = None  # told the output once known
+    decodes: RunningDecodes | None = None  # their rows follow those of `seqs`
 
     def result(self) -> ModelRunnerOutput:
         output = self.ready
@@ -350,28 +397,85 @@ class PendingOutput:
             assert self.host is not None
             if self.done is not None:
                 self.done.synchronize()
-            output = _greedy_output(self.seqs, self.host)
+            output = _greedy_output(self.seqs, self.host, self.decodes)
         if self.on_result is not None:
             self.on_result(output)
         return output
 
 
-def _recorder(
-    batch: InputBatch, seqs: tuple[ScheduledSeq, ...]
-) -> Callable[[ModelRunnerOutput], None]:
+def _recorder(batch: InputBatch, step: SchedulerOutput) -> Callable[[ModelRunnerOutput], None]:
     """Appends a step's sampled tokens to the batch's histories."""
+    seqs, decodes = step.seqs, step.decodes
 
     def record(output: ModelRunnerOutput) -> None:
         batch.record(seqs, output)
+        if decodes is not None:
+            batch.record_decodes(decodes, output)
 
     return record
 
 
-def _greedy_output(seqs: tuple[ScheduledSeq, ...], packed: torch.Tensor) -> ModelRunnerOutput:
+def _step_adapters(
+    seqs: tuple[ScheduledSeq, ...], decodes: RunningDecodes | None
+) -> list[str | None]:
+    """Each sequence's adapter key (None: base): `seqs`, then the decodes' columns."""
+    keys = [s.adapter_key for s in seqs]
+    if decodes is not None:
+        keys += decodes.adapters()
+    return keys
+
+
+def _owners(
+    seqs: tuple[ScheduledSeq, ...], decodes: RunningDecodes | None
+) -> list[tuple[int, str]]:
+    """(seq_id, request_id) of every sequence of the step."""
+    owners = [(s.seq_id, s.request_id) for s in seqs]
+    if decodes is not None:
+        owners += zip(decodes.seq_ids, decodes.request_ids, strict=True)
+    return owners
+
+
+def _one_token(token_id: float, logprob: float) -> tuple[TokenLogprob, ...]:
+    return (TokenLogprob(int(token_id), logprob),)
+
+
+def _argmax_decodes(
+    decodes: RunningDecodes,
+    logits: torch.Tensor,
+    logprobs: torch.Tensor,
+    finite: list[bool],
+    sampled: dict[int, tuple[TokenLogprob, ...]],
+    failed: dict[str, RequestFailure],
+) -> None:
+    """The decodes' tokens from the last len(decodes) rows (host logits): the argmax, with
+    its log-probability; a row not finite fails its request."""
+    first = logits.shape[0] - len(decodes)
+    best = logits[first:].argmax(-1)
+    chosen = logprobs[first:].gather(1, best[:, None])[:, 0].tolist()
+    rows = zip(decodes.seq_ids, decodes.request_ids, best.tolist(), chosen, strict=True)
+    for j, (seq_id, request_id, token_id, logprob) in enumerate(rows):
+        if not finite[first + j]:
+            failed.setdefault(request_id, RequestFailure(request_id, NON_FINITE))
+        elif request_id not in failed:
+            sampled[seq_id] = (TokenLogprob(token_id, logprob),)
+
+
+def _greedy_output(
+    seqs: tuple[ScheduledSeq, ...], packed: torch.Tensor, decodes: RunningDecodes | None = None
+) -> ModelRunnerOutput:
     ids, values, finite = packed.tolist()
-    if not all(finite):
-        return _without_failed(_greedy_rows(seqs, ids, values), seqs, _non_finite(seqs, finite))
-    return _greedy_rows(seqs, ids, values)
+    output = _greedy_rows(seqs, ids, values, decodes)
+    if all(finite):
+        return output
+    failed = list(_non_finite(seqs, finite))
+    if decodes is not None:
+        first = len(finite) - len(decodes)
+        known = {f.request_id for f in failed}
+        for j, request_id in enumerate(decodes.request_ids):
+            if not finite[first + j] and request_id not in known:
+                known.add(request_id)
+                failed.append(RequestFailure(request_id, NON_FINITE))
+    return _without_failed(output, _owners(seqs, decodes), tuple(failed))
 
 
 Result = TypeVar("Result")
@@ -429,15 +533,16 @@ def _non_finite(seqs: tuple[ScheduledSeq, ...], finite: list[float]) -> tuple[Re
 
 def _without_failed(
     output: ModelRunnerOutput,
-    seqs: tuple[ScheduledSeq, ...],
+    owners: Iterable[tuple[int, str]],
     failed: tuple[RequestFailure, ...] | None = None,
 ) -> ModelRunnerOutput:
-    """output without any sequence of a failed request (a request fails as a whole)."""
+    """output without any sequence of a failed request (a request fails as a whole);
+    owners: (seq_id, request_id) of the step's sequences."""
     failed = output.failed if failed is None else failed
     if not failed:
         return output
     gone = {f.request_id for f in failed}
-    dropped = {s.seq_id for s in seqs if s.request_id in gone}
+    dropped = {seq_id for seq_id, request_id in owners if request_id in gone}
     prompt = output.prompt_logprobs
     return ModelRunnerOutput(
         {k: v for k, v in output.sampled.items() if k not in dropped},
@@ -448,23 +553,30 @@ def _without_failed(
 
 
 def _greedy_rows(
-    seqs: tuple[ScheduledSeq, ...], ids: list[float], values: list[float]
+    seqs: tuple[ScheduledSeq, ...],
+    ids: list[float],
+    values: list[float],
+    decodes: RunningDecodes | None = None,
 ) -> ModelRunnerOutput:
-    if len(ids) == len(seqs):  # one row per sequence: no drafts to verify
-        return ModelRunnerOutput(
-            {
-                s.seq_id: (TokenLogprob(int(t), lp),)
-                for s, t, lp in zip(seqs, ids, values, strict=True)
-            },
-            {},
-        )
-    sampled: dict[int, tuple[TokenLogprob, ...]] = {}
-    row = 0
-    for s in seqs:
-        rows = slice(row, row + s.num_sample_rows)
-        row = rows.stop
-        tokens = accept_greedy([int(t) for t in ids[rows]], s.spec_token_ids)
-        sampled[s.seq_id] = tuple(
-            TokenLogprob(t, lp) for t, lp in zip(tokens, values[rows], strict=False)
-        )
+    """Tokens of greedy rows: those of `seqs` (drafts verified), then one per decode."""
+    sampled: dict[int, tuple[TokenLogprob, ...]]
+    first = len(ids) - (len(decodes) if decodes is not None else 0)
+    if first == len(seqs):  # one row per sequence: no drafts to verify
+        sampled = {
+            s.seq_id: (TokenLogprob(int(t), lp),)
+            for s, t, lp in zip(seqs, ids, values, strict=False)
+        }
+    else:
+        sampled = {}
+        row = 0
+        for s in seqs:
+            rows = slice(row, row + s.num_sample_rows)
+            row = rows.stop
+            tokens = accept_greedy([int(t) for t in ids[rows]], s.spec_token_ids)
+            sampled[s.seq_id] = tuple(
+                TokenLogprob(t, lp) for t, lp in zip(tokens, values[rows], strict=False)
+            )
+    if decodes is not None:
+        entries = map(_one_token, ids[first:], values[first:])
+        sampled.update(zip(decodes.seq_ids, entries, strict=True))
     return ModelRunnerOutput(sampled, {})

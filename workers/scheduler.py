@@ -24,12 +24,19 @@ from workers.config import SchedulerConfig
 from workers.kv_cache.manager import KVCacheManager
 from workers.protocol import FinishReason, TokenDelta
 from workers.request_failure import RequestFailure, failure_from_exception
+from workers.running_decodes import DecodeColumns
 from workers.scheduler_drafts import draft_candidates, draft_outcome, running_modes
 from workers.scheduler_output import ModelRunnerOutput, NewSeq, ScheduledSeq, SchedulerOutput
 from workers.sequence import Request, Sequence
 from workers.spec.plan import DraftPlan, DraftPlanner, DraftRound
 from workers.spec.proposers import Proposal
-from workers.step_results import advance_in_flight, apply_output, fork_samples, take_delta
+from workers.step_results import (
+    advance_in_flight,
+    apply_decode,
+    apply_output,
+    fork_samples,
+    take_delta,
+)
 
 
 class Scheduler:
@@ -40,10 +47,14 @@ class Scheduler:
         adapters: LoRAManager | None = None,
         max_model_len: int | None = None,
         speculator: DraftPlanner | None = None,
+        decode_columns: bool = False,
     ) -> None:
         """speculator: asked for drafts of the decodes each step schedules; None: no
-        speculative decoding."""
+        speculative decoding. decode_columns: send running plain greedy decodes as columns
+        (SchedulerOutput.decodes) rather than one ScheduledSeq each (not with a speculator,
+        which drafts for ScheduledSeqs)."""
         self.config = config
+        self.decode_columns = decode_columns and speculator is None
         # a sequence of this many tokens is done
         self.max_model_len = sys.maxsize if max_model_len is None else max_model_len
         self.kv = kv
@@ -145,6 +156,8 @@ class Scheduler:
         if preempt and self.speculator is not None:
             step = self._with_drafts(step, self.speculator)
         self.kv.changes.sent(s.seq_id for s in step.seqs)
+        if step.decodes is not None and step.decodes.blocks:
+            self.kv.changes.sent(seq_id for seq_id, _ in step.decodes.blocks)
         return step
 
     def schedule_ahead(self, in_flight: SchedulerOutput) -> SchedulerOutput | None:
@@ -175,21 +188,30 @@ class Scheduler:
         and the differences it carried for the runner are sent again with the next step;
         its allocations stay, and the next schedule() plans the same work again."""
         self.kv.requeue_copies(step.block_copies)
-        self.kv.changes.unsend(
-            ((s.seq_id, s.blocks, s.new is not None) for s in step.seqs if s.blocks),
-            step.freed_seq_ids,
-        )
+        updates = [(s.seq_id, s.blocks, s.new is not None) for s in step.seqs if s.blocks]
+        if step.decodes is not None:
+            updates += [(seq_id, update, False) for seq_id, update in step.decodes.blocks]
+        self.kv.changes.unsend(updates, step.freed_seq_ids)
 
     def _schedule(self, preempt: bool) -> SchedulerOutput:
         budget = self.config.max_num_batched_tokens
         scheduled: list[ScheduledSeq] = []
         preempted_before = self.num_preemptions
         out_of_blocks = False
+        decodes = DecodeColumns() if self.decode_columns else None
         i = 0
         while i < len(self.running) and budget > 0:
             req = self.running[i]
             try:
-                planned = self._schedule_running(req, budget, preempt)
+                seq = self._plain_decode(req) if decodes is not None else None
+                planned: list[ScheduledSeq] | None
+                if seq is not None:
+                    assert decodes is not None
+                    decoded = self._schedule_decode(req, seq, decodes, preempt)
+                    planned = None if decoded is None else []
+                    budget -= bool(decoded)
+                else:
+                    planned = self._schedule_running(req, budget, preempt)
             except Exception as e:  # this request alone fails; it is out of running now
                 self._fail(req, e)
                 continue
@@ -210,6 +232,7 @@ class Scheduler:
             freed_seq_ids=self.kv.changes.take_freed(),
             num_preempted=self.num_preemptions - preempted_before,
             num_running_seqs=self.num_running_seqs,
+            decodes=decodes.build() if decodes is not None else None,
         )
 
     def _with_drafts(self, step: SchedulerOutput, speculator: DraftPlanner) -> SchedulerOutput:
@@ -242,6 +265,47 @@ class Scheduler:
             block_table=self.kv.table_snapshot(s.seq_id),
             blocks=self.kv.changes.update(s.seq_id, self.kv.block_tables[s.seq_id]),
         )
+
+    def _plain_decode(self, req: Request) -> Sequence | None:
+        """The request's one sequence if it decodes one token by bare argmax this step, as a
+        column of the step's RunningDecodes (the runner holds it already)."""
+        if not req.decodes_plainly or len(req.seqs) != 1:
+            return None
+        seq = req.seqs[0]
+        if (
+            seq.num_computed_tokens != len(seq.token_ids) - 1
+            or seq.num_output_tokens < req.sampling.min_tokens
+            or self.kv.changes.is_new(seq.seq_id)
+        ):
+            return None
+        return seq
+
+    def _schedule_decode(
+        self, req: Request, seq: Sequence, decodes: DecodeColumns, preempt: bool
+    ) -> bool | None:
+        """_schedule_running for a plain decode: True if it decodes this step, False if its
+        token in flight is its last, None if out of blocks (as there)."""
+        num_tokens = len(seq.token_ids)
+        if seq.num_pending and (
+            num_tokens - seq.num_prompt_tokens >= req.sampling.max_tokens
+            or num_tokens >= self.max_model_len
+        ):
+            return False
+        seq_id = seq.seq_id
+        position = seq.num_computed_tokens
+        kv = self.kv
+        while kv.allocate_slots(seq_id, position, 1) is None:
+            if not preempt:
+                return None
+            victim = self.running[-1]
+            self._preempt(victim)
+            if victim is req:
+                return None
+        update = kv.changes.held_update(seq_id, kv.block_tables[seq_id])
+        decodes.add(
+            seq_id, req.request_id, seq.token_ids[position], position, req.adapter_key, update
+        )
+        return True
 
     def _schedule_running(
         self, req: Request, budget: int, preempt: bool
@@ -380,8 +444,14 @@ class Scheduler:
         can be scheduled (async scheduling): each sampling sequence holds a placeholder for
         its next token until update_from_output replaces it."""
         by_id = {s.seq_id: s for s in step.seqs}
+        columns = step.decodes.index if step.decodes is not None else {}
         for req in self.running:
-            advance_in_flight(req, by_id)
+            seqs = req.seqs
+            if columns and len(seqs) == 1 and seqs[0].seq_id in columns:
+                seqs[0].num_computed_tokens += 1
+                seqs[0].add_pending()
+            else:
+                advance_in_flight(req, by_id)
         self._counted = step
 
     def update_from_output(
@@ -402,8 +472,14 @@ class Scheduler:
         if in_flight:
             self._counted = None
         by_id = {s.seq_id: s for s in step.seqs}
+        columns = step.decodes.index if step.decodes is not None else {}
+        max_len = self.max_model_len
         for req in list(self.running):
-            deltas += apply_output(self.kv, req, by_id, result, self.max_model_len, in_flight)
+            seqs = req.seqs
+            if columns and len(seqs) == 1 and seqs[0].seq_id in columns:
+                deltas += apply_decode(self.kv, req, seqs[0], result, max_len, in_flight)
+            else:
+                deltas += apply_output(self.kv, req, by_id, result, max_len, in_flight)
             if req.finished:
                 self._finish(req)
         if self.speculator is not None:

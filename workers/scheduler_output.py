@@ -17,6 +17,7 @@ from workers.kv_cache.table_changes import BlockUpdate
 from workers.protocol import TokenLogprob
 from workers.records import record
 from workers.request_failure import RequestFailure
+from workers.running_decodes import RunningDecodes
 from workers.sampling_params import SamplingParams
 from workers.spec.plan import DraftPlan
 
@@ -101,7 +102,10 @@ class SchedulerOutput:
     scheduler reserved), block copies to do first, and what the speculator planned for it
     (learnt from when its output comes back). num_running_seqs: the batch it runs in.
     freed_seq_ids: sequences the runner held that have left (finished, aborted, failed,
-    preempted, replaced beams); their rows go before this step's sequences are applied."""
+    preempted, replaced beams); their rows go before this step's sequences are applied.
+    decodes: running sequences that decode one token by bare argmax, as columns
+    (workers/running_decodes.py), after `seqs` in the step; None: every sequence is in
+    `seqs`."""
 
     seqs: tuple[ScheduledSeq, ...]
     block_copies: tuple[tuple[int, int], ...] = ()
@@ -109,14 +113,23 @@ class SchedulerOutput:
     num_preempted: int = 0
     speculation: DraftPlan | None = None
     num_running_seqs: int = 0
+    decodes: RunningDecodes | None = None
+
+    @property
+    def num_decodes(self) -> int:
+        return 0 if self.decodes is None else len(self.decodes)
+
+    @property
+    def num_seqs(self) -> int:
+        return len(self.seqs) + self.num_decodes
 
     @property
     def num_tokens(self) -> int:
-        return sum(s.num_tokens for s in self.seqs)
+        return sum(s.num_tokens for s in self.seqs) + self.num_decodes
 
     @property
     def empty(self) -> bool:
-        return not self.seqs
+        return not self.seqs and not self.num_decodes
 
     @property
     def draft_token_ids(self) -> dict[str, tuple[int, ...]]:

@@ -115,6 +115,16 @@ class Request:
             self.seqs = [self.new_root()]
         params = self.sampling
         self._fans_out = params.n > 1 and not params.use_beam_search  # n samples, not beams
+        # One sequence whose decodes take the bare argmax and return no logprobs: it can go
+        # to the runner as a column of RunningDecodes (once past min_tokens).
+        self.decodes_plainly = (
+            params.n == 1
+            and params.greedy
+            and not params.changes_argmax
+            and not params.use_beam_search
+            and params.logprobs is None
+            and params.prompt_logprobs is None
+        )
         if params.use_beam_search:
             self.beam = BeamState(self.sampling.beam_width, self.sampling.length_penalty)
 

@@ -39,6 +39,7 @@ def apply_output(
     stops, forks, beams; the deltas its caller sees. Sequences that finish release their
     blocks; the request is finished when none is left. in_flight: the step went through
     advance_in_flight; its tokens replace placeholders."""
+    max_len = max_model_len
     progressed = [(seq, by_id[seq.seq_id]) for seq in req.seqs if seq.seq_id in by_id]
     if not progressed:
         return []
@@ -47,15 +48,79 @@ def apply_output(
             req.prompt_logprobs += result.prompt_logprobs.get(seq.seq_id, ())
     for seq, scheduled in progressed:
         if in_flight:
-            _resolve(kv, req, seq, result, max_model_len)
+            _resolve(kv, req, seq, result, max_len)
         else:
-            _advance(kv, req, seq, scheduled, result, max_model_len)
+            _advance(kv, req, seq, scheduled.num_tokens, scheduled.spec_token_ids, result, max_len)
     deltas: list[TokenDelta] = []
     if req.beam is not None and all(s.seq_id in result.beam_topk for s in req.seqs):
         deltas += _advance_beams(kv, req, result, max_model_len)
     if req.needs_fork and req.seqs[0].num_computed_tokens >= req.prefill_target(req.seqs[0]):
         fork_samples(kv, req)
     return deltas + _collect(kv, req)
+
+
+def apply_decode(
+    kv: KVCacheManager,
+    req: Request,
+    seq: Sequence,
+    result: ModelRunnerOutput,
+    max_model_len: int,
+    in_flight: bool = False,
+) -> list[TokenDelta]:
+    """apply_output for a request whose one sequence decoded one token as a column of the
+    step's RunningDecodes (no drafts, beams, forks, logprobs or prompt logprobs): the same
+    steps, inlined for the one token."""
+    if in_flight:
+        _resolve(kv, req, seq, result, max_model_len)
+    else:
+        seq.num_computed_tokens += 1
+        entries = result.sampled.get(seq.seq_id)
+        token_ids = seq.token_ids
+        if entries:
+            token_id = entries[0].token_id
+            token_ids.append(token_id)
+            known = len(token_ids) - seq.num_pending
+            num_outputs = known - seq.num_prompt_tokens
+            reason = finish_reason(
+                token_id, num_outputs, known, req.sampling, req.stop_ids, max_model_len
+            )
+            seq.finish_reason = reason
+            if reason is not None:
+                seq.num_computed_tokens = min(seq.num_computed_tokens, known - 1)
+        kv.cache_full_blocks(seq.seq_id, token_ids, seq.num_computed_tokens, req.cache_key)
+    reason = seq.finish_reason
+    delta = _decode_delta(req, seq, reason)
+    if delta is None:
+        return []
+    if reason is not None:
+        kv.free(seq.seq_id)
+        req.seqs.remove(seq)
+    return [delta]
+
+
+def _decode_delta(req: Request, seq: Sequence, reason: FinishReason | None) -> TokenDelta | None:
+    """take_delta for a plain decode (no logprobs, no prompt logprobs); None: nothing new
+    and not finished."""
+    token_ids = seq.token_ids
+    known = len(token_ids) - seq.num_pending
+    prompt = seq.num_prompt_tokens
+    sent = seq.num_sent_tokens
+    num_outputs = known - prompt
+    if sent == num_outputs and reason is None:
+        return None
+    seq.num_sent_tokens = num_outputs
+    return TokenDelta(
+        req.request_id,
+        seq.index,
+        tuple(token_ids[prompt + sent : known]),
+        None,
+        reason,
+        prompt,
+        seq.num_cached_tokens,
+        num_outputs,
+        seq.num_drafted_tokens,
+        seq.num_accepted_tokens,
+    )
 
 
 class _StepOwner(Protocol):
@@ -88,22 +153,24 @@ def _advance(
     kv: KVCacheManager,
     req: Request,
     seq: Sequence,
-    scheduled: ScheduledSeq,
+    num_tokens: int,
+    drafts: tuple[int, ...],
     result: ModelRunnerOutput,
     max_model_len: int,
 ) -> None:
+    """The step computed num_tokens of the sequence (`drafts` among them, to verify)."""
     tokens = result.sampled.get(seq.seq_id, ())
     # Drafts that were rejected leave their KV slots unused: roll back to what is real.
     num_accepted = max(len(tokens) - 1, 0)
-    rejected = len(scheduled.spec_token_ids) - num_accepted
-    seq.num_computed_tokens += scheduled.num_tokens - rejected
+    rejected = len(drafts) - num_accepted
+    seq.num_computed_tokens += num_tokens - rejected
     for token in tokens:
         seq.token_ids.append(token.token_id)
         if _append(req, seq, token, max_model_len):  # a stop inside accepted drafts
             break
-    if scheduled.spec_token_ids:
+    if drafts:
         kv.trim(seq.seq_id, seq.num_computed_tokens)
-        seq.num_drafted_tokens += len(scheduled.spec_token_ids)
+        seq.num_drafted_tokens += len(drafts)
         seq.num_accepted_tokens += num_accepted
     kv.cache_full_blocks(seq.seq_id, seq.token_ids, seq.num_computed_tokens, req.cache_key)
 

@@ -110,7 +110,15 @@ def test_a_scheduling_error_fails_only_its_request(llama_dir: Path, llama_hf, mo
             raise KeyError("no block table")
         return real(req, seq, num_new)
 
+    real_decode = scheduler._schedule_decode
+
+    def schedule_decode(req, seq, decodes, preempt):  # the same error on the column path
+        if req.request_id == "bad" and seq.num_output_tokens == 2:
+            raise KeyError("no block table")
+        return real_decode(req, seq, decodes, preempt)
+
     monkeypatch.setattr(scheduler, "_scheduled", scheduled)
+    monkeypatch.setattr(scheduler, "_schedule_decode", schedule_decode)
     bad = GenerateRequest("bad", (8, 9, 10, 11), GREEDY)
     specs = [*bystanders(), bad]
     deltas = run(engine, specs)

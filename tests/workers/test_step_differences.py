@@ -2,7 +2,8 @@
 each SchedulerOutput carries, and appends the tokens it samples itself, holds exactly the
 block tables and token histories the scheduler's own state gives, after random workloads
 of joins, aborts, stops, chunked prefills, prefix-cache hits, preemptions, n-sample forks,
-beams (copy-on-write), drafts, async steps launched ahead and steps ahead dropped.
+beams (copy-on-write), drafts, async steps launched ahead and steps ahead dropped, with
+plain greedy decodes sent as ScheduledSeqs or as RunningDecodes columns.
 Model-free: random runner outputs."""
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ class Runner:
             return
         self.batch.remove(step.freed_seq_ids)
         self.batch.update(step.seqs)
+        if step.decodes is not None:
+            self.batch.update_blocks(step.decodes.blocks)
         self.check(step)
 
     def check(self, step: SchedulerOutput) -> None:
@@ -75,6 +78,17 @@ class Runner:
             assert self.batch.block_table(s.seq_id) == kv.block_tables[s.seq_id]
             assert s.block_table == tuple(kv.block_tables[s.seq_id])  # the snapshot
             assert self.batch.history(s.seq_id) == seq.token_ids[: seq.num_known_tokens]
+        decodes = step.decodes
+        if decodes is not None:
+            assert not {s.seq_id for s in step.seqs} & set(decodes.seq_ids)
+            for seq_id, token_id, position in zip(
+                decodes.seq_ids, decodes.token_ids, decodes.positions, strict=True
+            ):
+                seq = seqs[seq_id]
+                assert position == seq.num_computed_tokens  # not counted before its output
+                assert seq.token_ids[position] == token_id and position == seq.num_tokens - 1
+                assert self.batch.block_table(seq_id) == kv.block_tables[seq_id]
+                assert self.batch.history(seq_id) == seq.token_ids[: seq.num_known_tokens]
         for seq_id in self.batch.row_of:  # held but not scheduled: the pending diff fixes it
             if seq_id not in kv.block_tables or kv.changes.is_new(seq_id):
                 continue
@@ -96,8 +110,13 @@ class Runner:
             accepted = rng.randint(0, len(s.spec_token_ids))
             tokens = [*s.spec_token_ids[:accepted], rng.choice([STOP, *range(3, 12)])]
             sampled[s.seq_id] = tuple(TokenLogprob(t, -0.5) for t in tokens)
+        if step.decodes is not None:
+            for seq_id in step.decodes.seq_ids:
+                sampled[seq_id] = (TokenLogprob(rng.choice([STOP, *range(3, 12)]), -0.5),)
         output = ModelRunnerOutput(sampled, beams)
         self.batch.record(step.seqs, output)
+        if step.decodes is not None:
+            self.batch.record_decodes(step.decodes, output)
         return output
 
 
@@ -123,14 +142,18 @@ def random_request(rng: random.Random, i: int, prefixes: list[list[int]]) -> Req
     budget=st.sampled_from([8, 16, 64]),
     overlap=st.booleans(),
     drafts=st.booleans(),
+    columns=st.booleans(),
 )
 def test_runner_state_from_differences_equals_the_schedulers(
-    seed: int, num_blocks: int, budget: int, overlap: bool, drafts: bool
+    seed: int, num_blocks: int, budget: int, overlap: bool, drafts: bool, columns: bool
 ) -> None:
     rng = random.Random(seed)
     kv = KVCacheManager(BlockPool(num_blocks), block_size=BLOCK)
     config = SchedulerConfig(max_num_seqs=6, max_num_batched_tokens=budget)
-    scheduler = Scheduler(config, kv, max_model_len=40, speculator=Drafter(rng) if drafts else None)
+    speculator = Drafter(rng) if drafts else None
+    scheduler = Scheduler(
+        config, kv, max_model_len=40, speculator=speculator, decode_columns=columns
+    )
     runner = Runner(scheduler)
     prefixes = [[rng.randrange(3, 40) for _ in range(9)] for _ in range(3)]
     in_flight: SchedulerOutput | None = None

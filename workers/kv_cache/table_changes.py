@@ -72,6 +72,14 @@ class TableChanges:
             return BlockUpdate(kept)
         return BlockUpdate(kept, tuple(table[kept:]))
 
+    def held_update(self, seq_id: int, table: Sequence[int]) -> BlockUpdate | None:
+        """For a table the runner holds (not is_new): its difference, None if unchanged."""
+        first = self._changed_from.get(seq_id)
+        if first is None:
+            return None
+        kept = min(first, len(table))
+        return BlockUpdate(kept, tuple(table[kept:]))
+
     def sent(self, seq_ids: Iterable[int]) -> None:
         """The runner gets these sequences' updates with the step just built."""
         for seq_id in seq_ids:
