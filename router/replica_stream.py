@@ -9,7 +9,8 @@ budget of messages per second in total (`MessageBudget`): a lone stream sends ev
 32 streams every 32 ms each, 100 or more every 100 ms. The first tokens are never held back:
 the spacing ramps up from none (router/coalesce.py), so text that needs a few tokens to show
 does not wait an interval, and the last batch goes as soon as the request finishes. Closing
-the stream aborts the request in the engine.
+the stream aborts the request in the engine. ProcessEngine's streams (DeltaFeed) are drained
+a batch at a time (`coalesce_pending`), any other through a reader task (`coalesce`).
 
 Over Ray Serve each batch travels pickled by the standard library (`pack`/`unpack`): Ray
 would cloudpickle a list of dataclasses, whose Python-level reducer hooks cost several times
@@ -19,12 +20,12 @@ more per message, and the replica's loop pays that while its engine thread wants
 from __future__ import annotations
 
 import pickle
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import aclosing, contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
-from router.coalesce import coalesce
+from router.coalesce import PendingSource, coalesce, coalesce_pending
 from workers.protocol import GenerateRequest, TokenDelta
 
 CHUNK_INTERVAL_S = 0.02  # a lone stream's spacing
@@ -67,9 +68,20 @@ async def replica_stream(
     """`budget`: the replica's, shared by its streams (default: this stream's alone)."""
     budget = budget or MessageBudget()
     deltas = await engine.open(request)  # raises ValueError for a bad request
-    yield []
+    batches: AsyncGenerator[list[TokenDelta], None]
+    if isinstance(deltas, PendingSource):  # ProcessEngine's: drained a batch at a time
+        batches = coalesce_pending(deltas, budget.interval)
+    else:
+        batches = coalesce(deltas, budget.interval)
+    try:
+        yield []
+    except BaseException:  # closed before the first batch: the batches never started
+        aclose = getattr(deltas, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        raise
     with budget.stream():
-        async with aclosing(coalesce(deltas, budget.interval)) as batches:
+        async with aclosing(batches):
             async for batch in batches:
                 yield batch
 
