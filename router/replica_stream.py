@@ -64,7 +64,7 @@ class DeltaSource(Protocol):
 
 async def replica_stream(
     engine: DeltaSource, request: GenerateRequest, budget: MessageBudget | None = None
-) -> AsyncIterator[list[TokenDelta]]:
+) -> AsyncGenerator[list[TokenDelta], None]:
     """`budget`: the replica's, shared by its streams (default: this stream's alone)."""
     budget = budget or MessageBudget()
     deltas = await engine.open(request)  # raises ValueError for a bad request
