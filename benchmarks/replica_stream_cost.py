@@ -4,11 +4,13 @@ engine that delivers one delta per stream per step, at a fixed step rate, throug
 objects ProcessEngine uses (`deliver` into DeltaStreams), each stream consumed as LLMServer
 consumes it (`replica_stream` under one MessageBudget, every batch `pack`ed).
 
-Two paths side by side, alternating run by run in one process:
-  old - the stream handed out as a per-delta async generator (DeltaStream.deltas), so
-        `coalesce` runs a reader task per stream that moves each delta into an asyncio.Queue
-  new - the stream handed out as a DeltaFeed (what ProcessEngine.open returns), which the
-        pacing drains in one go per batch (router/coalesce.py coalesce_pending)
+Three paths side by side, alternating run by run in one process:
+  old  - the stream handed out as a per-delta async generator (DeltaStream.deltas), so
+         `coalesce` runs a reader task per stream that moves each delta into an
+         asyncio.Queue; each batch pickled as TokenDelta objects (the former `pack`)
+  feed - the stream handed out as a DeltaFeed (what ProcessEngine.open returns), which the
+         pacing drains in one go per batch (router/coalesce.py coalesce_pending); objects
+  new  - the feed, each batch `pack`ed as it is now (a tuple of field values per delta)
 Per run: the loop thread's CPU (time.thread_time) over the whole run, divided by the tokens
 delivered; `deliver` alone (the same for both paths) is timed as well. Batches per stream
 are reported to show both paths pace alike.
@@ -25,8 +27,10 @@ import argparse
 import asyncio
 import gc
 import os
+import pickle
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +41,7 @@ from workers.delta_streams import DeltaStream, deliver
 from workers.protocol import FinishReason, GenerateRequest, TokenDelta
 from workers.sampling_params import SamplingParams
 
-PATHS = ("old", "new")
+PATHS = ("old", "feed", "new")
 
 
 class FakeEngine:
@@ -52,7 +56,7 @@ class FakeEngine:
     async def open(self, spec: GenerateRequest) -> AsyncIterator[TokenDelta]:
         stream = DeltaStream(asyncio.get_running_loop(), spec.sampling.n)
         self.streams[spec.request_id] = stream
-        if self.path == "old":
+        if self.path == "old":  # what ProcessEngine.open returned before the DeltaFeed
             return stream.deltas(spec.request_id, self.streams, self.abort)
         return DeltaFeed(stream, spec.request_id, self.streams, self.abort)
 
@@ -95,12 +99,19 @@ class Run:
     late_steps: int = 0
 
 
+def pack_objects(batch: list[TokenDelta]) -> bytes:
+    """The former `pack`: the TokenDeltas pickled as objects."""
+    return pickle.dumps(batch, protocol=5)
+
+
 async def generate_packed(
     engine: FakeEngine, spec: GenerateRequest, budget: MessageBudget
 ) -> AsyncIterator[bytes]:
     """LLMServer.generate and generate_packed, less the caller watch and the metrics."""
-    async for batch in replica_stream(engine, spec, budget):
-        yield pack(batch)
+    encode = pack if engine.path == "new" else pack_objects
+    async with aclosing(replica_stream(engine, spec, budget)) as batches:
+        async for batch in batches:
+            yield encode(batch)
 
 
 async def packed(engine: FakeEngine, spec: GenerateRequest, budget: MessageBudget) -> list[int]:
@@ -182,10 +193,14 @@ def table_row(s: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _ratio(old: dict[str, Any], new: dict[str, Any], key: str) -> str:
+    return f"{old[key] / new[key]:.2f}x"
+
+
 def run_size(n: int, tokens: int, step_s: float, repeats: int) -> list[dict[str, Any]]:
     runs: dict[str, list[Run]] = {p: [] for p in PATHS}
     for repeat in range(repeats + 1):  # the first round warms up
-        for path in PATHS if repeat % 2 else PATHS[::-1]:
+        for path in PATHS[repeat % len(PATHS) :] + PATHS[: repeat % len(PATHS)]:
             run = asyncio.run(one_run(path, n, tokens, step_s))
             if repeat:
                 runs[path].append(run)
@@ -206,13 +221,19 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> N
     for n in (int(s) for s in args.streams.split(",")):
         rows.extend(run_size(n, args.tokens, args.step_ms / 1e3, args.repeats))
     table = []
-    for old, new in zip(rows[::2], rows[1::2], strict=True):
-        table += [table_row(old), table_row(new)]
-        ratio = old["cpu_us_per_token_median"] / new["cpu_us_per_token_median"]
-        rest = old["rest_us_per_token_median"] / new["rest_us_per_token_median"]
+    for at in range(0, len(rows), len(PATHS)):
+        by_path = {r["path"]: r for r in rows[at : at + len(PATHS)]}
+        table += [table_row(by_path[p]) for p in PATHS]
+        old, new = by_path["old"], by_path["new"]
         blank = dict.fromkeys(table[-1], "")
-        table.append({**blank, "path": "old/new", "loop us/token": f"{ratio:.2f}x"})
-        table[-1]["rest us"] = f"{rest:.2f}x"
+        table.append(
+            {
+                **blank,
+                "path": "old/new",
+                "loop us/token": _ratio(old, new, "cpu_us_per_token_median"),
+                "rest us": _ratio(old, new, "rest_us_per_token_median"),
+            }
+        )
     print_table(table)
     payload = {
         "hardware": hardware(),

@@ -5,10 +5,11 @@ closed before the request finished, a caller's abort flushed at once, errors rai
 from __future__ import annotations
 
 import asyncio
+import pickle
 
 import pytest
 
-from router.replica_stream import MessageBudget, pack, replica_stream, unpack
+from router.replica_stream import FIELDS, MessageBudget, pack, replica_stream, unpack
 from workers.delta_feed import DeltaFeed
 from workers.delta_streams import DeltaStream, deliver
 from workers.errors import EngineDeadError
@@ -39,6 +40,13 @@ def test_a_packed_batch_unpacks_to_equal_deltas() -> None:
 
 def test_the_acceptance_marker_survives_packing() -> None:
     assert unpack(pack([])) == []
+
+
+def test_a_batch_from_a_replica_with_its_fields_in_another_order_reads_by_name() -> None:
+    delta = TokenDelta("cmpl-1", 0, (5,), finish_reason=FinishReason.STOP, num_prompt_tokens=3)
+    names = tuple(reversed(FIELDS))
+    data = pickle.dumps((names, [tuple(getattr(delta, n) for n in names)]), protocol=5)
+    assert unpack(data) == [delta]
 
 
 class CoreLike:
