@@ -7,7 +7,8 @@ streaming the rest, so the engine ran at half its in-process speed (BENCHMARKS.m
 
 The parent's side costs one socket and no thread: the owning event loop reads the socket
 when it is readable (`add_reader`, workers/socket_frames.py) and hands each step's deltas,
-which cross as columns (workers/delta_columns.py), to the streams (DeltaStream). Requests are
+which cross as columns (workers/delta_columns.py), to the streams (DeltaStream); a caller
+reads its stream through the DeltaFeed `open` returns, a batch at a time. Requests are
 validated by the engine itself: `open` returns once the core accepted the request, or
 raises its ValueError (so the router can still answer 400). If the core dies, every stream
 and call fails with EngineDeadError and `is_alive` turns false (the replica's health check).
