@@ -92,8 +92,10 @@ class LLMServer:
         completed = False
         try:
             with self.callers.watching(caller, request.request_id):
-                async for batch in replica_stream(self.engine, request, self.budget):
-                    yield batch
+                stream = replica_stream(self.engine, request, self.budget)
+                async with aclosing(stream) as batches:  # closed here: the abort is prompt
+                    async for batch in batches:
+                        yield batch
             completed = True
         finally:
             if not completed:  # the caller left (client disconnect, stop string) or failed

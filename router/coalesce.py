@@ -11,15 +11,54 @@ that needs a few items before it has something to show (a character split over t
 held back by a stop string) is not kept waiting a whole interval at the start. The interval
 may be a function, read before each batch (a replica's budget that grows with its streams);
 the last batch never waits: a source that ends flushes what it made at once.
+
+`coalesce` reads any async iterator, through a reader task and a queue per item;
+`coalesce_pending` does the same for a source that can hand out everything pending at once
+(a PendingSource: ProcessEngine's DeltaFeed), with one wake-up per batch and nothing per item.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from typing import TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 
 T = TypeVar("T")
+
+
+@runtime_checkable
+class PendingSource(Protocol[T]):
+    """A source that hands out what it holds in one go (workers/delta_feed.py DeltaFeed)."""
+
+    @property
+    def pending(self) -> bool:
+        """Something (an item or the error) waits to be taken."""
+        ...
+
+    @property
+    def ended(self) -> bool:
+        """The last item (or the error) arrived, taken or not."""
+        ...
+
+    @property
+    def finished(self) -> bool:
+        """The last item was taken."""
+        ...
+
+    def take(self) -> list[T]:
+        """Everything pending, in order (maybe none); raises the error once the items before
+        it were taken."""
+        ...
+
+    async def arrival(self) -> None:
+        """Until something is pending."""
+        ...
+
+    async def end(self, timeout_s: float) -> None:
+        """Until the source ended, or `timeout_s` passed."""
+        ...
+
+    async def aclose(self) -> None: ...
 
 
 class _End:
@@ -32,7 +71,7 @@ async def coalesce(
 ) -> AsyncGenerator[list[T], None]:
     """Batches of what `source` produced since the previous batch. Closing the result (or
     cancelling its consumer) cancels the reader, which closes `source`."""
-    interval = min_interval_s if callable(min_interval_s) else lambda: min_interval_s
+    interval = _as_function(min_interval_s)
     queue: asyncio.Queue[T | _End] = asyncio.Queue()
     loop = asyncio.get_running_loop()
     first: float | None = None  # when the first batch went out
@@ -52,7 +91,7 @@ async def coalesce(
         while True:
             items = [await queue.get()]
             if first is not None and not isinstance(items[0], _End):
-                wait = last + min(interval(), last - first) - loop.time()
+                wait = _hold(first, last, interval()) - loop.time()
                 if wait > 0 and not reader.done():  # let the batch fill, unless it is the last
                     await asyncio.wait((reader,), timeout=wait)
             while not queue.empty():
@@ -73,3 +112,41 @@ async def coalesce(
         aclose = getattr(source, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+async def coalesce_pending(
+    source: PendingSource[T], min_interval_s: float | Callable[[], float] = 0.0
+) -> AsyncGenerator[list[T], None]:
+    """`coalesce` over a PendingSource: each batch is what the source held when the batch's
+    wait ended. Closing the result closes `source`."""
+    interval = _as_function(min_interval_s)
+    loop = asyncio.get_running_loop()
+    first: float | None = None  # when the first batch went out
+    last = 0.0  # and the latest
+    try:
+        while not source.finished:
+            # `coalesce`'s wait for the first item, then for the spacing, in one sleep: the
+            # batch goes at the later of the two, or at once when the source ends
+            if first is not None and not source.ended:
+                wait = _hold(first, last, interval()) - loop.time()
+                if wait > 0:
+                    await source.end(wait)
+            if not source.pending:
+                await source.arrival()
+            batch = source.take()  # raises the source's error, once what preceded it went
+            if batch:
+                yield batch
+                last = loop.time()
+                first = last if first is None else first
+    finally:
+        await source.aclose()
+
+
+def _as_function(interval: float | Callable[[], float]) -> Callable[[], float]:
+    return interval if callable(interval) else lambda: interval
+
+
+def _hold(first: float, last: float, interval: float) -> float:
+    """When the next batch may go: `interval` after the last, but never later than the
+    stream has been sending (the ramp)."""
+    return last + min(interval, last - first)

@@ -9,27 +9,36 @@ budget of messages per second in total (`MessageBudget`): a lone stream sends ev
 32 streams every 32 ms each, 100 or more every 100 ms. The first tokens are never held back:
 the spacing ramps up from none (router/coalesce.py), so text that needs a few tokens to show
 does not wait an interval, and the last batch goes as soon as the request finishes. Closing
-the stream aborts the request in the engine.
+the stream aborts the request in the engine. ProcessEngine's streams (DeltaFeed) are drained
+a batch at a time (`coalesce_pending`), any other through a reader task (`coalesce`).
 
 Over Ray Serve each batch travels pickled by the standard library (`pack`/`unpack`): Ray
 would cloudpickle a list of dataclasses, whose Python-level reducer hooks cost several times
 more per message, and the replica's loop pays that while its engine thread wants the GIL.
+Each delta crosses as the tuple of its field values, not as an object: pickle reduces and
+rebuilds an object through copyreg at several times the cost of a tuple of plain values
+(1 delta: 1.7 -> 0.8 us to pack, 2.2 -> 0.9 us to unpack; 8 deltas: 6.1 -> 2.8 and 7.7 ->
+3.4 us; a third of the bytes).
 """
 
 from __future__ import annotations
 
 import pickle
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import aclosing, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from itertools import starmap
+from operator import attrgetter
 from typing import Protocol
 
-from router.coalesce import coalesce
+from router.coalesce import PendingSource, coalesce, coalesce_pending
 from workers.protocol import GenerateRequest, TokenDelta
 
 CHUNK_INTERVAL_S = 0.02  # a lone stream's spacing
 MAX_CHUNK_INTERVAL_S = 0.1  # the most a busy replica holds a stream's tokens
 MESSAGE_COST_S = 0.001  # per-replica budget: 1000 messages a second over all its streams
+FIELDS = tuple(f.name for f in fields(TokenDelta))
+_field_values = attrgetter(*FIELDS)
 
 
 @dataclass
@@ -63,13 +72,24 @@ class DeltaSource(Protocol):
 
 async def replica_stream(
     engine: DeltaSource, request: GenerateRequest, budget: MessageBudget | None = None
-) -> AsyncIterator[list[TokenDelta]]:
+) -> AsyncGenerator[list[TokenDelta], None]:
     """`budget`: the replica's, shared by its streams (default: this stream's alone)."""
     budget = budget or MessageBudget()
     deltas = await engine.open(request)  # raises ValueError for a bad request
-    yield []
+    batches: AsyncGenerator[list[TokenDelta], None]
+    if isinstance(deltas, PendingSource):  # ProcessEngine's: drained a batch at a time
+        batches = coalesce_pending(deltas, budget.interval)
+    else:
+        batches = coalesce(deltas, budget.interval)
+    try:
+        yield []
+    except BaseException:  # closed before the first batch: the batches never started
+        aclose = getattr(deltas, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        raise
     with budget.stream():
-        async with aclosing(coalesce(deltas, budget.interval)) as batches:
+        async with aclosing(batches):
             async for batch in batches:
                 yield batch
 
@@ -84,10 +104,15 @@ async def open_stream(
 
 
 def pack(batch: list[TokenDelta]) -> bytes:
-    """A batch as one bytes object (protocol 5; TokenDelta pickles by reference)."""
-    return pickle.dumps(batch, protocol=5)
+    """A batch as one bytes object: each delta's field values as a tuple, under the fields'
+    names (protocol 5)."""
+    return pickle.dumps((FIELDS, list(map(_field_values, batch))), protocol=5)
 
 
 def unpack(data: bytes) -> list[TokenDelta]:
-    """The batch `pack` made; only for bytes from our own replicas (it is pickle)."""
-    return pickle.loads(data)
+    """The batch `pack` made; only for bytes from our own replicas (it is pickle). A replica
+    whose TokenDelta has other fields (another version) is read by the fields' names."""
+    names, rows = pickle.loads(data)
+    if names == FIELDS:
+        return list(starmap(TokenDelta, rows))
+    return [TokenDelta(**dict(zip(names, row, strict=True))) for row in rows]

@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Sequence
-from operator import attrgetter
+from itertools import compress, repeat
+from operator import attrgetter, is_not
 from typing import Any
 
 from workers.engine import LLMEngine
@@ -18,6 +19,7 @@ from workers.request_failure import failure_from_exception
 
 _items_of = attrgetter("_items")
 _waiter_of = attrgetter("_waiter")
+_finish_reason_of = attrgetter("finish_reason")
 DEAD_MESSAGE = "this replica's engine stopped on an internal error; retry (another replica)"
 
 
@@ -68,20 +70,58 @@ class DeltaStream:
     """One request's items (its deltas, or its error) on their way from the loop that owns
     it to the caller's task on that loop: a deque and the caller's waiter, if it waits.
     asyncio.Queue does more per item (a counter, an event, a list of getters, a coroutine
-    per get): at 256 streams on CPU, about twice the loop's time from put to the caller."""
+    per get): at 256 streams on CPU, about twice the loop's time from put to the caller.
 
-    __slots__ = ("_items", "_loop", "_waiter", "num_samples")
+    `ended` turns true once the last item has arrived (every sample's finishing delta, or an
+    error), taken or not; a caller that waits for that alone (`_end_waiter`, a DeltaFeed's
+    pacing) is woken by it and by no other item. `failed`: an error is among the items."""
+
+    __slots__ = (
+        "_end_waiter",
+        "_items",
+        "_loop",
+        "_num_ended",
+        "_waiter",
+        "ended",
+        "failed",
+        "num_samples",
+    )
 
     def __init__(self, loop: asyncio.AbstractEventLoop, num_samples: int) -> None:
         self._loop = loop
         self._items: deque[TokenDelta | BaseException] = deque()
         self._waiter: asyncio.Future[None] | None = None
+        self._end_waiter: asyncio.Future[None] | None = None
+        self._num_ended = 0  # samples whose finishing delta arrived
         self.num_samples = num_samples
+        self.ended = False
+        self.failed = False
 
     def put(self, item: TokenDelta | BaseException) -> None:
         self._items.append(item)
+        if isinstance(item, BaseException):
+            self.note_error()
+        elif item.finish_reason is not None:
+            self.note_finished()
         waiter = self._waiter
         if waiter is not None and not waiter.done():  # not cancelled with its caller
+            waiter.set_result(None)
+
+    def note_finished(self) -> None:
+        """A sample's finishing delta arrived (deliver and put append it)."""
+        self._num_ended += 1
+        if self._num_ended >= self.num_samples:
+            self._end()
+
+    def note_error(self) -> None:
+        """An error arrived (deliver and put append it): nothing follows it."""
+        self.failed = True
+        self._end()
+
+    def _end(self) -> None:
+        self.ended = True
+        waiter = self._end_waiter
+        if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
     async def deltas(
@@ -113,12 +153,28 @@ def deliver(
     items: Sequence[TokenDelta | BaseException],
 ) -> None:
     """Each item to its request's stream, as DeltaStream.put does, in C-level loops but the
-    wake-ups (this runs per delta); the items of requests no longer streamed are dropped."""
+    wake-ups and the few finishing items (this runs per delta); the items of requests no
+    longer streamed are dropped."""
     targets: list[Any] = list(map(streams.get, request_ids))
     if not all(targets):  # a DeltaStream is true, a missing one None
         kept = [(s, item) for s, item in zip(targets, items, strict=True) if s is not None]
         targets, items = [s for s, _ in kept], [item for _, item in kept]
     deque(map(deque.append, map(_items_of, targets), items), maxlen=0)
+    try:
+        reasons = list(map(_finish_reason_of, items))
+    except AttributeError:  # an error among the items (it has no finish reason)
+        _note_ends(targets, items)
+    else:
+        for stream in compress(targets, map(is_not, reasons, repeat(None))):
+            stream.note_finished()
     for waiter in filter(None, map(_waiter_of, targets)):  # a future is true
         if not waiter.done():  # not cancelled with its caller, not woken by an earlier item
             waiter.set_result(None)
+
+
+def _note_ends(targets: list[DeltaStream], items: Sequence[TokenDelta | BaseException]) -> None:
+    for stream, item in zip(targets, items, strict=True):
+        if isinstance(item, BaseException):
+            stream.note_error()
+        elif item.finish_reason is not None:
+            stream.note_finished()

@@ -7,7 +7,8 @@ streaming the rest, so the engine ran at half its in-process speed (BENCHMARKS.m
 
 The parent's side costs one socket and no thread: the owning event loop reads the socket
 when it is readable (`add_reader`, workers/socket_frames.py) and hands each step's deltas,
-which cross as columns (workers/delta_columns.py), to the streams (DeltaStream). Requests are
+which cross as columns (workers/delta_columns.py), to the streams (DeltaStream); a caller
+reads its stream through the DeltaFeed `open` returns, a batch at a time. Requests are
 validated by the engine itself: `open` returns once the core accepted the request, or
 raises its ValueError (so the router can still answer 400). If the core dies, every stream
 and call fails with EngineDeadError and `is_alive` turns false (the replica's health check).
@@ -23,7 +24,6 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncGenerator
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -43,9 +43,10 @@ from workers.core_messages import (
     Step,
     Stop,
 )
+from workers.delta_feed import DeltaFeed
 from workers.delta_streams import DEAD_MESSAGE, DeltaStream, deliver
 from workers.errors import EngineDeadError
-from workers.protocol import AdapterInfo, GenerateRequest, ReplicaStats, TokenDelta
+from workers.protocol import AdapterInfo, GenerateRequest, ReplicaStats
 from workers.socket_frames import FrameReader
 from workers.spec.proposers import RemoteClient
 from workers.step_items import StepItems
@@ -82,9 +83,10 @@ class ProcessEngine:
 
     # -- the API AsyncEngine has ----------------------------------------------------------------
 
-    async def open(self, spec: GenerateRequest) -> AsyncGenerator[TokenDelta, None]:
+    async def open(self, spec: GenerateRequest) -> DeltaFeed:
         """Queue the request once the engine accepted it (else its ValueError); iterate the
-        result for its deltas. Leaving the iteration early aborts the request."""
+        result for its deltas, or take them a batch at a time (router/coalesce.py). Closing
+        it early aborts the request."""
         self._check_alive()
         self._check_loop()
         if spec.request_id in self._streams:
@@ -102,7 +104,7 @@ class ProcessEngine:
             if accepted.cancelled() or not accepted.done() or accepted.exception() is None:
                 self.abort(spec.request_id)  # the caller left while the core took it
             raise
-        return stream.deltas(spec.request_id, self._streams, self.abort)
+        return DeltaFeed(stream, spec.request_id, self._streams, self.abort)
 
     def abort(self, request_id: str) -> None:
         """Cancel a request; its KV blocks return to the pool in the core's next turn."""

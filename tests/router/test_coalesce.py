@@ -1,36 +1,106 @@
+"""Coalescing (router/coalesce.py), for both kinds of source: `coalesce` over any async
+iterator and `coalesce_pending` over a DeltaFeed (what ProcessEngine.open returns) behave
+alike: every item once and in order, one by one for a consumer that keeps up, piled up for a
+slow one, paced to the interval after a ramp, the last batch at once, errors re-raised after
+the items before them, and closing the batches closes (aborts) the source."""
+
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from itertools import pairwise
 
 import pytest
 
-from router.coalesce import coalesce
+from router.coalesce import coalesce, coalesce_pending
+from workers.delta_feed import DeltaFeed
+from workers.delta_streams import DeltaStream, deliver
+from workers.protocol import FinishReason, TokenDelta
+
+KINDS = ("iterator", "pending")
+Interval = float | Callable[[], float]
 
 
-async def numbers(n: int, closed: list[bool], delay: float = 0.0) -> AsyncIterator[int]:
-    try:
-        for i in range(n):
-            if delay:
-                await asyncio.sleep(delay)
-            yield i
-    finally:
-        closed.append(True)
+def item(i: int, last: bool) -> TokenDelta:
+    return TokenDelta("r", 0, (i,), finish_reason=FinishReason.LENGTH if last else None)
 
 
-def test_a_consumer_that_keeps_up_gets_items_one_by_one() -> None:
+class Source:
+    """`n` items, one every `delay` s (then `error`, if any), as the `kind` of source; `closed`
+    records that the source was closed before its last item (aborted)."""
+
+    def __init__(
+        self, kind: str, n: int, delay: float = 0.0, error: BaseException | None = None
+    ) -> None:
+        self.kind, self.n, self.delay, self.error = kind, n, delay, error
+        self.closed: list[bool] = []
+        self.made_at: list[float] = []  # when each item was made
+
+    def batches(self, min_interval_s: Interval = 0.0) -> AsyncGenerator[list[TokenDelta], None]:
+        if self.kind == "iterator":
+            return coalesce(self._iterate(), min_interval_s)
+        streams: dict[str, DeltaStream] = {}
+        streams["r"] = stream = DeltaStream(asyncio.get_running_loop(), 1)
+        feed = DeltaFeed(stream, "r", streams, lambda _: self.closed.append(True))
+        asyncio.get_running_loop().create_task(self._deliver(streams))
+        return coalesce_pending(feed, min_interval_s)
+
+    def _next(self, i: int) -> TokenDelta:
+        self.made_at.append(asyncio.get_running_loop().time())
+        return item(i, last=i == self.n - 1 and self.error is None)
+
+    async def _iterate(self) -> AsyncIterator[TokenDelta]:
+        finished = False
+        try:
+            for i in range(self.n):
+                if self.delay:
+                    await asyncio.sleep(self.delay)
+                yield self._next(i)
+            finished = True
+            if self.error is not None:
+                raise self.error
+        finally:
+            if not finished:
+                self.closed.append(True)
+
+    async def _deliver(self, streams: dict[str, DeltaStream]) -> None:
+        for i in range(self.n):
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            if "r" not in streams:  # the feed was closed
+                return
+            deliver(streams, ["r"], [self._next(i)])
+        if self.error is not None:
+            deliver(streams, ["r"], [self.error])
+
+
+def tokens(batch: list[TokenDelta]) -> list[int]:
+    return [d.token_ids[0] for d in batch]
+
+
+async def timed(
+    source: Source, min_interval_s: Interval, start: float | None = None
+) -> list[tuple[float, list[int]]]:
+    """(seconds since the start, tokens) of each batch."""
+    loop = asyncio.get_running_loop()
+    start = loop.time() if start is None else start
+    return [(loop.time() - start, tokens(b)) async for b in source.batches(min_interval_s)]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_consumer_that_keeps_up_gets_items_one_by_one(kind: str) -> None:
     async def main() -> list[list[int]]:
-        return [batch async for batch in coalesce(numbers(5, [], delay=0.001))]
+        return [tokens(b) async for b in Source(kind, 5, delay=0.005).batches()]
 
     assert asyncio.run(main()) == [[0], [1], [2], [3], [4]]
 
 
-def test_a_slow_consumer_gets_what_piled_up_in_one_batch() -> None:
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_slow_consumer_gets_what_piled_up_in_one_batch(kind: str) -> None:
     async def main() -> list[list[int]]:
         batches = []
-        async for batch in coalesce(numbers(50, [], delay=0.001)):
-            batches.append(batch)
+        async for batch in Source(kind, 50, delay=0.001).batches():
+            batches.append(tokens(batch))
             await asyncio.sleep(0.02)  # a slow client
         return batches
 
@@ -39,37 +109,29 @@ def test_a_slow_consumer_gets_what_piled_up_in_one_batch() -> None:
     assert len(batches) < 25
 
 
-async def timed_batches(
-    n: int, delay: float, min_interval_s: float
-) -> list[tuple[float, list[int]]]:
-    """(seconds since the start, batch) for a producer of one item every `delay`."""
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    return [
-        (loop.time() - start, batch)
-        async for batch in coalesce(numbers(n, [], delay=delay), min_interval_s=min_interval_s)
-    ]
-
-
-def test_a_minimum_interval_groups_a_fast_producer_but_not_the_first_item() -> None:
-    timed = asyncio.run(timed_batches(100, delay=0.002, min_interval_s=0.05))
-    assert timed[0][1] == [0] and timed[0][0] < 0.04  # the first item goes at once
-    assert [i for _, b in timed for i in b] == list(range(100))
-    assert len(timed) < 25
-    gaps = [b - a for (a, _), (b, _) in pairwise(timed)]
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_minimum_interval_groups_a_fast_producer_but_not_the_first_item(kind: str) -> None:
+    timed_batches = asyncio.run(timed(Source(kind, 100, delay=0.002), 0.05))
+    assert timed_batches[0][1] == [0] and timed_batches[0][0] < 0.04  # the first at once
+    assert [i for _, b in timed_batches for i in b] == list(range(100))
+    assert len(timed_batches) < 25
+    gaps = [b - a for (a, _), (b, _) in pairwise(timed_batches)]
     # once the stream has run for an interval, batches are >= 50 ms apart however slow
-    start = timed[0][0]
-    settled = [g for (at, _), g in zip(timed, gaps[:-1], strict=False) if at - start >= 0.05]
+    start = timed_batches[0][0]
+    settled = [
+        g for (at, _), g in zip(timed_batches, gaps[:-1], strict=False) if at - start >= 0.05
+    ]
     assert settled and all(gap >= 0.045 for gap in settled)
 
 
-def test_the_first_items_of_a_stream_are_not_held_for_the_interval() -> None:
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_first_items_of_a_stream_are_not_held_for_the_interval(kind: str) -> None:
     """A reader that needs a few items before it can show anything (a character split over
     several tokens) gets them within a few producer steps, not after a whole interval."""
-    timed = asyncio.run(timed_batches(60, delay=0.002, min_interval_s=0.2))
+    timed_batches = asyncio.run(timed(Source(kind, 60, delay=0.002), 0.2))
     seen = 0
     fourth_at = float("inf")
-    for at, batch in timed:
+    for at, batch in timed_batches:
         seen += len(batch)
         if seen >= 4:
             fourth_at = at
@@ -77,28 +139,72 @@ def test_the_first_items_of_a_stream_are_not_held_for_the_interval() -> None:
     assert fourth_at < 0.1  # half the interval; the producer made 4 items in about 8 ms
 
 
-def test_closing_early_closes_the_source() -> None:
-    closed: list[bool] = []
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_spacing_ramps_up_from_none(kind: str) -> None:
+    """Two batches at once, then gaps that grow with how long the stream has sent (1, 2, 4
+    ... items' time), up to the interval."""
+    timed_batches = asyncio.run(timed(Source(kind, 150, delay=0.002), 0.06))
+    gaps = [b - a for (a, _), (b, _) in pairwise(timed_batches[:-1])]
+    assert len(gaps) >= 5
+    assert gaps[0] < 0.02  # the second batch waits for its item, not for the spacing
+    assert gaps[2] < gaps[5]  # the gaps grow ...
+    assert max(gaps) < 0.06 + 0.03  # ... to the interval, not past it (loop lag allowed)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_last_batch_never_waits_for_the_interval(kind: str) -> None:
+    async def main() -> float:
+        # batches ramp out at about 0, 2, 5, 12, 25, 50, 100 ms: the 70th item, made at
+        # 140 ms, would wait for 200 ms
+        source = Source(kind, 70, delay=0.002)
+        batches = await timed(source, 0.2, start=0.0)  # times on the loop's clock
+        return batches[-1][0] - source.made_at[-1]
+
+    assert asyncio.run(main()) < 0.03  # not the rest of a 200 ms interval
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_interval_is_read_before_each_batch(kind: str) -> None:
+    """A budget that changes (a replica's streams come and go) takes effect at once."""
+
+    async def main() -> list[tuple[float, list[int]]]:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+
+        def interval() -> float:  # a long spacing for the first 150 ms, then none
+            return 0.1 if loop.time() - start < 0.15 else 0.0
+
+        return await timed(Source(kind, 150, delay=0.002), interval)
+
+    timed_batches = asyncio.run(main())
+    early = [b for at, b in timed_batches if at < 0.15]
+    late = [b for at, b in timed_batches if at >= 0.25]
+    assert max(len(b) for b in early) > 10  # held up to 100 ms
+    assert late and sum(len(b) for b in late) / len(late) < 3  # then nearly one by one
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_closing_early_closes_the_source(kind: str) -> None:
+    source = Source(kind, 1000, delay=0.001)
 
     async def main() -> None:
-        batches = coalesce(numbers(1000, closed, delay=0.001))
+        batches = source.batches()
         await anext(batches)
         await batches.aclose()
 
     asyncio.run(main())
-    assert closed == [True]
+    assert source.closed == [True]
 
 
-def test_source_errors_reach_the_consumer_after_earlier_items() -> None:
-    async def failing() -> AsyncIterator[int]:
-        yield 1
-        raise ValueError("boom")
+@pytest.mark.parametrize("kind", KINDS)
+def test_source_errors_reach_the_consumer_after_earlier_items(kind: str) -> None:
+    source = Source(kind, 3, delay=0.001, error=ValueError("boom"))
 
-    async def main() -> list[int]:
-        seen = []
-        async for batch in coalesce(failing()):
-            seen += batch
-        return seen
+    async def main(seen: list[int]) -> None:
+        async for batch in source.batches(0.05):
+            seen += tokens(batch)
 
+    seen: list[int] = []
     with pytest.raises(ValueError, match="boom"):
-        asyncio.run(main())
+        asyncio.run(main(seen))
+    assert seen == [0, 1, 2]

@@ -1,6 +1,7 @@
 """A replica paces its streams to a message budget (router/replica_stream.py MessageBudget):
 a busy replica sends fewer messages in total, a lone stream keeps its low latency, and the
-first and the last tokens are never held back."""
+first and the last tokens are never held back; alike for AsyncEngine's streams (async
+iterators) and ProcessEngine's (DeltaFeeds)."""
 
 from __future__ import annotations
 
@@ -12,28 +13,51 @@ from itertools import pairwise
 import pytest
 
 from router.replica_stream import MessageBudget, replica_stream
-from workers.protocol import GenerateRequest, TokenDelta
+from workers.delta_feed import DeltaFeed
+from workers.delta_streams import DeltaStream, deliver
+from workers.protocol import FinishReason, GenerateRequest, TokenDelta
 from workers.sampling_params import SamplingParams
 
 STEP_S = 0.002  # the fake engine makes one token per stream every 2 ms
+KINDS = ("iterator", "feed")
 
 
 class FakeEngine:
-    def __init__(self, tokens: int) -> None:
+    """One token per stream every STEP_S; `kind`: its streams are async iterators (as
+    AsyncEngine's) or DeltaFeeds fed through `deliver` (as ProcessEngine's)."""
+
+    def __init__(self, tokens: int, kind: str = "iterator") -> None:
         self.tokens = tokens
+        self.kind = kind
         self.first_token_at: dict[str, float] = {}
         self.last_token_at: dict[str, float] = {}
+        self.streams: dict[str, DeltaStream] = {}
+        self.aborted: list[str] = []
 
     async def open(self, spec: GenerateRequest) -> AsyncIterator[TokenDelta]:
-        return self._deltas(spec)
+        if self.kind == "iterator":
+            return self._deltas(spec)
+        stream = DeltaStream(asyncio.get_running_loop(), spec.sampling.n)
+        self.streams[spec.request_id] = stream
+        asyncio.get_running_loop().create_task(self._deliver(spec))
+        return DeltaFeed(stream, spec.request_id, self.streams, self.aborted.append)
+
+    def _delta(self, spec: GenerateRequest, i: int) -> TokenDelta:
+        now = asyncio.get_running_loop().time()
+        self.first_token_at.setdefault(spec.request_id, now)
+        self.last_token_at[spec.request_id] = now
+        last = FinishReason.LENGTH if i == self.tokens - 1 else None
+        return TokenDelta(spec.request_id, 0, (i,), finish_reason=last)
 
     async def _deltas(self, spec: GenerateRequest) -> AsyncIterator[TokenDelta]:
         for i in range(self.tokens):
             await asyncio.sleep(STEP_S)
-            now = asyncio.get_running_loop().time()
-            self.first_token_at.setdefault(spec.request_id, now)
-            self.last_token_at[spec.request_id] = now
-            yield TokenDelta(spec.request_id, 0, (i,))
+            yield self._delta(spec, i)
+
+    async def _deliver(self, spec: GenerateRequest) -> None:
+        for i in range(self.tokens):
+            await asyncio.sleep(STEP_S)
+            deliver(self.streams, [spec.request_id], [self._delta(spec, i)])
 
 
 def request(i: int) -> GenerateRequest:
@@ -64,9 +88,11 @@ def test_the_interval_grows_with_the_replicas_streams_within_bounds() -> None:
     assert budget.streams == 0
 
 
-def run_streams(count: int, tokens: int) -> tuple[list[list[tuple[float, int]]], FakeEngine]:
+def run_streams(
+    count: int, tokens: int, kind: str
+) -> tuple[list[list[tuple[float, int]]], FakeEngine]:
     async def main() -> tuple[list[list[tuple[float, int]]], FakeEngine]:
-        engine = FakeEngine(tokens)
+        engine = FakeEngine(tokens, kind)
         budget = MessageBudget()
         streams = await asyncio.gather(*(timed(engine, i, budget) for i in range(count)))
         assert budget.streams == 0
@@ -82,17 +108,21 @@ def settled_gap(stream: list[tuple[float, int]]) -> float:
     return statistics.median(gaps)
 
 
-def test_a_busy_replica_sends_fewer_messages_per_stream_than_a_lone_stream() -> None:
-    (lone,), _ = run_streams(1, tokens=300)
-    busy, _ = run_streams(60, tokens=300)
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_busy_replica_sends_fewer_messages_per_stream_than_a_lone_stream(kind: str) -> None:
+    (lone,), _ = run_streams(1, tokens=300, kind=kind)
+    busy, _ = run_streams(60, tokens=300, kind=kind)
     assert sum(n for _, n in lone) == 300 and all(sum(n for _, n in s) == 300 for s in busy)
     # a lone stream settles to 20 ms batches; 60 streams to 60 ms each (1000 a second in all)
     assert 0.018 <= settled_gap(lone) <= 0.04
     assert statistics.median(settled_gap(s) for s in busy) >= 0.05
 
 
-def test_busy_streams_get_their_first_tokens_at_once_and_their_last_without_waiting() -> None:
-    streams, engine = run_streams(60, tokens=150)
+@pytest.mark.parametrize("kind", KINDS)
+def test_busy_streams_get_their_first_tokens_at_once_and_their_last_without_waiting(
+    kind: str,
+) -> None:
+    streams, engine = run_streams(60, tokens=150, kind=kind)
     late = []
     for i, stream in enumerate(streams):
         first_at, _ = stream[0]
