@@ -69,6 +69,8 @@ class DeltaSource(Protocol):
 
     async def open(self, spec: GenerateRequest) -> AsyncIterator[TokenDelta]: ...
 
+    def abort(self, request_id: str) -> None: ...
+
 
 async def replica_stream(
     engine: DeltaSource, request: GenerateRequest, budget: MessageBudget | None = None
@@ -84,9 +86,10 @@ async def replica_stream(
     try:
         yield []
     except BaseException:  # closed before the first batch: the batches never started
-        aclose = getattr(deltas, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        if isinstance(deltas, PendingSource):
+            await deltas.aclose()  # a DeltaFeed aborts its request when closed unfinished
+        else:  # an unstarted generator's aclose runs none of its cleanup: abort it here
+            engine.abort(request.request_id)
         raise
     with budget.stream():
         async with aclosing(batches):

@@ -147,6 +147,9 @@ class AsyncEngine:
     def _abort(self, request_id: str) -> None:
         for delta in self.engine.abort(request_id):
             self._deliver(request_id, delta)
+        # The caller's stream may never have started (closed at once): then nothing else
+        # removes it. Its last item is on the way, so a caller still reading misses nothing.
+        self._streams.pop(request_id, None)
 
     def _run(self) -> None:
         try:

@@ -40,7 +40,10 @@ class FakeEngine:
         stream = DeltaStream(asyncio.get_running_loop(), spec.sampling.n)
         self.streams[spec.request_id] = stream
         asyncio.get_running_loop().create_task(self._deliver(spec))
-        return DeltaFeed(stream, spec.request_id, self.streams, self.aborted.append)
+        return DeltaFeed(stream, spec.request_id, self.streams, self.abort)
+
+    def abort(self, request_id: str) -> None:
+        self.aborted.append(request_id)
 
     def _delta(self, spec: GenerateRequest, i: int) -> TokenDelta:
         now = asyncio.get_running_loop().time()

@@ -155,3 +155,30 @@ def test_dead_loop_fails_streams_and_reports_unhealthy(llama_dir: Path) -> None:
     assert not engine.is_alive
     with pytest.raises(EngineDeadError):
         asyncio.run(collect(engine, GenerateRequest("y", (5,), SamplingParams())))
+
+
+def test_a_replica_stream_closed_at_acceptance_aborts_and_frees_blocks(
+    async_engine: AsyncEngine,
+) -> None:
+    """The Router's caller left between the replica's acceptance and its first batch: the
+    request must not generate on for nobody, and its stream must not stay behind."""
+    from router.replica_stream import replica_stream
+
+    spec = GenerateRequest(
+        "gone", tuple(range(3, 30)), SamplingParams(max_tokens=200, ignore_eos=True)
+    )
+
+    async def main() -> None:
+        stream = replica_stream(async_engine, spec)
+        assert await anext(stream) == []
+        await stream.aclose()
+        for _ in range(100):
+            stats = async_engine.stats()
+            idle = stats.num_running == stats.num_waiting == 0
+            gone = "gone" not in async_engine._streams  # only its abort removes it
+            if gone and idle and stats.num_free_blocks == stats.num_total_blocks:
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"the request went on: {async_engine.stats()}")
+
+    asyncio.run(main())
