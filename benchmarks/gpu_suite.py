@@ -104,13 +104,16 @@ def engine_for(
     lora: LoRAConfig | None = None,
     quantization: Quantization | None = None,
     overlap: bool = True,
+    mixed: bool = False,
 ) -> LLMEngine:
+    """mixed: also capture steps with prefill chunks (EngineConfig.mixed_graphs)."""
     return LLMEngine(
         EngineConfig(
             model=str(model_dir),
             device="cuda",
             dtype="bfloat16",
             cuda_graphs=graphs,
+            mixed_graphs=mixed,
             async_scheduling=overlap,
             quantization=quantization,
             cache=CacheConfig(block_size=16, memory_fraction=0.6),

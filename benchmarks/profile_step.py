@@ -1,7 +1,7 @@
 """Where a step's time goes on the GPU: host work vs graph replay, kernels by CUDA time, and
 prefill vs decode steps of the serving workload.
 
-    python -m benchmarks.profile_step [--serving N]
+    python -m benchmarks.profile_step [--serving N] [--mixed]
 
 Prints tables only (a diagnostic to steer kernel work; figures of record come from
 benchmarks.gpu_suite).
@@ -79,6 +79,70 @@ def split_row(engine: LLMEngine, batch: int, context: int) -> dict[str, object]:
         "replay_ms": replay_ms,
         "host_ms": step_ms - replay_ms,
     }
+
+
+def mixed_row(engine: LLMEngine, decodes: int, prompt: int, repeats: int = 20) -> dict[str, object]:
+    """One mixed step: `decodes` running sequences plus a new `prompt`-token request, timed
+    from launch to the device being done (eager, or a mixed CUDA graph when the engine has
+    them); the new request is aborted after its prefill and the next one added."""
+    fill(engine, decodes, prompt)
+    launch = engine.runner.launch
+    times: list[float] = []
+    replayed = [0]
+    mixed = engine.runner.graphs.mixed if engine.runner.graphs is not None else None
+    if mixed is not None:
+        run = mixed.run
+
+        def counted(*args: Any, **kwargs: Any) -> torch.Tensor:
+            replayed[0] += 1
+            return run(*args, **kwargs)
+
+        mixed.run = counted  # type: ignore[method-assign]
+
+    def timed(step: SchedulerOutput) -> PendingOutput:
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        out = launch(step)
+        torch.cuda.synchronize()
+        if any(s.num_tokens > 1 for s in step.seqs):
+            times.append(time.perf_counter() - t0)
+        return out
+
+    engine.runner.launch = timed  # type: ignore[method-assign]
+    params = SamplingParams(max_tokens=4, temperature=0, ignore_eos=True)
+    g = torch.Generator().manual_seed(prompt)
+    for i in range(repeats + 3):
+        ids = torch.randint(3, 32000, (prompt,), generator=g).tolist()
+        rid = f"mixed-{i}"
+        engine.add_request(GenerateRequest(rid, tuple(ids), params))
+        done = len(times)
+        while len(times) == done:
+            engine.step()
+        engine.abort(rid)
+    engine.runner.launch = launch  # type: ignore[method-assign]
+    if mixed is not None:
+        mixed.run = run  # type: ignore[method-assign]
+    clear(engine)
+    return {
+        "decodes": decodes,
+        "prompt": prompt,
+        "mixed_graphs": mixed is not None,
+        "graph_replays": replayed[0],
+        "step_ms": 1000 * median(times[3:]),  # the first ones warm up
+    }
+
+
+def mixed_table(model_dir: Path) -> None:
+    """A mixed step (decodes plus one new prompt) eager vs replayed as a mixed graph."""
+    rows = []
+    for mixed in (False, True):
+        engine = engine_for(model_dir, graphs=True, mixed=mixed)
+        for decodes, prompt in ((31, 128), (63, 256), (1, 512)):
+            rows.append(mixed_row(engine, decodes, prompt))
+        del engine
+        torch.cuda.empty_cache()
+    print("\n== mixed step: eager vs mixed CUDA graph (ms, launch to device done) ==")
+    print_table(rows)
 
 
 def host_profile(engine: LLMEngine, batch: int, context: int, top: int = 22) -> None:
@@ -216,11 +280,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--serving", type=int, default=256, help="requests in the serving run")
     parser.add_argument("--lora", action="store_true", help="64 rank-16 adapters vs base")
+    parser.add_argument(
+        "--mixed", action="store_true", help="only the mixed step, eager vs mixed graph"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = save_model(Path(tmp) / "llama-1b")
         if args.lora:
             lora_profile(model_dir)
+            return
+        if args.mixed:
+            mixed_table(model_dir)
             return
         engine = engine_for(model_dir, graphs=True)
         rows = [
@@ -235,6 +305,9 @@ def main() -> None:
         for batch, context in ((1, 128), (64, 128), (256, 640)):
             kernel_table(engine, batch, context)
         serving_split(engine, serving_workload(args.serving))
+        del engine
+        torch.cuda.empty_cache()
+        mixed_table(model_dir)
 
 
 def lora_profile(model_dir: Path) -> None:

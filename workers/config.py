@@ -82,6 +82,21 @@ class EngineConfig:
         default=True,
         metadata={"description": "Capture decode steps as CUDA graphs (CUDA only; not quantized)."},
     )
+    mixed_graphs: bool = field(
+        default=False,
+        metadata={
+            "description": "Also capture steps with prefill chunks (mixed with decodes) as "
+            "CUDA graphs, by (token, sequence) bucket (with cuda_graphs). Off by default: "
+            "not yet verified on a GPU."
+        },
+    )
+    mixed_graph_tokens: int = field(
+        default=2048,
+        metadata={
+            "description": "Largest token bucket of the mixed-step graphs (capped at "
+            "max_num_batched_tokens); larger steps run eagerly."
+        },
+    )
     async_scheduling: bool | None = field(
         default=None,
         metadata={

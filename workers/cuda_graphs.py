@@ -8,6 +8,9 @@ and a draft model's catch-up (the tokens accepted since its last step). A sequen
 fewer than T tokens is padded at the front: the padding rows sit at the positions just before
 its first token, read the real keys there, write their own keys to a scratch block, and their
 logits are dropped.
+
+With `mixed_tokens` > 0, steps with prefill chunks are captured too (workers/mixed_graphs.py),
+all graphs into one pool, largest first.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ import torch
 from adapters.ops import LoRABatch
 from adapters.slots import LoRASlots
 from workers.attention.metadata import AttentionMetadata
+from workers.graph_capture import CaptureJob, capture_all
 from workers.host_copy import array_to_device
+from workers.mixed_graphs import MixedGraphs
 from workers.models.llama import LlamaForCausalLM
 from workers.step_arrays import GraphRows
 
@@ -40,7 +45,9 @@ class StepGraphs:
         block_size: int,
         lora_slots: LoRASlots | None = None,
         max_tokens: int = 1,
+        mixed_tokens: int = 0,
     ) -> None:
+        """mixed_tokens > 0: also mixed steps of up to that many tokens (MixedGraphs)."""
         device = kv_caches[0].device
         self.buckets = [b for b in BUCKETS if b <= max_batch] or [1]
         multi = [b for b in self.buckets if b <= MULTI_TOKEN_MAX_BATCH]
@@ -71,6 +78,19 @@ class StepGraphs:
         self.lora_slots = lora_slots
         self.graphs: dict[tuple[int, int], torch.cuda.CUDAGraph] = {}
         self.logits: dict[tuple[int, int], torch.Tensor] = {}
+        self.mixed = (
+            MixedGraphs(
+                mixed_tokens,
+                top,
+                max_blocks_per_seq,
+                scratch_block,
+                block_size,
+                device,
+                lora_slots,
+            )
+            if mixed_tokens > 0
+            else None
+        )
         self._capture(model, kv_caches)
 
     @property
@@ -149,28 +169,32 @@ class StepGraphs:
 
     @torch.inference_mode()
     def _capture(self, model: LlamaForCausalLM, kv_caches: list[torch.Tensor]) -> None:
-        pool = torch.cuda.graph_pool_handle()
         shapes = [(b, t) for t, buckets in self.shapes.items() for b in buckets]
-        for bucket, width in sorted(shapes, key=lambda s: -s[0] * s[1]):  # largest first
-            self._reset_padding(bucket, width)
-            rows = bucket * width
+        jobs = [self._job(model, kv_caches, bucket, width) for bucket, width in shapes]
+        what = "decode steps"
+        if self.mixed is not None:
+            jobs += self.mixed.capture_jobs(model, kv_caches)
+            what = f"decode steps and {len(self.mixed.shapes)} mixed shapes"
+        capture_all(jobs, what)
 
-            def step(b: int = bucket, w: int = width, n: int = rows) -> torch.Tensor:
-                lora = None
-                if self.lora_slots is not None:
-                    lora = LoRABatch(self.lora_slots, self.token_slots[:n], None)
-                hidden = model(
-                    self.input_ids[:n], self.positions[:n], kv_caches, self._meta(b, w), lora
-                )
-                return model.compute_logits(hidden)
+    def _job(
+        self, model: LlamaForCausalLM, kv_caches: list[torch.Tensor], bucket: int, width: int
+    ) -> CaptureJob:
+        rows = bucket * width
 
-            step()  # compile kernels and settle allocations outside the capture
-            torch.cuda.synchronize()
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=pool):
-                self.logits[bucket, width] = step()
+        def step() -> torch.Tensor:
+            lora = None
+            if self.lora_slots is not None:
+                lora = LoRABatch(self.lora_slots, self.token_slots[:rows], None)
+            meta = self._meta(bucket, width)
+            hidden = model(self.input_ids[:rows], self.positions[:rows], kv_caches, meta, lora)
+            return model.compute_logits(hidden)
+
+        def store(graph: torch.cuda.CUDAGraph, logits: torch.Tensor) -> None:
             self.graphs[bucket, width] = graph
-        torch.cuda.synchronize()
+            self.logits[bucket, width] = logits
+
+        return CaptureJob(rows, lambda: self._reset_padding(bucket, width), step, store)
 
 
 class _Layout:

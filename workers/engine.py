@@ -67,6 +67,9 @@ class LLMEngine:
         # bitsandbytes layers synchronize with the host: no graph capture with them.
         graphs = config.cuda_graphs and config.quantization is None
         graph_batch = min(config.scheduler.max_num_seqs, 256) if graphs else 0
+        budget = config.scheduler.max_num_batched_tokens
+        mixed = graphs and config.mixed_graphs
+        mixed_tokens = min(config.mixed_graph_tokens, budget) if mixed else 0
         self.runner = ModelRunner(
             model,
             num_blocks,
@@ -78,6 +81,7 @@ class LLMEngine:
             graph_batch=graph_batch,
             max_model_len=self.max_model_len,
             graph_tokens=1 + config.spec.num_speculative_tokens if config.spec else 1,
+            mixed_tokens=mixed_tokens,
         )
         overlap = config.async_scheduling
         self.async_scheduling = self.device.type == "cuda" if overlap is None else overlap

@@ -16,6 +16,7 @@ from workers.attention.metadata import AttentionMetadata
 from workers.cuda_graphs import StepGraphs
 from workers.host_copy import array_to_device, to_device
 from workers.input_batch import InputBatch
+from workers.mixed_rows import mixed_rows
 from workers.models.llama import LlamaForCausalLM
 from workers.protocol import TokenLogprob
 from workers.request_failure import NON_FINITE, RequestFailure, failure_from_exception
@@ -60,10 +61,13 @@ class ModelRunner:
         graph_batch: int = 0,
         max_model_len: int = 0,
         graph_tokens: int = 1,
+        mixed_tokens: int = 0,
     ) -> None:
         """graph_batch > 0 (CUDA only) captures decode steps of up to that many sequences as
         CUDA graphs, and steps of up to graph_tokens tokens per sequence for small batches
-        (speculative verification); block `num_blocks` is then a scratch block for padding."""
+        (speculative verification); block `num_blocks` is then a scratch block for padding.
+        mixed_tokens > 0 (with graph_batch) also captures steps with prefill chunks of up to
+        that many tokens (MixedGraphs)."""
         cfg = model.config
         self.model = model
         self.adapters = adapters
@@ -87,6 +91,7 @@ class ModelRunner:
                 block_size,
                 adapters.slots if adapters is not None else None,
                 graph_tokens,
+                mixed_tokens,
             )
             if use_graphs
             else None
@@ -176,6 +181,12 @@ class ModelRunner:
                 self.batch, seqs, width, self.block_size, scratch, slots, decodes=decodes
             )
             return graphs.run(rows, width, fill)
+        if self._mixed_ready(seqs, decodes):
+            assert self.graphs is not None and self.graphs.mixed is not None
+            slots = self._adapter_slots(seqs, decodes)
+            mixed = mixed_rows(self.batch, seqs, self.block_size, slots, decodes)
+            fill = self._placeholders(seqs, decodes, mixed.arrays.query_start_loc[1:] - 1)
+            return self.graphs.mixed.run(mixed, fill)
         inputs, query_start = self._prepare(seqs, decodes)
         fill = self._placeholders(seqs, decodes, query_start[1:] - 1)
         if fill is not None:
@@ -224,6 +235,18 @@ class ModelRunner:
         if not graphs.fits(width, num_seqs):
             return False
         return graphs.lora_slots is not None or not any(_step_adapters(seqs, decodes))
+
+    def _mixed_ready(self, seqs: tuple[ScheduledSeq, ...], decodes: RunningDecodes | None) -> bool:
+        """Steps with at most one sample row per sequence and no prompt-logprob rows within
+        the mixed shapes (adapters only with LoRA slots)."""
+        mixed = self.graphs.mixed if self.graphs is not None else None
+        if mixed is None or any(s.num_prompt_rows or s.num_sample_rows > 1 for s in seqs):
+            return False
+        num_decodes = len(decodes) if decodes is not None else 0
+        num_tokens = sum(s.num_tokens for s in seqs) + num_decodes
+        if not mixed.fits(num_tokens, len(seqs) + num_decodes):
+            return False
+        return mixed.lora_slots is not None or not any(_step_adapters(seqs, decodes))
 
     def _adapter_slots(
         self, seqs: tuple[ScheduledSeq, ...], decodes: RunningDecodes | None = None

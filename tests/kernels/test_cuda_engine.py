@@ -159,3 +159,84 @@ def test_cuda_engine_in_its_own_process_equals_cpu(llama_dir: Path, llama_hf) ->
     ours = asyncio.run(main())
     assert ours == greedy(make_engine(llama_dir), prompts)
     assert ours == [hf_greedy(llama_hf, p, 24) for p in prompts]
+
+
+def staggered(engine, prompts: list[list[int]], every: int = 2) -> dict[str, list[int]]:
+    """Greedy tokens of requests arriving one every `every` steps (mixed steps: a prompt
+    or its chunks with the running decodes)."""
+    sampling = SamplingParams(max_tokens=16, temperature=0)
+    out: dict[str, list[int]] = {f"r{i}": [] for i in range(len(prompts))}
+    pending = list(enumerate(prompts))
+    steps = 0
+    while pending or engine.has_unfinished():
+        if pending and steps % every == 0:
+            i, p = pending.pop(0)
+            engine.add_request(GenerateRequest(f"r{i}", tuple(p), sampling))
+        for d in engine.step():
+            out[d.request_id] += d.token_ids
+        steps += 1
+    return out
+
+
+@pytest.mark.parametrize("async_scheduling", [False, True])
+def test_cuda_mixed_graphs_equal_eager(llama_dir: Path, async_scheduling: bool) -> None:
+    """Steps with prompts or prompt chunks (a 48-token budget splits the long prompts)
+    replay mixed CUDA graphs and give the greedy tokens of the eager mixed steps and of the
+    CPU engine; every KV block returns."""
+    prompts = random_prompts([5, 9, 17, 30, 3, 12, 40, 1, 70, 100, 2, 33])
+    outputs = []
+    replays = 0
+    for mixed in (True, False):
+        engine = make_engine(
+            llama_dir,
+            device="cuda",
+            dtype="float32",
+            mixed_graphs=mixed,
+            max_num_batched_tokens=48,
+            async_scheduling=async_scheduling,
+        )
+        graphs = engine.runner.graphs
+        assert graphs is not None and (graphs.mixed is not None) == mixed
+        if graphs.mixed is not None:
+            run = graphs.mixed.run
+
+            def counted(rows, fill=None, run=run):
+                nonlocal replays
+                replays += 1
+                return run(rows, fill)
+
+            graphs.mixed.run = counted  # type: ignore[method-assign]
+        outputs.append(staggered(engine, prompts))
+        assert engine.stats().num_free_blocks == engine.stats().num_total_blocks
+    assert replays > 0
+    assert outputs[0] == outputs[1]
+    cpu = make_engine(llama_dir, max_num_batched_tokens=48, async_scheduling=False)
+    assert outputs[0] == staggered(cpu, prompts)
+
+
+def test_cuda_mixed_graphs_with_lora_equal_cpu(llama_dir: Path, adapter_root: Path) -> None:
+    from workers.config import LoRAConfig
+
+    lora = LoRAConfig(max_loras=4, adapter_roots=(str(adapter_root),))
+    prompts = random_prompts([6, 11, 40, 9])
+    outputs = []
+    for device in ("cuda", "cpu"):
+        engine = make_engine(
+            llama_dir, device=device, dtype="float32", lora=lora, mixed_graphs=True
+        )
+        for name in ("a1", "a2"):
+            engine.load_adapter(name, name)
+        sampling = SamplingParams(max_tokens=12, temperature=0)
+        seen: dict[str, list[int]] = {}
+        for i, p in enumerate(prompts):  # one arrival per step: mixed steps
+            adapter = ("a1", "a2", None)[i % 3]
+            engine.add_request(GenerateRequest(f"{i}", tuple(p), sampling, adapter=adapter))
+            for d in engine.step():
+                seen.setdefault(d.request_id, []).extend(d.token_ids)
+        while engine.has_unfinished():
+            for d in engine.step():
+                seen.setdefault(d.request_id, []).extend(d.token_ids)
+        outputs.append(seen)
+        if device == "cuda":
+            assert engine.runner.graphs is not None and engine.runner.graphs.mixed is not None
+    assert outputs[0] == outputs[1]

@@ -21,7 +21,10 @@ class AttentionMetadata:
     block_tables: [num_seqs, max_blocks] int64, the blocks of each sequence, padded with 0.
     query_start_loc: num_seqs + 1 offsets into the token batch (host list).
     seq_lens: context length of each sequence after this step (host list).
-    With decode_only, only the tensors are read (what a CUDA graph replays).
+    With decode_only, only the tensors are read (what a CUDA graph replays). With a tile
+    map (tile_seq, tile_index: [max_tiles] int64 on the device, workers.attention.tiles),
+    steps with prefill chunks read only the tensors too: the tiled prefill kernel runs them
+    (a CUDA graph of a mixed step; the host tuples are then placeholders).
     """
 
     slot_mapping: torch.Tensor
@@ -32,6 +35,8 @@ class AttentionMetadata:
     seq_lens_tensor: torch.Tensor | None = None  # [num_seqs] on the device
     decode_only: bool = False  # one query per sequence: the decode kernel does it all
     query_start_tensor: torch.Tensor | None = None  # query_start_loc on the device
+    tile_seq: torch.Tensor | None = None  # each grid entry's sequence (-1: padding)
+    tile_index: torch.Tensor | None = None  # and which BLOCK_M tile of its queries
 
     @property
     def num_seqs(self) -> int:

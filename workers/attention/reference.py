@@ -28,6 +28,21 @@ PrefillFn = Callable[
     ],
     torch.Tensor,
 ]
+# (q, kv_cache, block_tables, query_starts, seq_lens, tile_seq, tile_index, scale, window)
+TiledFn = Callable[
+    [
+        torch.Tensor,
+        torch.Tensor,
+        torch.Tensor,
+        torch.Tensor,
+        torch.Tensor,
+        torch.Tensor,
+        torch.Tensor,
+        float,
+        int | None,
+    ],
+    torch.Tensor,
+]
 
 
 class ReferenceAttention:
@@ -38,6 +53,8 @@ class ReferenceAttention:
     sequence reads its context through its block table. Sequences with one query (decodes)
     go to `decode_fn` all at once: plain torch here, a paged kernel on CUDA. With a
     `prefill_fn` (a paged kernel on CUDA), steps with longer query runs go to it whole.
+    Metadata with a tile map (a mixed step's CUDA graph) goes to `tiled_fn` whole: its
+    host tuples are placeholders then.
     """
 
     def __init__(
@@ -47,12 +64,14 @@ class ReferenceAttention:
         decode_fn: DecodeFn | None = None,
         prefill_fn: PrefillFn | None = None,
         write_fn: WriteFn | None = None,
+        tiled_fn: TiledFn | None = None,
     ) -> None:
         self.scale = scale
         self.write_fn = write_fn or write_kv
         self.sliding_window = sliding_window
         self.decode_fn = decode_fn or decode_attention_reference
         self.prefill_fn = prefill_fn
+        self.tiled_fn = tiled_fn
 
     def __call__(
         self,
@@ -71,6 +90,21 @@ class ReferenceAttention:
                 kv_cache,
                 meta.block_tables,
                 meta.seq_lens_tensor,
+                self.scale,
+                self.sliding_window,
+            )
+        if meta.tile_seq is not None:
+            assert self.tiled_fn is not None, "a tile map without a tiled prefill kernel"
+            assert meta.seq_lens_tensor is not None and meta.query_start_tensor is not None
+            assert meta.tile_index is not None
+            return self.tiled_fn(
+                q,
+                kv_cache,
+                meta.block_tables,
+                meta.query_start_tensor,
+                meta.seq_lens_tensor,
+                meta.tile_seq,
+                meta.tile_index,
                 self.scale,
                 self.sliding_window,
             )

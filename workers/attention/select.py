@@ -15,8 +15,16 @@ def paged_attention(cfg: ModelConfig, device: torch.device) -> ReferenceAttentio
         return ReferenceAttention(scale, cfg.sliding_window)
     from workers.attention.triton_decode import paged_decode_attention  # needs triton
     from workers.attention.triton_kv import write_kv_paged
-    from workers.attention.triton_prefill import paged_prefill_attention
+    from workers.attention.triton_prefill import (
+        paged_prefill_attention,
+        paged_prefill_attention_tiled,
+    )
 
     return ReferenceAttention(
-        scale, cfg.sliding_window, paged_decode_attention, paged_prefill_attention, write_kv_paged
+        scale,
+        cfg.sliding_window,
+        paged_decode_attention,
+        paged_prefill_attention,
+        write_kv_paged,
+        paged_prefill_attention_tiled,
     )

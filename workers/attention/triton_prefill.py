@@ -8,6 +8,10 @@ context, mask causally and by the sliding window, softmax, weight the values).
 A program takes one query head and a tile of up to BLOCK_M queries of one sequence, and
 walks its keys tile by tile with an online softmax (flash attention), stopping at the
 tile's last query (causal) and starting at the window of its first.
+
+`paged_prefill_attention_tiled` runs the same tiles on a grid fixed by the step's shape
+(heads, max_tiles) and a device tile map, reading no host ints: what a CUDA graph of mixed
+steps (prefill chunks with decodes) replays.
 """
 
 from __future__ import annotations
@@ -16,10 +20,12 @@ import torch
 import triton
 import triton.language as tl
 
+from workers.attention.tiles import TILE_M
 from workers.attention.triton_decode import dot_precision
 
-BLOCK_M = 64  # queries per program
+BLOCK_M = TILE_M  # queries per program
 BLOCK_N = 64  # keys per inner iteration
+PAST_ANY_QUERY = tl.constexpr(1 << 20)  # a tile index no sequence reaches (padding tiles)
 
 
 @triton.jit
@@ -49,8 +55,132 @@ def _prefill_kernel(
     PRECISION: tl.constexpr,
 ):
     head = tl.program_id(0)  # fastest: the query heads of a KV head share its loads in L2
-    tile = tl.program_id(1)
-    seq = tl.program_id(2)
+    _prefill_tile(
+        q_ptr,
+        cache_ptr,
+        tables_ptr,
+        starts_ptr,
+        lens_ptr,
+        out_ptr,
+        scale,
+        window,
+        stride_qt,
+        stride_qh,
+        stride_kv,
+        stride_cb,
+        stride_ct,
+        stride_ch,
+        stride_tb,
+        stride_ot,
+        stride_oh,
+        head,
+        tl.program_id(2),
+        tl.program_id(1),
+        BLOCK_SIZE,
+        HEAD_DIM,
+        GROUP,
+        BLOCK_M,
+        BLOCK_N,
+        PRECISION,
+    )
+
+
+@triton.jit
+def _prefill_tiled_kernel(
+    q_ptr,
+    cache_ptr,
+    tables_ptr,
+    starts_ptr,
+    lens_ptr,
+    tile_seq_ptr,
+    tile_index_ptr,
+    out_ptr,
+    scale,
+    window,
+    stride_qt,
+    stride_qh,
+    stride_kv,
+    stride_cb,
+    stride_ct,
+    stride_ch,
+    stride_tb,
+    stride_ot,
+    stride_oh,
+    BLOCK_SIZE: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    GROUP: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
+    """Grid (heads, max_tiles): program j takes tile tile_index[j] of sequence tile_seq[j];
+    a padding entry (-1) reads sequence 0 past its queries, which loads and stores nothing."""
+    head = tl.program_id(0)
+    pid = tl.program_id(1)
+    seq = tl.load(tile_seq_ptr + pid)
+    tile = tl.load(tile_index_ptr + pid)
+    tile = tl.where(seq < 0, PAST_ANY_QUERY, tile)
+    seq = tl.maximum(seq, 0)
+    _prefill_tile(
+        q_ptr,
+        cache_ptr,
+        tables_ptr,
+        starts_ptr,
+        lens_ptr,
+        out_ptr,
+        scale,
+        window,
+        stride_qt,
+        stride_qh,
+        stride_kv,
+        stride_cb,
+        stride_ct,
+        stride_ch,
+        stride_tb,
+        stride_ot,
+        stride_oh,
+        head,
+        seq,
+        tile,
+        BLOCK_SIZE,
+        HEAD_DIM,
+        GROUP,
+        BLOCK_M,
+        BLOCK_N,
+        PRECISION,
+    )
+
+
+@triton.jit
+def _prefill_tile(
+    q_ptr,
+    cache_ptr,
+    tables_ptr,
+    starts_ptr,
+    lens_ptr,
+    out_ptr,
+    scale,
+    window,
+    stride_qt,
+    stride_qh,
+    stride_kv,
+    stride_cb,
+    stride_ct,
+    stride_ch,
+    stride_tb,
+    stride_ot,
+    stride_oh,
+    head,
+    seq,
+    tile,
+    BLOCK_SIZE: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    GROUP: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
+    """Query head `head`, queries tile * BLOCK_M.. of sequence `seq` (none past its own)."""
     kv_head = head // GROUP
     q_start = tl.load(starts_ptr + seq)
     num_queries = tl.load(starts_ptr + seq + 1) - q_start
@@ -138,6 +268,60 @@ def paged_prefill_attention(
         block_tables,
         query_starts,
         seq_lens,
+        out,
+        scale,
+        window,
+        q.stride(0),
+        q.stride(1),
+        kv_cache.stride(0),
+        kv_cache.stride(1),
+        kv_cache.stride(2),
+        kv_cache.stride(3),
+        block_tables.stride(0),
+        out.stride(0),
+        out.stride(1),
+        BLOCK_SIZE=block_size,
+        HEAD_DIM=head_dim,
+        GROUP=num_heads // num_kv_heads,
+        BLOCK_M=BLOCK_M,
+        BLOCK_N=BLOCK_N,
+        PRECISION=dot_precision(q.dtype),
+    )
+    return out
+
+
+def paged_prefill_attention_tiled(
+    q: torch.Tensor,
+    kv_cache: torch.Tensor,
+    block_tables: torch.Tensor,
+    query_starts: torch.Tensor,
+    seq_lens: torch.Tensor,
+    tile_seq: torch.Tensor,
+    tile_index: torch.Tensor,
+    scale: float,
+    sliding_window: int | None = None,
+) -> torch.Tensor:
+    """paged_prefill_attention with a grid fixed by the shapes alone (CUDA-graph safe): one
+    program per (query head, entry of the tile map), tile_seq and tile_index [max_tiles]
+    (workers.attention.tiles.tile_map). Rows of q that no sequence owns (padding past
+    query_starts[-1]) are left unwritten."""
+    num_heads, head_dim = q.shape[1], q.shape[2]
+    _, _, block_size, num_kv_heads, _ = kv_cache.shape
+    if q.stride(-1) != 1:
+        q = q.contiguous()
+    out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    if q.shape[0] == 0 or tile_seq.shape[0] == 0:
+        return out
+    window = sliding_window if sliding_window is not None else 1 << 30
+    grid = (num_heads, tile_seq.shape[0])
+    _prefill_tiled_kernel[grid](
+        q,
+        kv_cache,
+        block_tables,
+        query_starts,
+        seq_lens,
+        tile_seq,
+        tile_index,
         out,
         scale,
         window,
