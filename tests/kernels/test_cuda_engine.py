@@ -93,9 +93,9 @@ def test_cuda_speculation_in_graphs_equals_cpu(llama_dir: Path, mode: Speculatio
     widths: list[int] = []
     run = cuda.runner.graphs.run
 
-    def counted(seqs, adapter_slots=None, fill=None):
-        widths.append(max(s.num_tokens for s in seqs))
-        return run(seqs, adapter_slots, fill)
+    def counted(rows, width, fill=None):
+        widths.append(width)
+        return run(rows, width, fill)
 
     cuda.runner.graphs.run = counted  # type: ignore[method-assign]
     ours = cuda.generate(specs)
