@@ -10,6 +10,8 @@
 # static batches 32, 128, 256), spec (spec_oracle), serve
 # (serve_overhead --device cuda through HAProxy + direct ingress, one and two replicas;
 # needs .gpu_site.tar.xz, built here by benchmarks/gpu_site.sh: carry it, not .whl/),
+# servemixed (serve, one replica, with EngineConfig.mixed_graphs on both sides), mixed
+# (profile_step --mixed: a mixed prefill+decode step eager vs as a mixed CUDA graph),
 # profile (profile_serve at c=256 under HAProxy; its stacks go to OUTDIR/profile),
 # quant (gpu_quant; needs bitsandbytes in .whl-bnb/). Each step
 # runs under its own time limit (STEP_LIMIT_<step> seconds overrides it) and logs to
@@ -25,7 +27,7 @@ mkdir -p "$out"
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
 declare -A limit=([tests]=240 [suite]=540 [suite8b]=480 [peer]=480 [spec]=200 [serve]=540
-                  [profile]=200 [quant]=120)
+                  [servemixed]=420 [mixed]=240 [profile]=200 [quant]=120)
 FAST=(--env RAY_SERVE_THROUGHPUT_OPTIMIZED=1 --env RAY_SERVE_ENABLE_HA_PROXY=1)
 
 install_wheels() {  # $1: a folder of wheels; installed once into /tmp/site
@@ -50,6 +52,10 @@ run_step() {
     serve) install_site && python3 -m benchmarks.serve_overhead --device cuda \
       --concurrency 1,32,256 --routers 4 "${FAST[@]}" --llm-replicas 2 --stagger-ms 2 \
       --name serve_overhead_gpu_haproxy.json ;;
+    servemixed) install_site && python3 -m benchmarks.serve_overhead --device cuda \
+      --concurrency 1,32,256 --routers 4 "${FAST[@]}" --stagger-ms 2 \
+      --engine-option mixed_graphs=true --name serve_overhead_gpu_haproxy_mixed.json ;;
+    mixed) python3 -m benchmarks.profile_step --mixed ;;
     profile) install_site && python3 -m benchmarks.profile_serve --device cuda \
       --concurrency 256 --routers 4 "${FAST[@]}" --out "$out/profile" ;;
     quant) install_wheels .whl-bnb && python3 -m benchmarks.gpu_quant ;;

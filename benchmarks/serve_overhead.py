@@ -303,6 +303,12 @@ def main() -> None:
         help="the replicas' engine in a process of its own (auto: on with CUDA)",
     )
     parser.add_argument(
+        "--engine-option",
+        action="append",
+        default=[],
+        help="KEY=JSON engine field for both sides, e.g. mixed_graphs=true",
+    )
+    parser.add_argument(
         "--stagger-ms",
         type=float,
         default=0.0,
@@ -328,7 +334,8 @@ def main() -> None:
             from benchmarks.serve_gpu_model import save_gpu_model
 
             model_dir = save_gpu_model(Path(tmp) / GPU_MODEL_NAME, BUNDLED_MODEL)
-        engine = engine_settings(args.device)
+        options = {k: json.loads(v) for k, v in parse_env(args.engine_option).items()}
+        engine = engine_settings(args.device, options=options)
         local = run_in_process(
             model_dir, engine, texts, args.new_tokens, levels, args.stagger_ms / 1000
         )
@@ -341,6 +348,7 @@ def main() -> None:
                 llm_replicas=llm_replicas,
                 max_concurrency=max(levels),
                 engine_process={"auto": None, "on": True, "off": False}[args.engine_process],
+                engine_options=options,
             )
 
         http = run_over_http(

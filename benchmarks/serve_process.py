@@ -48,11 +48,15 @@ GPU_ENGINE: dict[str, Any] = {
 }
 
 
-def engine_settings(device: str, llm_replicas: int = 1) -> dict[str, Any]:
-    """One replica's engine settings (the in-process baseline uses llm_replicas=1)."""
+def engine_settings(
+    device: str, llm_replicas: int = 1, options: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """One replica's engine settings (the in-process baseline uses llm_replicas=1), with
+    `options` (engine fields, e.g. mixed_graphs) over the defaults."""
     if device == "cpu":
-        return dict(CPU_ENGINE)
-    return {**GPU_ENGINE, "memory_fraction": GPU_ENGINE["memory_fraction"] / llm_replicas}
+        return {**CPU_ENGINE, **(options or {})}
+    share = {"memory_fraction": GPU_ENGINE["memory_fraction"] / llm_replicas}
+    return {**GPU_ENGINE, **share, **(options or {})}
 
 
 def serve_config(
@@ -63,9 +67,11 @@ def serve_config(
     llm_replicas: int = 1,
     max_concurrency: int = 1,
     engine_process: bool | None = None,
+    engine_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The Serve config (`serve run` YAML) of one measured app. `engine_process`: the
-    replicas' engine in a process of their own (None: the app's default, on with CUDA)."""
+    replicas' engine in a process of their own (None: the app's default, on with CUDA);
+    `engine_options`: engine fields over the defaults (engine_settings)."""
     if device == "cpu":  # Ray reserves CPUs; the Routers' use does not need a reservation
         cores = os.cpu_count() or 1
         llm_options: dict[str, Any] = {"num_cpus": min(1.0, cores / llm_replicas)}
@@ -79,7 +85,7 @@ def serve_config(
         "llm": {
             "num_replicas": llm_replicas,
             "ray_actor_options": llm_options,
-            "engine": engine_settings(device, llm_replicas),
+            "engine": engine_settings(device, llm_replicas, engine_options),
             "engine_process": engine_process,
         },
         "draft": {"enabled": False},
