@@ -473,11 +473,13 @@ class Scheduler:
             self._counted = None
         by_id = {s.seq_id: s for s in step.seqs}
         columns = step.decodes.index if step.decodes is not None else {}
+        decoded = result.decoded
         max_len = self.max_model_len
         for req in list(self.running):
             seqs = req.seqs
-            if columns and len(seqs) == 1 and seqs[0].seq_id in columns:
-                deltas += apply_decode(self.kv, req, seqs[0], result, max_len, in_flight)
+            column = columns.get(seqs[0].seq_id) if columns and len(seqs) == 1 else None
+            if column is not None:
+                deltas += apply_decode(self.kv, req, seqs[0], decoded[column], max_len, in_flight)
             else:
                 deltas += apply_output(self.kv, req, by_id, result, max_len, in_flight)
             if req.finished:

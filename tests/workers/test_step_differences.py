@@ -110,10 +110,10 @@ class Runner:
             accepted = rng.randint(0, len(s.spec_token_ids))
             tokens = [*s.spec_token_ids[:accepted], rng.choice([STOP, *range(3, 12)])]
             sampled[s.seq_id] = tuple(TokenLogprob(t, -0.5) for t in tokens)
+        decoded: tuple[int, ...] = ()
         if step.decodes is not None:
-            for seq_id in step.decodes.seq_ids:
-                sampled[seq_id] = (TokenLogprob(rng.choice([STOP, *range(3, 12)]), -0.5),)
-        output = ModelRunnerOutput(sampled, beams)
+            decoded = tuple(rng.choice([STOP, *range(3, 12)]) for _ in step.decodes.seq_ids)
+        output = ModelRunnerOutput(sampled, beams, decoded=decoded)
         self.batch.record(step.seqs, output)
         if step.decodes is not None:
             self.batch.record_decodes(step.decodes, output)
