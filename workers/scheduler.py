@@ -269,12 +269,14 @@ class Scheduler:
     def _plain_decode(self, req: Request) -> Sequence | None:
         """The request's one sequence if it decodes one token by bare argmax this step, as a
         column of the step's RunningDecodes (the runner holds it already)."""
-        if not req.decodes_plainly or len(req.seqs) != 1:
+        seqs = req.seqs
+        if not req.decodes_plainly or len(seqs) != 1:
             return None
-        seq = req.seqs[0]
+        seq = seqs[0]
+        num_tokens = len(seq.token_ids)
         if (
-            seq.num_computed_tokens != len(seq.token_ids) - 1
-            or seq.num_output_tokens < req.sampling.min_tokens
+            seq.num_computed_tokens != num_tokens - 1
+            or num_tokens - seq.num_pending - seq.num_prompt_tokens < req.spec.sampling.min_tokens
             or self.kv.changes.is_new(seq.seq_id)
         ):
             return None
@@ -287,14 +289,14 @@ class Scheduler:
         token in flight is its last, None if out of blocks (as there)."""
         num_tokens = len(seq.token_ids)
         if seq.num_pending and (
-            num_tokens - seq.num_prompt_tokens >= req.sampling.max_tokens
+            num_tokens - seq.num_prompt_tokens >= req.spec.sampling.max_tokens
             or num_tokens >= self.max_model_len
         ):
             return False
         seq_id = seq.seq_id
         position = seq.num_computed_tokens
         kv = self.kv
-        while kv.allocate_slots(seq_id, position, 1) is None:
+        while not kv.decode_slot(seq_id, position):
             if not preempt:
                 return None
             victim = self.running[-1]
@@ -475,13 +477,17 @@ class Scheduler:
         columns = step.decodes.index if step.decodes is not None else {}
         decoded = result.decoded
         max_len = self.max_model_len
+        kv = self.kv
         for req in list(self.running):
             seqs = req.seqs
             column = columns.get(seqs[0].seq_id) if columns and len(seqs) == 1 else None
             if column is not None:
-                deltas += apply_decode(self.kv, req, seqs[0], decoded[column], max_len, in_flight)
+                delta = apply_decode(kv, req, seqs[0], decoded[column], max_len, in_flight)
+                if delta is None:
+                    continue
+                deltas.append(delta)
             else:
-                deltas += apply_output(self.kv, req, by_id, result, max_len, in_flight)
+                deltas += apply_output(kv, req, by_id, result, max_len, in_flight)
             if req.finished:
                 self._finish(req)
         if self.speculator is not None:

@@ -67,10 +67,11 @@ def apply_decode(
     token_id: int,
     max_model_len: int,
     in_flight: bool = False,
-) -> list[TokenDelta]:
+) -> TokenDelta | None:
     """apply_output for a request whose one sequence decoded one token, `token_id`, as a
     column of the step's RunningDecodes (no drafts, beams, forks, logprobs or prompt
-    logprobs; NO_TOKEN: none): the same steps, inlined for the one token."""
+    logprobs; NO_TOKEN: none): the same steps, inlined for the one token. Its delta, None
+    if there is nothing new (then it did not finish)."""
     token_ids = seq.token_ids
     if in_flight:
         if token_id != NO_TOKEN:
@@ -86,19 +87,22 @@ def apply_decode(
         kv.cache_full_blocks(seq.seq_id, token_ids, seq.num_computed_tokens, req.cache_key)
     reason = seq.finish_reason
     delta = _decode_delta(req, seq, reason)
-    if delta is None:
-        return []
     if reason is not None:
         kv.free(seq.seq_id)
         req.seqs.remove(seq)
-    return [delta]
+    return delta
 
 
 def _stop(req: Request, seq: Sequence, token_id: int, max_model_len: int) -> None:
     """_append without a logprob: whether the token just known ends the sequence."""
     known = len(seq.token_ids) - seq.num_pending
     reason = finish_reason(
-        token_id, known - seq.num_prompt_tokens, known, req.sampling, req.stop_ids, max_model_len
+        token_id,
+        known - seq.num_prompt_tokens,
+        known,
+        req.spec.sampling,
+        req.stop_ids,
+        max_model_len,
     )
     seq.finish_reason = reason
     if reason is not None:
