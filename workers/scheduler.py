@@ -68,6 +68,8 @@ class Scheduler:
         self.failures: list[RequestFailure] = []
         # The step whose tokens were counted at launch (scheduling ahead of it).
         self._counted: SchedulerOutput | None = None
+        # Whether the deltas of the last update_from_output finish any sequence.
+        self.step_finished = False
 
     # -- queues -----------------------------------------------------------------------------
 
@@ -305,7 +307,7 @@ class Scheduler:
                 return None
         update = kv.changes.held_update(seq_id, kv.block_tables[seq_id])
         decodes.add(
-            seq_id, req.request_id, seq.token_ids[position], position, req.adapter_key, update
+            seq_id, req.spec.request_id, seq.token_ids[position], position, req.adapter_key, update
         )
         return True
 
@@ -467,9 +469,11 @@ class Scheduler:
         stops, fork or advance their beams; finished requests leave running and free their
         blocks. The speculator then observes how its drafts fared (`started`: when the
         caller began this step, time.perf_counter(), for the throughput it measures).
-        Returns the deltas of the step, per request and sample."""
+        Returns the deltas of the step, per request and sample (step_finished: whether any
+        of them finishes its sequence)."""
         step, result = scheduler_output, model_runner_output
         deltas = self._fail_requests(self.take_failures() + list(result.failed))
+        finished = bool(deltas)  # ERROR deltas
         in_flight = self._counted is step
         if in_flight:
             self._counted = None
@@ -486,10 +490,16 @@ class Scheduler:
                 if delta is None:
                     continue
                 deltas.append(delta)
+                if delta.finish_reason is None:
+                    continue
+                finished = True  # its one sequence: the request
             else:
-                deltas += apply_output(kv, req, by_id, result, max_len, in_flight)
+                own = apply_output(kv, req, by_id, result, max_len, in_flight)
+                finished = finished or any(d.finish_reason is not None for d in own)
+                deltas += own
             if req.finished:
                 self._finish(req)
+        self.step_finished = finished
         if self.speculator is not None:
             seconds = 0.0 if started is None else time.perf_counter() - started
             self.speculator.observe(draft_outcome(step, result, deltas, self.running, seconds))

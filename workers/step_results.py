@@ -120,10 +120,11 @@ def _decode_delta(req: Request, seq: Sequence, reason: FinishReason | None) -> T
     if sent == num_outputs and reason is None:
         return None
     seq.num_sent_tokens = num_outputs
+    first = prompt + sent
     return TokenDelta(
-        req.request_id,
+        req.spec.request_id,
         seq.index,
-        tuple(token_ids[prompt + sent : known]),
+        (token_ids[first],) if first + 1 == known else tuple(token_ids[first:known]),
         None,
         reason,
         prompt,

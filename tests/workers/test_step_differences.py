@@ -176,13 +176,15 @@ def test_runner_state_from_differences_equals_the_schedulers(
             elif ahead is not None:
                 runner.launch(ahead)
                 in_flight = None if ahead.empty else ahead
-        scheduler.update_from_output(current, runner.output(current, rng))
+        deltas = scheduler.update_from_output(current, runner.output(current, rng))
+        assert scheduler.step_finished == any(d.finished for d in deltas)
     while scheduler.has_work() or in_flight is not None:  # drain, in sync steps
         step = in_flight or scheduler.schedule()
         if in_flight is None:
             runner.launch(step)
         in_flight = None
-        scheduler.update_from_output(step, runner.output(step, rng))
+        deltas = scheduler.update_from_output(step, runner.output(step, rng))
+        assert scheduler.step_finished == any(d.finished for d in deltas)
     runner.launch(scheduler.schedule())  # the last rows go with the next step
     assert runner.batch.num_rows == 0
     assert kv.pool.num_free_blocks == num_blocks
