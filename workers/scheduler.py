@@ -68,8 +68,7 @@ class Scheduler:
         self.failures: list[RequestFailure] = []
         # The step whose tokens were counted at launch (scheduling ahead of it).
         self._counted: SchedulerOutput | None = None
-        # Whether the deltas of the last update_from_output finish any sequence.
-        self.step_finished = False
+        self._step_finished = False
 
     # -- queues -----------------------------------------------------------------------------
 
@@ -139,6 +138,11 @@ class Scheduler:
     @property
     def num_running_seqs(self) -> int:
         return sum(len(r.seqs) for r in self.running)
+
+    @property
+    def step_finished(self) -> bool:
+        """Whether the deltas of the last update_from_output finish any sequence."""
+        return self._step_finished
 
     @property
     def num_waiting(self) -> int:
@@ -499,7 +503,7 @@ class Scheduler:
                 deltas += own
             if req.finished:
                 self._finish(req)
-        self.step_finished = finished
+        self._step_finished = finished
         if self.speculator is not None:
             seconds = 0.0 if started is None else time.perf_counter() - started
             self.speculator.observe(draft_outcome(step, result, deltas, self.running, seconds))
