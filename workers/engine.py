@@ -220,7 +220,7 @@ class LLMEngine:
                 self._launch_ahead(ahead)
         result = current.output.result()
         deltas = self.scheduler.update_from_output(current.step, result, started=start)
-        if any(delta.finished for delta in deltas):
+        if self.scheduler.step_finished:  # any(delta.finished for delta in deltas)
             self._request_ids &= self.scheduler.live_request_ids()
             self._release_matchers()
         return deltas

@@ -7,6 +7,7 @@ import logging
 from typing import Protocol
 
 from workers.request_failure import RequestFailure, failure_from_exception
+from workers.running_decodes import NO_TOKEN
 from workers.scheduler_output import ModelRunnerOutput, ScheduledSeq, SchedulerOutput
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ def run_isolated(runner: StepRunner, step: SchedulerOutput) -> ModelRunnerOutput
     beams: dict[int, tuple] = {}
     failed: list[RequestFailure] = []
     prompt: dict[int, tuple] = {}
+    decoded = [NO_TOKEN] * (len(decodes) if decodes is not None else 0)
     freed = step.freed_seq_ids  # rows to drop, with the first request's forward
     for request_id, seqs in by_request.items():
         try:
@@ -54,5 +56,7 @@ def run_isolated(runner: StepRunner, step: SchedulerOutput) -> ModelRunnerOutput
         sampled.update(out.sampled)
         beams.update(out.beam_topk)
         prompt.update(out.prompt_logprobs or {})
+        for j, token_id in zip(own or (), out.decoded, strict=False):
+            decoded[j] = token_id
         failed += out.failed
-    return ModelRunnerOutput(sampled, beams, tuple(failed), prompt or None)
+    return ModelRunnerOutput(sampled, beams, tuple(failed), prompt or None, tuple(decoded))

@@ -139,10 +139,10 @@ class InputBatch:
         """record() for a step's RunningDecodes, each sampling one token after its position,
         in whole-array operations."""
         n = len(decodes)
-        seq_ids = decodes.seq_ids
-        rows = np.fromiter(map(self.row_of.get, seq_ids, repeat(-1, n)), np.int64, n)
-        entries = map(output.sampled.get, seq_ids)
-        tokens = np.fromiter((e[0].token_id if e else -1 for e in entries), np.int64, n)
+        if len(output.decoded) != n:
+            return  # the step failed as a whole: nothing sampled
+        rows = np.fromiter(map(self.row_of.get, decodes.seq_ids, repeat(-1, n)), np.int64, n)
+        tokens = np.array(output.decoded, dtype=np.int64)  # NO_TOKEN (< 0): failed
         first = np.array(decodes.positions, dtype=np.int64) + 1
         ok = (rows >= 0) & (tokens >= 0)
         if not ok.all():

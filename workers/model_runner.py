@@ -20,7 +20,7 @@ from workers.mixed_rows import mixed_rows
 from workers.models.llama import LlamaForCausalLM
 from workers.protocol import TokenLogprob
 from workers.request_failure import NON_FINITE, RequestFailure, failure_from_exception
-from workers.running_decodes import RunningDecodes
+from workers.running_decodes import NO_TOKEN, RunningDecodes
 from workers.sampler import top_logprobs
 from workers.sampler_beams import beam_candidates
 from workers.scheduler_output import (
@@ -352,10 +352,11 @@ class ModelRunner:
         candidates = _each_alone_on_failure(
             lambda rows: beam_candidates(rows, logprobs), beams, failed
         )
-        if decodes is not None and len(decodes):
-            _argmax_decodes(decodes, logits, logprobs, finite, sampled, failed)
-        output = ModelRunnerOutput(sampled, candidates, tuple(failed.values()), prompt or None)
-        return _without_failed(output, _owners(seqs, decodes))
+        decoded = _argmax_decodes(decodes, logits, finite, failed) if decodes is not None else ()
+        output = ModelRunnerOutput(
+            sampled, candidates, tuple(failed.values()), prompt or None, decoded
+        )
+        return _without_failed(output, _owners(seqs, decodes), decodes=decodes)
 
     def _pending(self, s: ScheduledSeq, row: int) -> PendingSeq:
         """A sequence to sample from rows row.. with what min_tokens holds back and its
@@ -381,12 +382,13 @@ class ModelRunner:
         decodes: RunningDecodes | None = None,
     ) -> PendingOutput:
         """Argmax where the logits are (drafts verified against it); only token ids and
-        their log-probabilities go to the host, in one copy that result() waits for. The
-        ids stay on the device for the next step's placeholders."""
+        their log-probabilities (those of `seqs`: the decodes' are not needed) go to the
+        host, in one copy that result() waits for. The ids stay on the device for the next
+        step's placeholders."""
         best = logits.argmax(-1)
-        chosen = logits.log_softmax(-1).gather(1, best[:, None])[:, 0]
         finite = torch.isfinite(logits).all(-1)
-        packed = torch.stack((best.double(), chosen.double(), finite.double()))
+        chosen = _chosen_logprobs(logits, best, decodes)
+        packed = torch.stack((best.double(), chosen, finite.double()))
         self._sampled = None
         if all(s.num_sample_rows == 1 for s in seqs):
             row_of = {s.seq_id: i for i, s in enumerate(seqs)}
@@ -400,6 +402,21 @@ class ModelRunner:
         host = packed.to("cpu", non_blocking=True)
         done.record()
         return PendingOutput(seqs, host, done, decodes=decodes)
+
+
+def _chosen_logprobs(
+    logits: torch.Tensor, best: torch.Tensor, decodes: RunningDecodes | None
+) -> torch.Tensor:
+    """float64 log-probabilities of the `best` ids in the rows before the decodes' (whose
+    rows, the last len(decodes), get 0: nothing reads them)."""
+    rows = logits.shape[0]
+    first = rows - (len(decodes) if decodes is not None else 0)
+    if first == 0:
+        return torch.zeros(rows, dtype=torch.float64, device=logits.device)
+    chosen = logits[:first].log_softmax(-1).gather(1, best[:first, None])[:, 0].double()
+    if first == rows:
+        return chosen
+    return torch.cat((chosen, chosen.new_zeros(rows - first)))
 
 
 @dataclass(frozen=True)
@@ -458,29 +475,20 @@ def _owners(
     return owners
 
 
-def _one_token(token_id: float, logprob: float) -> tuple[TokenLogprob, ...]:
-    return (TokenLogprob(int(token_id), logprob),)
-
-
 def _argmax_decodes(
     decodes: RunningDecodes,
     logits: torch.Tensor,
-    logprobs: torch.Tensor,
     finite: list[bool],
-    sampled: dict[int, tuple[TokenLogprob, ...]],
     failed: dict[str, RequestFailure],
-) -> None:
-    """The decodes' tokens from the last len(decodes) rows (host logits): the argmax, with
-    its log-probability; a row not finite fails its request."""
+) -> tuple[int, ...]:
+    """The decodes' tokens from the last len(decodes) rows (host logits), their argmax, in
+    column order; a row not finite fails its request."""
     first = logits.shape[0] - len(decodes)
-    best = logits[first:].argmax(-1)
-    chosen = logprobs[first:].gather(1, best[:, None])[:, 0].tolist()
-    rows = zip(decodes.seq_ids, decodes.request_ids, best.tolist(), chosen, strict=True)
-    for j, (seq_id, request_id, token_id, logprob) in enumerate(rows):
-        if not finite[first + j]:
-            failed.setdefault(request_id, RequestFailure(request_id, NON_FINITE))
-        elif request_id not in failed:
-            sampled[seq_id] = (TokenLogprob(token_id, logprob),)
+    if not all(finite[first:]):
+        for request_id, ok in zip(decodes.request_ids, finite[first:], strict=True):
+            if not ok:
+                failed.setdefault(request_id, RequestFailure(request_id, NON_FINITE))
+    return tuple(logits[first:].argmax(-1).tolist())
 
 
 def _greedy_output(
@@ -498,7 +506,7 @@ def _greedy_output(
             if not finite[first + j] and request_id not in known:
                 known.add(request_id)
                 failed.append(RequestFailure(request_id, NON_FINITE))
-    return _without_failed(output, _owners(seqs, decodes), tuple(failed))
+    return _without_failed(output, _owners(seqs, decodes), tuple(failed), decodes)
 
 
 Result = TypeVar("Result")
@@ -558,20 +566,27 @@ def _without_failed(
     output: ModelRunnerOutput,
     owners: Iterable[tuple[int, str]],
     failed: tuple[RequestFailure, ...] | None = None,
+    decodes: RunningDecodes | None = None,
 ) -> ModelRunnerOutput:
-    """output without any sequence of a failed request (a request fails as a whole);
-    owners: (seq_id, request_id) of the step's sequences."""
+    """output without any sequence of a failed request (a request fails as a whole; a
+    column of `decodes` holds NO_TOKEN); owners: (seq_id, request_id) of the step's
+    sequences."""
     failed = output.failed if failed is None else failed
     if not failed:
         return output
     gone = {f.request_id for f in failed}
     dropped = {seq_id for seq_id, request_id in owners if request_id in gone}
     prompt = output.prompt_logprobs
+    decoded = output.decoded
+    if decodes is not None and decoded:
+        rows = zip(decoded, decodes.request_ids, strict=True)
+        decoded = tuple(NO_TOKEN if r in gone else t for t, r in rows)
     return ModelRunnerOutput(
         {k: v for k, v in output.sampled.items() if k not in dropped},
         {k: v for k, v in output.beam_topk.items() if k not in dropped},
         failed,
         {k: v for k, v in prompt.items() if k not in dropped} if prompt else None,
+        decoded,
     )
 
 
@@ -581,7 +596,7 @@ def _greedy_rows(
     values: list[float],
     decodes: RunningDecodes | None = None,
 ) -> ModelRunnerOutput:
-    """Tokens of greedy rows: those of `seqs` (drafts verified), then one per decode."""
+    """Tokens of greedy rows: those of `seqs` (drafts verified), then the decodes' column."""
     sampled: dict[int, tuple[TokenLogprob, ...]]
     first = len(ids) - (len(decodes) if decodes is not None else 0)
     if first == len(seqs):  # one row per sequence: no drafts to verify
@@ -599,7 +614,5 @@ def _greedy_rows(
             sampled[s.seq_id] = tuple(
                 TokenLogprob(t, lp) for t, lp in zip(tokens, values[rows], strict=False)
             )
-    if decodes is not None:
-        entries = map(_one_token, ids[first:], values[first:])
-        sampled.update(zip(decodes.seq_ids, entries, strict=True))
-    return ModelRunnerOutput(sampled, {})
+    decoded = tuple(map(int, ids[first:])) if decodes is not None else ()
+    return ModelRunnerOutput(sampled, {}, decoded=decoded)

@@ -5,7 +5,9 @@ Each is a sequence the runner already holds (its history and block table), compu
 last token at `position` and sampling the next one by bare argmax (no penalties, bias,
 grammar, held-back stop tokens, logprobs, prompt logprobs, beams or drafts). Its block
 table changed only where `blocks` says so; every other one is as the runner has it.
-The runner lays them out after the step's ScheduledSeqs, one logits row each.
+The runner lays them out after the step's ScheduledSeqs, one logits row each, and returns
+their tokens as one column too (ModelRunnerOutput.decoded): no TokenLogprob each, since
+none of them asks for logprobs.
 """
 
 from __future__ import annotations
@@ -14,6 +16,10 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from workers.kv_cache.table_changes import BlockUpdate
+
+# In ModelRunnerOutput.decoded: the column's request failed, it sampled nothing (never a
+# valid token id).
+NO_TOKEN = -1
 
 
 @dataclass(frozen=True)

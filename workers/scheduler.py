@@ -68,6 +68,7 @@ class Scheduler:
         self.failures: list[RequestFailure] = []
         # The step whose tokens were counted at launch (scheduling ahead of it).
         self._counted: SchedulerOutput | None = None
+        self._step_finished = False
 
     # -- queues -----------------------------------------------------------------------------
 
@@ -137,6 +138,11 @@ class Scheduler:
     @property
     def num_running_seqs(self) -> int:
         return sum(len(r.seqs) for r in self.running)
+
+    @property
+    def step_finished(self) -> bool:
+        """Whether the deltas of the last update_from_output finish any sequence."""
+        return self._step_finished
 
     @property
     def num_waiting(self) -> int:
@@ -269,12 +275,14 @@ class Scheduler:
     def _plain_decode(self, req: Request) -> Sequence | None:
         """The request's one sequence if it decodes one token by bare argmax this step, as a
         column of the step's RunningDecodes (the runner holds it already)."""
-        if not req.decodes_plainly or len(req.seqs) != 1:
+        seqs = req.seqs
+        if not req.decodes_plainly or len(seqs) != 1:
             return None
-        seq = req.seqs[0]
+        seq = seqs[0]
+        num_tokens = len(seq.token_ids)
         if (
-            seq.num_computed_tokens != len(seq.token_ids) - 1
-            or seq.num_output_tokens < req.sampling.min_tokens
+            seq.num_computed_tokens != num_tokens - 1
+            or num_tokens - seq.num_pending - seq.num_prompt_tokens < req.spec.sampling.min_tokens
             or self.kv.changes.is_new(seq.seq_id)
         ):
             return None
@@ -287,14 +295,14 @@ class Scheduler:
         token in flight is its last, None if out of blocks (as there)."""
         num_tokens = len(seq.token_ids)
         if seq.num_pending and (
-            num_tokens - seq.num_prompt_tokens >= req.sampling.max_tokens
+            num_tokens - seq.num_prompt_tokens >= req.spec.sampling.max_tokens
             or num_tokens >= self.max_model_len
         ):
             return False
         seq_id = seq.seq_id
         position = seq.num_computed_tokens
         kv = self.kv
-        while kv.allocate_slots(seq_id, position, 1) is None:
+        while not kv.decode_slot(seq_id, position):
             if not preempt:
                 return None
             victim = self.running[-1]
@@ -303,7 +311,7 @@ class Scheduler:
                 return None
         update = kv.changes.held_update(seq_id, kv.block_tables[seq_id])
         decodes.add(
-            seq_id, req.request_id, seq.token_ids[position], position, req.adapter_key, update
+            seq_id, req.spec.request_id, seq.token_ids[position], position, req.adapter_key, update
         )
         return True
 
@@ -465,23 +473,37 @@ class Scheduler:
         stops, fork or advance their beams; finished requests leave running and free their
         blocks. The speculator then observes how its drafts fared (`started`: when the
         caller began this step, time.perf_counter(), for the throughput it measures).
-        Returns the deltas of the step, per request and sample."""
+        Returns the deltas of the step, per request and sample (step_finished: whether any
+        of them finishes its sequence)."""
         step, result = scheduler_output, model_runner_output
         deltas = self._fail_requests(self.take_failures() + list(result.failed))
+        finished = bool(deltas)  # ERROR deltas
         in_flight = self._counted is step
         if in_flight:
             self._counted = None
         by_id = {s.seq_id: s for s in step.seqs}
         columns = step.decodes.index if step.decodes is not None else {}
+        decoded = result.decoded
         max_len = self.max_model_len
+        kv = self.kv
         for req in list(self.running):
             seqs = req.seqs
-            if columns and len(seqs) == 1 and seqs[0].seq_id in columns:
-                deltas += apply_decode(self.kv, req, seqs[0], result, max_len, in_flight)
+            column = columns.get(seqs[0].seq_id) if columns and len(seqs) == 1 else None
+            if column is not None:
+                delta = apply_decode(kv, req, seqs[0], decoded[column], max_len, in_flight)
+                if delta is None:
+                    continue
+                deltas.append(delta)
+                if delta.finish_reason is None:
+                    continue
+                finished = True  # its one sequence: the request
             else:
-                deltas += apply_output(self.kv, req, by_id, result, max_len, in_flight)
+                own = apply_output(kv, req, by_id, result, max_len, in_flight)
+                finished = finished or any(d.finish_reason is not None for d in own)
+                deltas += own
             if req.finished:
                 self._finish(req)
+        self._step_finished = finished
         if self.speculator is not None:
             seconds = 0.0 if started is None else time.perf_counter() - started
             self.speculator.observe(draft_outcome(step, result, deltas, self.running, seconds))

@@ -155,10 +155,14 @@ class ModelRunnerOutput:
     accepted drafts and one more); logprob is the model's raw log-probability and `top` is
     filled when the request asked for logprobs.
     beam_topk: (token id, processed log-probability) pairs, best first, per beam.
-    failed: requests whose own part of the step failed (their sequences are in neither)."""
+    failed: requests whose own part of the step failed (their sequences are in neither).
+    decoded: the token each column of the step's RunningDecodes samples, in column order
+    (NO_TOKEN where its request failed); () when the step has none. Those columns are not
+    in `sampled`."""
 
     sampled: dict[int, tuple[TokenLogprob, ...]]
     beam_topk: dict[int, tuple[tuple[int, float], ...]]
     failed: tuple[RequestFailure, ...] = ()
     # per seq_id: the prompt log-probabilities this step computed (its prompt rows)
     prompt_logprobs: dict[int, tuple[TokenLogprob, ...]] | None = None
+    decoded: tuple[int, ...] = ()

@@ -9,6 +9,7 @@ from typing import Protocol
 from workers.beam_search import beam_step
 from workers.kv_cache.manager import KVCacheManager
 from workers.protocol import FinishReason, TokenDelta, TokenLogprob
+from workers.running_decodes import NO_TOKEN
 from workers.scheduler_output import ModelRunnerOutput, ScheduledSeq, SchedulerOutput
 from workers.sequence import Request, Sequence, make_generator
 from workers.stop_checker import finish_reason
@@ -63,39 +64,49 @@ def apply_decode(
     kv: KVCacheManager,
     req: Request,
     seq: Sequence,
-    result: ModelRunnerOutput,
+    token_id: int,
     max_model_len: int,
     in_flight: bool = False,
-) -> list[TokenDelta]:
-    """apply_output for a request whose one sequence decoded one token as a column of the
-    step's RunningDecodes (no drafts, beams, forks, logprobs or prompt logprobs): the same
-    steps, inlined for the one token."""
+) -> TokenDelta | None:
+    """apply_output for a request whose one sequence decoded one token, `token_id`, as a
+    column of the step's RunningDecodes (no drafts, beams, forks, logprobs or prompt
+    logprobs; NO_TOKEN: none): the same steps, inlined for the one token. Its delta, None
+    if there is nothing new (then it did not finish)."""
+    token_ids = seq.token_ids
     if in_flight:
-        _resolve(kv, req, seq, result, max_model_len)
+        if token_id != NO_TOKEN:
+            seq.resolve_pending(token_id)
+            _stop(req, seq, token_id, max_model_len)
+        computed = min(seq.num_computed_tokens, len(token_ids) - seq.num_pending)
+        kv.cache_full_blocks(seq.seq_id, token_ids, computed, req.cache_key)
     else:
         seq.num_computed_tokens += 1
-        entries = result.sampled.get(seq.seq_id)
-        token_ids = seq.token_ids
-        if entries:
-            token_id = entries[0].token_id
+        if token_id != NO_TOKEN:
             token_ids.append(token_id)
-            known = len(token_ids) - seq.num_pending
-            num_outputs = known - seq.num_prompt_tokens
-            reason = finish_reason(
-                token_id, num_outputs, known, req.sampling, req.stop_ids, max_model_len
-            )
-            seq.finish_reason = reason
-            if reason is not None:
-                seq.num_computed_tokens = min(seq.num_computed_tokens, known - 1)
+            _stop(req, seq, token_id, max_model_len)
         kv.cache_full_blocks(seq.seq_id, token_ids, seq.num_computed_tokens, req.cache_key)
     reason = seq.finish_reason
     delta = _decode_delta(req, seq, reason)
-    if delta is None:
-        return []
     if reason is not None:
         kv.free(seq.seq_id)
         req.seqs.remove(seq)
-    return [delta]
+    return delta
+
+
+def _stop(req: Request, seq: Sequence, token_id: int, max_model_len: int) -> None:
+    """_append without a logprob: whether the token just known ends the sequence."""
+    known = len(seq.token_ids) - seq.num_pending
+    reason = finish_reason(
+        token_id,
+        known - seq.num_prompt_tokens,
+        known,
+        req.spec.sampling,
+        req.stop_ids,
+        max_model_len,
+    )
+    seq.finish_reason = reason
+    if reason is not None:
+        seq.num_computed_tokens = min(seq.num_computed_tokens, known - 1)
 
 
 def _decode_delta(req: Request, seq: Sequence, reason: FinishReason | None) -> TokenDelta | None:
@@ -109,10 +120,11 @@ def _decode_delta(req: Request, seq: Sequence, reason: FinishReason | None) -> T
     if sent == num_outputs and reason is None:
         return None
     seq.num_sent_tokens = num_outputs
+    first = prompt + sent
     return TokenDelta(
-        req.request_id,
+        req.spec.request_id,
         seq.index,
-        tuple(token_ids[prompt + sent : known]),
+        (token_ids[first],) if first + 1 == known else tuple(token_ids[first:known]),
         None,
         reason,
         prompt,

@@ -125,6 +125,6 @@ def test_a_step_of_columns_alone_runs_on_columns(llama_dir: Path) -> None:
     assert not step.seqs and step.num_decodes == 3 and step.num_tokens == 3
     assert step.overlappable
     output = engine.runner.execute(step)
-    assert set(output.sampled) == set(step.decodes.seq_ids if step.decodes else ())
+    assert not output.sampled and len(output.decoded) == 3  # the columns' tokens, no entries
     deltas = engine.scheduler.update_from_output(step, output)
     assert [len(d.token_ids) for d in deltas] == [1, 1, 1]

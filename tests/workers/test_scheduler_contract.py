@@ -273,6 +273,7 @@ def test_the_engine_uses_the_scheduler_through_its_methods() -> None:
         "num_running",
         "num_waiting",
         "num_preemptions",
+        "step_finished",
     }, used
     assert not _attributes(tree) & (SCHEDULER_STATE - {"num_preemptions"})
     assert not _attributes(tree) & (KV_WRITES - {"free"})

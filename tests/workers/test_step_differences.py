@@ -110,10 +110,10 @@ class Runner:
             accepted = rng.randint(0, len(s.spec_token_ids))
             tokens = [*s.spec_token_ids[:accepted], rng.choice([STOP, *range(3, 12)])]
             sampled[s.seq_id] = tuple(TokenLogprob(t, -0.5) for t in tokens)
+        decoded: tuple[int, ...] = ()
         if step.decodes is not None:
-            for seq_id in step.decodes.seq_ids:
-                sampled[seq_id] = (TokenLogprob(rng.choice([STOP, *range(3, 12)]), -0.5),)
-        output = ModelRunnerOutput(sampled, beams)
+            decoded = tuple(rng.choice([STOP, *range(3, 12)]) for _ in step.decodes.seq_ids)
+        output = ModelRunnerOutput(sampled, beams, decoded=decoded)
         self.batch.record(step.seqs, output)
         if step.decodes is not None:
             self.batch.record_decodes(step.decodes, output)
@@ -176,13 +176,15 @@ def test_runner_state_from_differences_equals_the_schedulers(
             elif ahead is not None:
                 runner.launch(ahead)
                 in_flight = None if ahead.empty else ahead
-        scheduler.update_from_output(current, runner.output(current, rng))
+        deltas = scheduler.update_from_output(current, runner.output(current, rng))
+        assert scheduler.step_finished == any(d.finished for d in deltas)
     while scheduler.has_work() or in_flight is not None:  # drain, in sync steps
         step = in_flight or scheduler.schedule()
         if in_flight is None:
             runner.launch(step)
         in_flight = None
-        scheduler.update_from_output(step, runner.output(step, rng))
+        deltas = scheduler.update_from_output(step, runner.output(step, rng))
+        assert scheduler.step_finished == any(d.finished for d in deltas)
     runner.launch(scheduler.schedule())  # the last rows go with the next step
     assert runner.batch.num_rows == 0
     assert kv.pool.num_free_blocks == num_blocks

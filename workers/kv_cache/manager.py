@@ -92,6 +92,18 @@ class KVCacheManager:
         table.extend(new_blocks[len(shared) :])
         return new_blocks
 
+    def decode_slot(self, seq_id: int, position: int) -> bool:
+        """allocate_slots(seq_id, position, 1) is not None, without building anything in the
+        common case: the slot is in the table's last block, which no one shares."""
+        table = self.block_tables.get(seq_id)
+        if (
+            table
+            and len(table) == position // self.block_size + 1
+            and self.pool.blocks[table[-1]].ref_cnt <= 1
+        ):
+            return True
+        return self.allocate_slots(seq_id, position, 1) is not None
+
     def cache_full_blocks(
         self, seq_id: int, token_ids: Sequence[int], num_computed_tokens: int, extra_key: str
     ) -> None:
