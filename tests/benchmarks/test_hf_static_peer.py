@@ -3,6 +3,7 @@ decode) on a tiny random Llama, and the suite's peer columns built from its payl
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,8 @@ def test_eager_static_cache_run(tiny_dir: Path, tmp_path: Path) -> None:
     assert out.is_file()
     assert [r["batch"] for r in payload["decode"]] == [1, 3]
     for r in payload["decode"]:
-        assert r["step_ms"] > 0 and r["first_call_s"] > 0 and not r["compiled"]
+        # a smoke run: the step (a difference of two timings) is noise here, so only finite
+        assert math.isfinite(r["step_ms"]) and r["first_call_s"] > 0 and not r["compiled"]
         assert r["path"].startswith("eager")
     assert [r["batch"] for r in payload["serving"]] == [2]
     assert payload["serving"][0]["tokens_per_s"] > 0
@@ -40,7 +42,7 @@ def test_compiled_peer_through_the_suite_runner(tiny_dir: Path) -> None:
     peer = run_peer(tiny_dir, (1, 2), timeout_s=300, extra=tuple(SMALL))
     assert peer is not None
     assert [r["batch"] for r in peer["decode"]] == [1, 2]
-    assert all(r["compiled"] and r["step_ms"] > 0 for r in peer["decode"])
+    assert all(r["compiled"] and math.isfinite(r["step_ms"]) for r in peer["decode"])
     assert all(r["fullgraph"] and not r["error"] for r in peer["decode"])
 
 
