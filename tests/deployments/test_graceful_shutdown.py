@@ -33,12 +33,12 @@ AUTH = {"Authorization": f"Bearer {API_KEY}"}
 def long_context_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny model with room for streams longer than the grace period."""
     path = tmp_path_factory.mktemp("long") / "tiny-long"
-    make_tiny_model(path, vocab_size=300, max_position_embeddings=4096)
+    make_tiny_model(path, vocab_size=300, max_position_embeddings=16384)
     return make_tiny_tokenizer(path, vocab_size=300)
 
 
 def write_config(path: Path, model: Path, port: int) -> Path:
-    engine = {"num_blocks": 320, "block_size": 16, "max_num_seqs": 4}
+    engine = {"num_blocks": 1040, "block_size": 16, "max_num_seqs": 4}
     config = {
         "proxy_location": "HeadOnly",
         "http_options": {"host": "127.0.0.1", "port": port},
@@ -136,7 +136,9 @@ class Stream(threading.Thread):
 
 def test_sigterm_drains_streams_and_ends_the_rest_with_an_error_event(server):
     process, url = server
-    long, short = Stream(url, max_tokens=3500), Stream(url, max_tokens=40)
+    # the long one must outlast the grace period however fast the engine gets (3500 tokens
+    # of this tiny model once took longer than GRACE_S; now they do not)
+    long, short = Stream(url, max_tokens=16000), Stream(url, max_tokens=40)
     long.start()
     assert long.started.wait(30)
     short.start()
@@ -145,6 +147,7 @@ def test_sigterm_drains_streams_and_ends_the_rest_with_an_error_event(server):
     process.send_signal(signal.SIGTERM)  # the main process, as `docker stop` and k8s do
 
     refused = None
+    seen: list[int] = []  # the statuses before the 503, for the failure message
     while refused is None and time.monotonic() - stopped < GRACE_S:
         response = httpx.post(
             f"{url}/v1/completions",
@@ -154,13 +157,14 @@ def test_sigterm_drains_streams_and_ends_the_rest_with_an_error_event(server):
         )
         if response.status_code == 503:
             refused = response
+        seen.append(response.status_code)
         time.sleep(0.1)
     short.join(30)
     long.join(GRACE_S + 30)
     exit_code = process.wait(GRACE_S + 60)
     elapsed = time.monotonic() - stopped
 
-    assert refused is not None, "new requests must be refused while draining"
+    assert refused is not None, f"new requests must be refused while draining: {seen}"
     assert int(refused.headers["retry-after"]) >= 1
     assert refused.json()["error"]["type"] == "service_unavailable"
     assert short.last == "[DONE]"  # finished within the grace period
