@@ -252,40 +252,18 @@ def paged_prefill_attention(
     [2, num_blocks, block_size, Hkv, D] already holding the step's keys and values;
     block_tables [S, max_blocks]; query_starts [S + 1] offsets into q; seq_lens [S] context
     lengths after the step -> [T, Hq, D]."""
-    num_tokens, num_heads, head_dim = q.shape
-    _, _, block_size, num_kv_heads, _ = kv_cache.shape
-    num_seqs = seq_lens.shape[0]
-    if q.stride(-1) != 1:
-        q = q.contiguous()  # heads and tokens may be strided (views of a fused projection)
-    out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
-    if num_tokens == 0:
+    q, out = _query_and_output(q)
+    if q.shape[0] == 0:
         return out
-    window = sliding_window if sliding_window is not None else 1 << 30
-    grid = (num_heads, triton.cdiv(max_query_len, BLOCK_M), num_seqs)
+    grid = (q.shape[1], triton.cdiv(max_query_len, BLOCK_M), seq_lens.shape[0])
     _prefill_kernel[grid](
         q,
         kv_cache,
         block_tables,
         query_starts,
         seq_lens,
-        out,
-        scale,
-        window,
-        q.stride(0),
-        q.stride(1),
-        kv_cache.stride(0),
-        kv_cache.stride(1),
-        kv_cache.stride(2),
-        kv_cache.stride(3),
-        block_tables.stride(0),
-        out.stride(0),
-        out.stride(1),
-        BLOCK_SIZE=block_size,
-        HEAD_DIM=head_dim,
-        GROUP=num_heads // num_kv_heads,
-        BLOCK_M=BLOCK_M,
-        BLOCK_N=BLOCK_N,
-        PRECISION=dot_precision(q.dtype),
+        *_layout_args(q, kv_cache, block_tables, out, scale, sliding_window),
+        **_constants(q, kv_cache),
     )
     return out
 
@@ -305,15 +283,10 @@ def paged_prefill_attention_tiled(
     program per (query head, entry of the tile map), tile_seq and tile_index [max_tiles]
     (workers.attention.tiles.tile_map). Rows of q that no sequence owns (padding past
     query_starts[-1]) are left unwritten."""
-    num_heads, head_dim = q.shape[1], q.shape[2]
-    _, _, block_size, num_kv_heads, _ = kv_cache.shape
-    if q.stride(-1) != 1:
-        q = q.contiguous()
-    out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    q, out = _query_and_output(q)
     if q.shape[0] == 0 or tile_seq.shape[0] == 0:
         return out
-    window = sliding_window if sliding_window is not None else 1 << 30
-    grid = (num_heads, tile_seq.shape[0])
+    grid = (q.shape[1], tile_seq.shape[0])
     _prefill_tiled_kernel[grid](
         q,
         kv_cache,
@@ -322,6 +295,31 @@ def paged_prefill_attention_tiled(
         seq_lens,
         tile_seq,
         tile_index,
+        *_layout_args(q, kv_cache, block_tables, out, scale, sliding_window),
+        **_constants(q, kv_cache),
+    )
+    return out
+
+
+def _query_and_output(q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """q with unit stride in its last dim (heads and tokens may be strided: views of a
+    fused projection), and the output tensor both kernels write."""
+    if q.stride(-1) != 1:
+        q = q.contiguous()
+    return q, torch.empty(q.shape, dtype=q.dtype, device=q.device)
+
+
+def _layout_args(
+    q: torch.Tensor,
+    kv_cache: torch.Tensor,
+    block_tables: torch.Tensor,
+    out: torch.Tensor,
+    scale: float,
+    sliding_window: int | None,
+) -> tuple[object, ...]:
+    """The kernels' arguments from `out` on: output, scale, window, then the strides."""
+    window = sliding_window if sliding_window is not None else 1 << 30
+    return (
         out,
         scale,
         window,
@@ -334,11 +332,17 @@ def paged_prefill_attention_tiled(
         block_tables.stride(0),
         out.stride(0),
         out.stride(1),
-        BLOCK_SIZE=block_size,
-        HEAD_DIM=head_dim,
-        GROUP=num_heads // num_kv_heads,
-        BLOCK_M=BLOCK_M,
-        BLOCK_N=BLOCK_N,
-        PRECISION=dot_precision(q.dtype),
     )
-    return out
+
+
+def _constants(q: torch.Tensor, kv_cache: torch.Tensor) -> dict[str, object]:
+    """The kernels' compile-time constants."""
+    num_heads, head_dim = q.shape[1], q.shape[2]
+    return {
+        "BLOCK_SIZE": kv_cache.shape[2],
+        "HEAD_DIM": head_dim,
+        "GROUP": num_heads // kv_cache.shape[3],
+        "BLOCK_M": BLOCK_M,
+        "BLOCK_N": BLOCK_N,
+        "PRECISION": dot_precision(q.dtype),
+    }
