@@ -104,7 +104,7 @@ def engine_for(
     lora: LoRAConfig | None = None,
     quantization: Quantization | None = None,
     overlap: bool = True,
-    mixed: bool = False,
+    mixed: bool = True,
 ) -> LLMEngine:
     """mixed: also capture steps with prefill chunks (EngineConfig.mixed_graphs)."""
     return LLMEngine(

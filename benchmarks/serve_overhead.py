@@ -14,7 +14,8 @@ starting i x S ms late ("staggered" columns). `--routers N` runs N Router replic
 `--llm-replicas N` adds a second HTTP run with N LLMServer replicas (sharing the one GPU
 on cuda: num_gpus 1/N and 1/N of the KV memory each) and reports how HTTP throughput
 grows from 1 to N replicas; the in-process baseline stays one engine, which is what one
-replica is. `--env KEY=VALUE` (repeatable) goes to the `serve run` subprocess
+replica is. `--repeats N` runs each level N times on each side (medians; tok/s ranges).
+`--env KEY=VALUE` (repeatable) goes to the `serve run` subprocess
 (e.g. RAY_SERVE_THROUGHPUT_OPTIMIZED=1). The app's config is built in
 benchmarks/serve_process.py. Prints tables, writes JSON.
 
@@ -137,6 +138,19 @@ async def measure(calls: list[Call], concurrency: int, stagger_s: float = 0.0) -
     }
 
 
+def combined(runs: list[dict[str, float]]) -> dict[str, Any]:
+    """Medians over repeated runs of one level, with the tok/s range as "min-max"."""
+    rates = [r["tokens_per_s"] for r in runs]
+    return {
+        "ttft_p50_ms": median([r["ttft_p50_ms"] for r in runs]),
+        "tokens_per_s": median(rates),
+        "tokens_per_s_range": f"{min(rates):.0f}-{max(rates):.0f}",
+        "tokens": runs[0]["tokens"],
+        "requests": runs[0]["requests"],
+        "runs": len(runs),
+    }
+
+
 def run_in_process(
     model_dir: Path,
     engine: dict[str, Any],
@@ -144,17 +158,19 @@ def run_in_process(
     new_tokens: int,
     levels: dict[int, int],
     stagger_s: float = 0.0,
-) -> dict[int, dict[str, float]]:
+    repeats: int = 1,
+) -> dict[int, dict[str, Any]]:
     """The engine in this process, with one replica's settings; freed before returning.
     `levels`: concurrency -> how many requests (the first of `texts`). With `stagger_s`,
     each level runs a second time with the clients' starts staggered (measure's
-    stagger_s), its tok/s as "tokens_per_s_staggered"."""
+    stagger_s), its tok/s as "tokens_per_s_staggered". Each level runs `repeats` times
+    (medians, see `combined`)."""
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     ids = [tokenizer(t)["input_ids"] for t in texts]
     config = EngineSettings(**engine).engine_config(str(model_dir))
     async_engine = AsyncEngine(LLMEngine(config))
 
-    async def at(concurrency: int, count: int) -> dict[str, float]:
+    async def at(concurrency: int, count: int) -> dict[str, Any]:
         await one_engine(async_engine, ids[0], 4, f"warm-{concurrency}")  # as the HTTP side
 
         def calls(tag: str) -> list[Call]:
@@ -163,10 +179,12 @@ def run_in_process(
                 for i in range(count)
             ]
 
-        result = await measure(calls("c"), concurrency)
+        result = combined([await measure(calls(f"c{r}-"), concurrency) for r in range(repeats)])
         if stagger_s > 0:
-            staggered = await measure(calls("s"), concurrency, stagger_s)
-            result["tokens_per_s_staggered"] = staggered["tokens_per_s"]
+            staggered = [
+                await measure(calls(f"s{r}-"), concurrency, stagger_s) for r in range(repeats)
+            ]
+            result["tokens_per_s_staggered"] = combined(staggered)["tokens_per_s"]
         return result
 
     try:
@@ -187,16 +205,17 @@ def run_over_http(
     whole: bool,
     env: dict[str, str],
     ready_s: float,
-) -> dict[int, dict[str, float]]:
+    repeats: int = 1,
+) -> dict[int, dict[str, Any]]:
     """`serve run` of `config`, measured through the OpenAI API (streamed, and whole if
-    `whole`), then stopped."""
+    `whole`), then stopped; each level `repeats` times (medians, see `combined`)."""
     model = served_model_name(config)
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=ROOT, delete=False) as f:
         yaml.safe_dump(config, f)
     path = Path(f.name)
     log = path.with_suffix(".log")
 
-    async def at(concurrency: int, count: int) -> dict[str, float]:
+    async def at(concurrency: int, count: int) -> dict[str, Any]:
         # aiohttp, not httpx: at 256 streams httpx's client costs more CPU per SSE event than
         # the server does (about 9x aiohttp's, measured), and would be what is measured
         connector = aiohttp.TCPConnector(limit=0)  # one connection per client, no cap
@@ -207,11 +226,10 @@ def run_over_http(
             def calls(stream: bool) -> list[Call]:
                 return [partial(one_http, client, model, t, new_tokens, stream) for t in texts]
 
-            result = await measure(calls(True), concurrency)
+            result = combined([await measure(calls(True), concurrency) for _ in range(repeats)])
             if whole:
-                result["tokens_per_s_whole"] = (await measure(calls(False), concurrency))[
-                    "tokens_per_s"
-                ]
+                runs = [await measure(calls(False), concurrency) for _ in range(repeats)]
+                result["tokens_per_s_whole"] = combined(runs)["tokens_per_s"]
             return result
 
     try:
@@ -224,7 +242,7 @@ def run_over_http(
 
 
 def overhead_rows(
-    levels: list[int], local: dict[int, dict[str, float]], http: dict[int, dict[str, float]]
+    levels: list[int], local: dict[int, dict[str, Any]], http: dict[int, dict[str, Any]]
 ) -> list[dict[str, Any]]:
     rows = []
     for c in levels:
@@ -243,6 +261,9 @@ def overhead_rows(
                 "ratio_whole": served["tokens_per_s_whole"] / engine["tokens_per_s"],
             }
         )
+        if engine.get("runs", 1) > 1:  # more than one run: the spread of each side
+            rows[-1]["engine_range"] = engine["tokens_per_s_range"]
+            rows[-1]["http_stream_range"] = served["tokens_per_s_range"]
         if "tokens_per_s_staggered" in engine:
             rows[-1]["tok_s_engine_staggered"] = engine["tokens_per_s_staggered"]
             rows[-1]["staggered_vs_lockstep"] = (
@@ -254,9 +275,9 @@ def overhead_rows(
 def scaling_rows(
     levels: list[int],
     replicas: int,
-    local: dict[int, dict[str, float]],
-    one: dict[int, dict[str, float]],
-    many: dict[int, dict[str, float]],
+    local: dict[int, dict[str, Any]],
+    one: dict[int, dict[str, Any]],
+    many: dict[int, dict[str, Any]],
 ) -> list[dict[str, Any]]:
     return [
         {
@@ -291,6 +312,9 @@ def main() -> None:
         "--requests", type=int, default=None, help="per level; default max(32, 2 x concurrency)"
     )
     parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="runs of each level per side (medians, ranges)"
+    )
     parser.add_argument("--routers", type=int, default=1, help="Router replicas")
     parser.add_argument(
         "--llm-replicas", type=int, default=1, help="N > 1: also measure N LLMServer replicas"
@@ -337,7 +361,7 @@ def main() -> None:
         options = {k: json.loads(v) for k, v in parse_env(args.engine_option).items()}
         engine = engine_settings(args.device, options=options)
         local = run_in_process(
-            model_dir, engine, texts, args.new_tokens, levels, args.stagger_ms / 1000
+            model_dir, engine, texts, args.new_tokens, levels, args.stagger_ms / 1000, args.repeats
         )
 
         def config(llm_replicas: int) -> dict[str, Any]:
@@ -352,7 +376,14 @@ def main() -> None:
             )
 
         http = run_over_http(
-            config(1), texts, args.new_tokens, levels, whole=True, env=env, ready_s=ready_s
+            config(1),
+            texts,
+            args.new_tokens,
+            levels,
+            whole=True,
+            env=env,
+            ready_s=ready_s,
+            repeats=args.repeats,
         )
         many = None
         if args.llm_replicas > 1:
@@ -370,6 +401,7 @@ def main() -> None:
         "hardware": hardware(),
         "new_tokens": args.new_tokens,
         "routers": args.routers,
+        "repeats": args.repeats,
         "engine_process": args.engine_process,
         "env": env,
         "engine": engine,

@@ -83,11 +83,10 @@ class EngineConfig:
         metadata={"description": "Capture decode steps as CUDA graphs (CUDA only; not quantized)."},
     )
     mixed_graphs: bool = field(
-        default=False,
+        default=True,
         metadata={
             "description": "Also capture steps with prefill chunks (mixed with decodes) as "
-            "CUDA graphs, by (token, sequence) bucket (with cuda_graphs). Off by default: "
-            "not yet verified on a GPU."
+            "CUDA graphs, by (token, sequence) bucket (with cuda_graphs)."
         },
     )
     mixed_graph_tokens: int = field(
