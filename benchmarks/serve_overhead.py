@@ -138,8 +138,12 @@ async def measure(calls: list[Call], concurrency: int, stagger_s: float = 0.0) -
     }
 
 
-def combined(runs: list[dict[str, float]]) -> dict[str, Any]:
-    """Medians over repeated runs of one level, with the tok/s range as "min-max"."""
+async def repeated(
+    calls: Callable[[int], list[Call]], concurrency: int, repeats: int, stagger_s: float = 0.0
+) -> dict[str, Any]:
+    """`measure` of `calls(run)` for each of `repeats` runs: medians over the runs, with the
+    tok/s range as "min-max"."""
+    runs = [await measure(calls(r), concurrency, stagger_s) for r in range(repeats)]
     rates = [r["tokens_per_s"] for r in runs]
     return {
         "ttft_p50_ms": median([r["ttft_p50_ms"] for r in runs]),
@@ -164,7 +168,7 @@ def run_in_process(
     `levels`: concurrency -> how many requests (the first of `texts`). With `stagger_s`,
     each level runs a second time with the clients' starts staggered (measure's
     stagger_s), its tok/s as "tokens_per_s_staggered". Each level runs `repeats` times
-    (medians, see `combined`)."""
+    (medians, see `repeated`)."""
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     ids = [tokenizer(t)["input_ids"] for t in texts]
     config = EngineSettings(**engine).engine_config(str(model_dir))
@@ -173,18 +177,20 @@ def run_in_process(
     async def at(concurrency: int, count: int) -> dict[str, Any]:
         await one_engine(async_engine, ids[0], 4, f"warm-{concurrency}")  # as the HTTP side
 
-        def calls(tag: str) -> list[Call]:
-            return [
-                partial(one_engine, async_engine, ids[i], new_tokens, f"{tag}{concurrency}-{i}")
-                for i in range(count)
-            ]
+        def calls(tag: str) -> Callable[[int], list[Call]]:
+            def run(r: int) -> list[Call]:  # request ids unique per run
+                rid = f"{tag}{r}-{concurrency}"
+                return [
+                    partial(one_engine, async_engine, ids[i], new_tokens, f"{rid}-{i}")
+                    for i in range(count)
+                ]
 
-        result = combined([await measure(calls(f"c{r}-"), concurrency) for r in range(repeats)])
+            return run
+
+        result = await repeated(calls("c"), concurrency, repeats)
         if stagger_s > 0:
-            staggered = [
-                await measure(calls(f"s{r}-"), concurrency, stagger_s) for r in range(repeats)
-            ]
-            result["tokens_per_s_staggered"] = combined(staggered)["tokens_per_s"]
+            staggered = await repeated(calls("s"), concurrency, repeats, stagger_s)
+            result["tokens_per_s_staggered"] = staggered["tokens_per_s"]
         return result
 
     try:
@@ -208,7 +214,7 @@ def run_over_http(
     repeats: int = 1,
 ) -> dict[int, dict[str, Any]]:
     """`serve run` of `config`, measured through the OpenAI API (streamed, and whole if
-    `whole`), then stopped; each level `repeats` times (medians, see `combined`)."""
+    `whole`), then stopped; each level `repeats` times (medians, see `repeated`)."""
     model = served_model_name(config)
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=ROOT, delete=False) as f:
         yaml.safe_dump(config, f)
@@ -223,13 +229,15 @@ def run_over_http(
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as client:
             await one_http(client, model, texts[0], 4, stream=True)  # warm-up
 
-            def calls(stream: bool) -> list[Call]:
-                return [partial(one_http, client, model, t, new_tokens, stream) for t in texts]
+            def calls(stream: bool) -> Callable[[int], list[Call]]:
+                return lambda _run: [
+                    partial(one_http, client, model, t, new_tokens, stream) for t in texts
+                ]
 
-            result = combined([await measure(calls(True), concurrency) for _ in range(repeats)])
+            result = await repeated(calls(True), concurrency, repeats)
             if whole:
-                runs = [await measure(calls(False), concurrency) for _ in range(repeats)]
-                result["tokens_per_s_whole"] = combined(runs)["tokens_per_s"]
+                runs = await repeated(calls(False), concurrency, repeats)
+                result["tokens_per_s_whole"] = runs["tokens_per_s"]
             return result
 
     try:
@@ -395,6 +403,7 @@ def main() -> None:
                 whole=False,
                 env=env,
                 ready_s=ready_s,
+                repeats=args.repeats,
             )
     rows = overhead_rows(list(levels), local, http)
     payload: dict[str, Any] = {
