@@ -23,6 +23,7 @@ from workers.models.model_config import ModelConfig
 from workers.sampler import draw, processed_logits, sampling_probs
 from workers.scheduler_output import ScheduledSeq
 from workers.sequence import make_generator
+from workers.spec.draft_chain import DraftChain, chain_rows
 from workers.spec.proposers import DraftQuery, Proposal
 
 
@@ -61,21 +62,77 @@ class DraftModelProposer:
             graph_tokens=graph_tokens,
         )
         self.kv = KVCacheManager(BlockPool(num_blocks, enable_caching=False), block_size)
+        self.block_size = block_size
+        self.chain = DraftChain(
+            model,
+            self.runner.kv_caches,
+            block_size,
+            max_steps=graph_tokens - 1,
+            graph_batch=graph_batch,
+            max_blocks=-(-cfg.max_position_embeddings // block_size),
+            scratch_block=num_blocks,  # the runner's scratch block when it captures graphs
+        )
         self._states: OrderedDict[str, _DraftState] = OrderedDict()
         self._next_id = 0
 
     def propose(self, queries: list[DraftQuery]) -> list[Proposal | None]:
-        """Draft up to q.k tokens for each query, all queries batched per draft step."""
+        """Draft up to q.k tokens for each query: plain greedy ones in a chained round (one
+        catch-up step, then the rest on the device), the others step by step, each group's
+        queries batched per draft step."""
         live = [q for q in queries if q.k > 0 and self._prepare(q)]
-        drafted: dict[str, list[int]] = {q.key: [] for q in live}
-        probs: dict[str, list[torch.Tensor]] = {q.key: [] for q in live}
+        greedy = [q for q in live if _plain_greedy(q, len(q.token_ids))]  # all round long
+        drafted = self._chained(greedy, busy={q.key for q in live})
+        probs: dict[str, list[torch.Tensor]] = {}
+        self._stepped([q for q in live if q.key not in drafted], drafted, probs)
+        return [self._proposal(drafted.get(q.key), probs.get(q.key), q) for q in queries]
+
+    def _chained(self, queries: list[DraftQuery], busy: set[str]) -> dict[str, list[int]]:
+        """Greedy drafts: the catch-up step, then k - 1 chained steps fed on the device (KV
+        slots for all of them allocated first), the ids copied to the host once."""
+        batch = [
+            (q, feed)
+            for q in queries
+            for feed in [self._unfed(q, [])]
+            if self._room(q, len(feed) + q.k - 1, busy)
+        ]
+        if not batch:
+            return {}
+        first = self.runner.forward_logits(tuple(self._scheduled(q, f) for q, f in batch))
+        first = first.argmax(-1)
+        starts = [len(self._states[q.key].tokens) + len(f) for q, f in batch]
+        rows = chain_rows(
+            starts,
+            [q.k - 1 for q, _ in batch],
+            [self.kv.block_tables[self._states[q.key].seq_id] for q, _ in batch],
+            self.block_size,
+            self.chain.scratch_slot,
+        )
+        ids = first[None]
+        if rows.num_steps:
+            ids = torch.cat([ids, self.chain.run(first, rows)])
+        drafted: dict[str, list[int]] = {}
+        for (q, feed), tokens in zip(batch, ids.T.tolist(), strict=True):
+            drafted[q.key] = tokens[: q.k]
+            self._states[q.key].tokens += feed + tokens[: q.k - 1]  # all fed but the last
+        return drafted
+
+    def _stepped(
+        self,
+        live: list[DraftQuery],
+        drafted: dict[str, list[int]],
+        probs: dict[str, list[torch.Tensor]],
+    ) -> None:
+        """Drafts of the other queries, one step at a time (distributions on the host)."""
+        busy = set(drafted) | {q.key for q in live}
+        drafted.update({q.key: [] for q in live})
+        probs.update({q.key: [] for q in live})
         for step in range(max((q.k for q in live), default=0)):
             batch = [
                 (q, feed)
                 for q in live
                 if q.k > step
                 for feed in [self._unfed(q, drafted[q.key])]
-                if self._room(q, len(feed), drafted.keys())
+                if self._room(q, len(feed), busy)
             ]
             if not batch:
                 break
@@ -100,7 +157,6 @@ class DraftModelProposer:
                 p = sampling_probs(processed, q.sampling)
                 drafted[q.key].append(draw(p, q.sampling, state.generator))
                 probs[q.key].append(p)
-        return [self._proposal(drafted.get(q.key), probs.get(q.key), q) for q in queries]
 
     def release(self, key: str) -> None:
         state = self._states.pop(key, None)
