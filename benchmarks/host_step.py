@@ -6,7 +6,12 @@ through the engine-core process's message path (serializing each step's deltas),
 functions by cumulative time under cProfile.
 
     .venv/bin/python -m benchmarks.host_step [--batches 1,64,256] [--steps 50] [--repeats 3]
+        [--arrivals 64]
 
+`--arrivals T`: also steps in a steady state of spread arrivals, as clients over HTTP make
+them: requests of T new tokens whose ends are spread over T steps, each replaced by a new
+request (a 96-token prompt) as soon as it finishes, so about batch / T prompts join every
+step; set beside the pure decode steps of the same batch in the same run.
 Prints tables, writes JSON (benchmarks/results/host_step_cpu.json).
 """
 
@@ -42,6 +47,7 @@ MICRO = {
     "max_position_embeddings": 4096,
 }
 PROMPT_TOKENS = 32
+ARRIVAL_PROMPT_TOKENS = 96
 
 
 def save_micro_model(path: Path) -> Path:
@@ -75,16 +81,48 @@ def fill(engine: LLMEngine, batch: int, params: SamplingParams) -> None:
     engine.step()
 
 
+class Arrivals:
+    """Keeps `batch` requests of `new_tokens` tokens running, their ends spread over
+    new_tokens steps: each one that finishes is replaced by a new one at once."""
+
+    def __init__(self, engine: LLMEngine, batch: int, new_tokens: int) -> None:
+        self.engine = engine
+        self.new_tokens = new_tokens
+        self.generator = torch.Generator().manual_seed(batch)
+        self.count = 0
+        for i in range(batch):  # the first wave ends spread: 1..new_tokens tokens
+            self.add(1 + i * new_tokens // batch)
+
+    def add(self, max_tokens: int) -> None:
+        prompt = torch.randint(
+            3, MICRO["vocab_size"], (ARRIVAL_PROMPT_TOKENS,), generator=self.generator
+        )
+        params = SamplingParams(max_tokens=max_tokens, temperature=0, ignore_eos=True)
+        self.engine.add_request(GenerateRequest(f"a{self.count}", tuple(prompt.tolist()), params))
+        self.count += 1
+
+    def replace(self, deltas: list[TokenDelta]) -> None:
+        for _ in range(sum(d.finished for d in deltas)):
+            self.add(self.new_tokens)
+
+
 def timed_steps(
-    engine: LLMEngine, clock: ModelClock, steps: int, send: bool
+    engine: LLMEngine,
+    clock: ModelClock,
+    steps: int,
+    send: bool,
+    arrivals: Arrivals | None = None,
 ) -> tuple[float, float]:
     """Median seconds per step, and of it outside the model; `send`: also pickle each step's
-    message as the engine core does."""
+    message as the engine core does; `arrivals`: replace each finished request (adding them
+    counts as host time: the engine core adds arrivals between its steps)."""
     times, host = [], []
     for _ in range(steps):
         clock.seconds = 0.0
         start = time.perf_counter()
         deltas = engine.step()
+        if arrivals is not None:
+            arrivals.replace(deltas)
         if send:
             items: list[tuple[str, TokenDelta | BaseException]] = [
                 (d.request_id, delivered(d)) for d in deltas
@@ -115,11 +153,15 @@ class ModelClock:
         return timed
 
 
-def profile_top(engine: LLMEngine, steps: int, top: int = 15) -> list[dict[str, Any]]:
+def profile_top(
+    engine: LLMEngine, steps: int, top: int = 15, arrivals: Arrivals | None = None
+) -> list[dict[str, Any]]:
     profiler = cProfile.Profile()
     profiler.enable()
     for _ in range(steps):
-        engine.step()
+        deltas = engine.step()
+        if arrivals is not None:
+            arrivals.replace(deltas)
     profiler.disable()
     stats = pstats.Stats(profiler)
     rows = []
@@ -130,12 +172,39 @@ def profile_top(engine: LLMEngine, steps: int, top: int = 15) -> list[dict[str, 
     return rows[:top]
 
 
+def arrival_row(
+    model_dir: Path, batch: int, new_tokens: int, args: Any
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The steady state of spread arrivals at this batch (a fresh engine), and its profile."""
+    engine = micro_engine(model_dir, batch)
+    clock = ModelClock(engine)
+    arrivals = Arrivals(engine, batch, new_tokens)
+    # Settle: the first wave prefilled and replaced (one full turnover).
+    timed_steps(engine, clock, new_tokens + 5, False, arrivals)
+    runs = [timed_steps(engine, clock, args.steps, False, arrivals) for _ in range(args.repeats)]
+    sent = [timed_steps(engine, clock, args.steps, True, arrivals) for _ in range(args.repeats)]
+    step, host = [r[0] for r in runs], [r[1] for r in runs]
+    message = [s[1] - h for s, h in zip(sent, host, strict=True)]
+    row = {
+        "batch": batch,
+        "arrivals": f"{batch / new_tokens:.1f} per step ({new_tokens}-token requests)",
+        "step_ms": median(step) * 1e3,
+        "step_ms_spread": [min(step) * 1e3, max(step) * 1e3],
+        "host_ms": median(host) * 1e3,
+        "host_ms_spread": [min(host) * 1e3, max(host) * 1e3],
+        "message_ms": median(message) * 1e3,
+        "host_us_per_seq": median(host) * 1e6 / batch,
+    }
+    return row, profile_top(engine, args.steps, arrivals=arrivals)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batches", default="1,64,256")
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sampled", action="store_true", help="temperature 0.8, top-p 0.9")
+    parser.add_argument("--arrivals", type=int, default=0, help="new tokens per request")
     parser.add_argument("--out", default="host_step_cpu.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -143,7 +212,7 @@ def main() -> None:
     if args.sampled:
         params = SamplingParams(max_tokens=100_000, temperature=0.8, top_p=0.9, ignore_eos=True)
     rows: list[dict[str, Any]] = []
-    profiles: dict[int, list[dict[str, Any]]] = {}
+    profiles: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = save_micro_model(Path(tmp) / "micro")
         for batch in [int(b) for b in args.batches.split(",")]:
@@ -153,12 +222,13 @@ def main() -> None:
             timed_steps(engine, clock, 5, send=False)  # warm-up
             plain = [timed_steps(engine, clock, args.steps, False) for _ in range(args.repeats)]
             sent = [timed_steps(engine, clock, args.steps, True) for _ in range(args.repeats)]
-            profiles[batch] = profile_top(engine, args.steps)
+            profiles[str(batch)] = profile_top(engine, args.steps)
             step, host = [p[0] for p in plain], [p[1] for p in plain]
             message = [s[1] - h for s, h in zip(sent, host, strict=True)]
             rows.append(
                 {
                     "batch": batch,
+                    "arrivals": "none",
                     "step_ms": median(step) * 1e3,
                     "step_ms_spread": [min(step) * 1e3, max(step) * 1e3],
                     "host_ms": median(host) * 1e3,
@@ -167,10 +237,16 @@ def main() -> None:
                     "host_us_per_seq": median(host) * 1e6 / batch,
                 }
             )
+            if args.arrivals:
+                row, profiles[f"{batch}, arrivals"] = arrival_row(
+                    model_dir, batch, args.arrivals, args
+                )
+                rows.append(row)
     print_table(
         [
             {
                 "batch": r["batch"],
+                "arrivals": r["arrivals"],
                 "step ms": f"{r['step_ms']:.2f}",
                 "spread": f"{r['step_ms_spread'][0]:.2f}-{r['step_ms_spread'][1]:.2f}",
                 "host ms": f"{r['host_ms']:.2f}",
@@ -181,19 +257,22 @@ def main() -> None:
             for r in rows
         ]
     )
-    last = max(profiles)
-    print(f"\ntop functions by own time, batch {last}, {args.steps} steps:")
-    print_table(
-        [
-            {
-                "function": p["function"],
-                "calls": p["calls"],
-                "own s": f"{p['tottime']:.3f}",
-                "cumulative s": f"{p['cumtime']:.3f}",
-            }
-            for p in profiles[last]
-        ]
-    )
+    last = max(int(b) for b in args.batches.split(","))
+    for key in (str(last), f"{last}, arrivals"):
+        if key not in profiles:
+            continue
+        print(f"\ntop functions by own time, batch {key}, {args.steps} steps:")
+        print_table(
+            [
+                {
+                    "function": p["function"],
+                    "calls": p["calls"],
+                    "own s": f"{p['tottime']:.3f}",
+                    "cumulative s": f"{p['cumtime']:.3f}",
+                }
+                for p in profiles[key]
+            ]
+        )
     write_json(args.out, {"hardware": hardware(), "rows": rows, "profiles": profiles})
 
 

@@ -13,6 +13,7 @@ the step's output, finishes and frees requests, and tells the speculator what wa
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import sys
 import time
@@ -337,10 +338,11 @@ class Scheduler:
         scheduled: list[ScheduledSeq] = []
         gate = AdapterGate(self.adapters, {r.adapter_key for r in self.running if r.adapter_key})
         admitted: list[Request] = []
+        num_seqs = self.num_running_seqs  # counted once: a step may admit many requests
         for _, req in sorted(self.waiting, key=lambda item: item[0]):
             if budget <= 0:
                 break
-            if self.num_running_seqs + req.width > self.config.max_num_seqs and self.running:
+            if num_seqs + req.width > self.config.max_num_seqs and (self.running or admitted):
                 break
             if not gate.allows(req.adapter_key):
                 continue
@@ -353,13 +355,14 @@ class Scheduler:
                 break
             gate.admitted(req.adapter_key)
             admitted.append(req)
-            self.running.append(req)
+            num_seqs += req.width
             scheduled += planned
             budget -= sum(s.num_tokens for s in planned)
         if admitted:
             self.waiting = [item for item in self.waiting if item[1] not in admitted]
             heapq.heapify(self.waiting)
-            self.running.sort(key=lambda r: r.sort_key)
+            for req in admitted:  # running stays in priority order (preemption takes the last)
+                bisect.insort(self.running, req, key=_sort_key)
         return scheduled
 
     def _allocate_new(self, req: Request, budget: int) -> list[ScheduledSeq] | None:
@@ -552,3 +555,7 @@ class Scheduler:
     def _free_all(self, req: Request) -> None:
         for seq in req.seqs:
             self.kv.free(seq.seq_id)
+
+
+def _sort_key(req: Request) -> tuple[int, float, int]:
+    return req.sort_key
