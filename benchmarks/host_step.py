@@ -183,11 +183,23 @@ def arrival_row(
     timed_steps(engine, clock, new_tokens + 5, False, arrivals)
     runs = [timed_steps(engine, clock, args.steps, False, arrivals) for _ in range(args.repeats)]
     sent = [timed_steps(engine, clock, args.steps, True, arrivals) for _ in range(args.repeats)]
-    step, host = [r[0] for r in runs], [r[1] for r in runs]
+    joining = f"{batch / new_tokens:.1f} per step ({new_tokens}-token requests)"
+    row = timing_row(batch, joining, runs, sent)
+    return row, profile_top(engine, args.steps, arrivals=arrivals)
+
+
+def timing_row(
+    batch: int,
+    arrivals: str,
+    plain: list[tuple[float, float]],
+    sent: list[tuple[float, float]],
+) -> dict[str, Any]:
+    """Medians and ranges (ms) of repeated timed_steps runs without and with messages."""
+    step, host = [p[0] for p in plain], [p[1] for p in plain]
     message = [s[1] - h for s, h in zip(sent, host, strict=True)]
-    row = {
+    return {
         "batch": batch,
-        "arrivals": f"{batch / new_tokens:.1f} per step ({new_tokens}-token requests)",
+        "arrivals": arrivals,
         "step_ms": median(step) * 1e3,
         "step_ms_spread": [min(step) * 1e3, max(step) * 1e3],
         "host_ms": median(host) * 1e3,
@@ -195,7 +207,6 @@ def arrival_row(
         "message_ms": median(message) * 1e3,
         "host_us_per_seq": median(host) * 1e6 / batch,
     }
-    return row, profile_top(engine, args.steps, arrivals=arrivals)
 
 
 def main() -> None:
@@ -223,20 +234,7 @@ def main() -> None:
             plain = [timed_steps(engine, clock, args.steps, False) for _ in range(args.repeats)]
             sent = [timed_steps(engine, clock, args.steps, True) for _ in range(args.repeats)]
             profiles[str(batch)] = profile_top(engine, args.steps)
-            step, host = [p[0] for p in plain], [p[1] for p in plain]
-            message = [s[1] - h for s, h in zip(sent, host, strict=True)]
-            rows.append(
-                {
-                    "batch": batch,
-                    "arrivals": "none",
-                    "step_ms": median(step) * 1e3,
-                    "step_ms_spread": [min(step) * 1e3, max(step) * 1e3],
-                    "host_ms": median(host) * 1e3,
-                    "host_ms_spread": [min(host) * 1e3, max(host) * 1e3],
-                    "message_ms": median(message) * 1e3,
-                    "host_us_per_seq": median(host) * 1e6 / batch,
-                }
-            )
+            rows.append(timing_row(batch, "none", plain, sent))
             if args.arrivals:
                 row, profiles[f"{batch}, arrivals"] = arrival_row(
                     model_dir, batch, args.arrivals, args
