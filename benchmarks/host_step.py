@@ -222,11 +222,12 @@ def main() -> None:
     params = SamplingParams(max_tokens=100_000, temperature=0, ignore_eos=True)
     if args.sampled:
         params = SamplingParams(max_tokens=100_000, temperature=0.8, top_p=0.9, ignore_eos=True)
+    batches = [int(b) for b in args.batches.split(",")]
     rows: list[dict[str, Any]] = []
     profiles: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = save_micro_model(Path(tmp) / "micro")
-        for batch in [int(b) for b in args.batches.split(",")]:
+        for batch in batches:
             engine = micro_engine(model_dir, batch)
             clock = ModelClock(engine)
             fill(engine, batch, params)
@@ -255,7 +256,7 @@ def main() -> None:
             for r in rows
         ]
     )
-    last = max(int(b) for b in args.batches.split(","))
+    last = max(batches)
     for key in (str(last), f"{last}, arrivals"):
         if key not in profiles:
             continue

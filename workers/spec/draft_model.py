@@ -97,8 +97,8 @@ class DraftModelProposer:
         ]
         if not batch:
             return {}
-        first = self.runner.forward_logits(tuple(self._scheduled(q, f) for q, f in batch))
-        first = first.argmax(-1)
+        seqs = tuple(self._scheduled(q, f) for q, f in batch)
+        first = self.runner.forward_logits(seqs).argmax(-1)  # the catch-up step's drafts
         starts = [len(self._states[q.key].tokens) + len(f) for q, f in batch]
         rows = chain_rows(
             starts,
