@@ -23,6 +23,7 @@ from workers.attention.metadata import AttentionMetadata
 from workers.graph_capture import CaptureJob, capture_all
 from workers.host_copy import array_to_device
 from workers.mixed_graphs import MixedGraphs
+from workers.mixed_rows import model_tile_queries
 from workers.models.llama import LlamaForCausalLM
 from workers.step_arrays import GraphRows
 
@@ -86,6 +87,7 @@ class StepGraphs:
                 scratch_block,
                 block_size,
                 device,
+                model_tile_queries(model),
                 lora_slots,
             )
             if mixed_tokens > 0

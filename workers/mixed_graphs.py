@@ -49,12 +49,14 @@ class MixedGraphs:
         scratch_block: int,
         block_size: int,
         device: torch.device,
+        queries_per_tile: int,
         lora_slots: LoRASlots | None = None,
     ) -> None:
+        """queries_per_tile: the model's (workers.mixed_rows.model_tile_queries)."""
         self.shapes = mixed_shapes(max_tokens, max_seqs)
         self.max_tokens, self.max_seqs = max_tokens, max_seqs
         self.scratch_block, self.block_size = scratch_block, block_size
-        self.layout = MixedLayout(max_tokens, max_seqs, max_blocks_per_seq)
+        self.layout = MixedLayout(max_tokens, max_seqs, max_blocks_per_seq, queries_per_tile)
         self.inputs = torch.zeros(self.layout.size, dtype=torch.long, device=device)
         self.host = torch.zeros(self.layout.size, dtype=torch.long, pin_memory=True)
         self.copied = torch.cuda.Event()
@@ -75,7 +77,14 @@ class MixedGraphs:
         previous step samples."""
         shape = smallest_shape(self.shapes, rows.num_tokens, rows.num_seqs)
         self.copied.synchronize()  # the last step's copy has read the host buffer
-        fill_mixed(self.host_fields, rows, shape, self.scratch_block, self.block_size)
+        fill_mixed(
+            self.host_fields,
+            rows,
+            shape,
+            self.scratch_block,
+            self.block_size,
+            self.layout.queries_per_tile,
+        )
         self.inputs.copy_(self.host, non_blocking=True)
         self.copied.record()
         if fill is not None:

@@ -20,7 +20,7 @@ import torch
 from adapters.ops import LoRABatch
 from adapters.slots import LoRASlots
 from workers.attention.metadata import AttentionMetadata
-from workers.attention.tiles import max_tiles, tile_map
+from workers.attention.tiles import max_tiles, tile_map, tile_queries
 from workers.host_copy import array_to_device
 from workers.input_batch import InputBatch
 from workers.models.llama import LlamaForCausalLM
@@ -50,11 +50,13 @@ class MixedFields(Generic[A]):
 
 class MixedLayout:
     """One flat int64 buffer for shapes of up to `rows` tokens and `seqs` sequences; a
-    shape (N, S) reads the first N rows, S sequences and max_tiles(N, S) tile entries."""
+    shape (N, S) reads the first N rows, S sequences and max_tiles(N, S) tile entries of
+    `queries_per_tile` queries each (workers.attention.tiles.tile_queries of the model)."""
 
-    def __init__(self, rows: int, seqs: int, max_blocks: int) -> None:
+    def __init__(self, rows: int, seqs: int, max_blocks: int, queries_per_tile: int) -> None:
         self.rows, self.seqs, self.max_blocks = rows, seqs, max_blocks
-        self.tiles = max_tiles(rows, seqs)
+        self.queries_per_tile = queries_per_tile
+        self.tiles = max_tiles(rows, seqs, queries_per_tile)
         self.sizes = [rows] * 4 + [seqs, seqs + 1, seqs] + [self.tiles] * 2 + [seqs * max_blocks]
         self.size = sum(self.sizes)
 
@@ -104,8 +106,10 @@ def fill_mixed(
     shape: tuple[int, int],
     scratch_block: int,
     block_size: int,
+    queries_per_tile: int,
 ) -> None:
-    """Lay `rows` into the host views for shape (N tokens, S sequences), padding included."""
+    """Lay `rows` into the host views for shape (N tokens, S sequences), padding included,
+    the tile map in tiles of queries_per_tile queries."""
     tokens, seqs = shape
     a = rows.arrays
     n, s = rows.num_tokens, rows.num_seqs
@@ -123,7 +127,8 @@ def fill_mixed(
     host.query_starts[s + 1 : seqs + 1] = n
     host.sample_rows[:s] = a.query_start_loc[1:] - 1
     host.sample_rows[s:seqs] = 0
-    tile_seq, tile_index = tile_map(np.diff(a.query_start_loc), max_tiles(tokens, seqs))
+    num_tiles = max_tiles(tokens, seqs, queries_per_tile)
+    tile_seq, tile_index = tile_map(np.diff(a.query_start_loc), num_tiles, queries_per_tile)
     host.tile_seq[: len(tile_seq)] = tile_seq
     host.tile_index[: len(tile_index)] = tile_index
     host.tables[:s, : a.block_tables.shape[1]] = a.block_tables  # the rest: never read
@@ -131,12 +136,15 @@ def fill_mixed(
 
 
 def mixed_meta(
-    fields: MixedFields[torch.Tensor], shape: tuple[int, int], block_size: int
+    fields: MixedFields[torch.Tensor],
+    shape: tuple[int, int],
+    block_size: int,
+    queries_per_tile: int,
 ) -> AttentionMetadata:
     """What attention reads for shape (N, S): device tensors only (the host tuples are
     placeholders), the tile map sending prefill attention to the tiled kernel."""
     tokens, seqs = shape
-    tiles = max_tiles(tokens, seqs)
+    tiles = max_tiles(tokens, seqs, queries_per_tile)
     return AttentionMetadata(
         slot_mapping=fields.slots[:tokens],
         block_tables=fields.tables[:seqs],
@@ -148,6 +156,12 @@ def mixed_meta(
         tile_seq=fields.tile_seq[:tiles],
         tile_index=fields.tile_index[:tiles],
     )
+
+
+def model_tile_queries(model: LlamaForCausalLM) -> int:
+    """Queries per prefill tile for the model's attention (its query heads per KV head)."""
+    cfg = model.config
+    return tile_queries(cfg.num_attention_heads // cfg.num_key_value_heads)
 
 
 def host_views(fields: MixedFields[torch.Tensor]) -> MixedFields[np.ndarray]:
@@ -168,7 +182,7 @@ def mixed_forward(
     lora = None
     if lora_slots is not None:
         lora = LoRABatch(lora_slots, fields.adapter_slots[:tokens], None)
-    meta = mixed_meta(fields, shape, block_size)
+    meta = mixed_meta(fields, shape, block_size, model_tile_queries(model))
     hidden = model(fields.input_ids[:tokens], fields.positions[:tokens], kv_caches, meta, lora)
     return model.compute_logits(hidden[fields.sample_rows[:seqs]])
 

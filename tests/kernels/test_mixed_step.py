@@ -21,6 +21,7 @@ from workers.mixed_rows import (
     host_views,
     mixed_forward,
     mixed_rows,
+    model_tile_queries,
     sampled_logits,
     smallest_shape,
 )
@@ -122,9 +123,10 @@ def test_mixed_rows_forward_equals_eager_step(model_dir: Path, padded: bool, col
         shape = (rows.num_tokens, rows.num_seqs)
     else:
         assert shape[0] > rows.num_tokens and shape[1] > rows.num_seqs
-    layout = MixedLayout(256, 16, 10)
+    per_tile = model_tile_queries(graph_model)
+    layout = MixedLayout(256, 16, 10, per_tile)
     buffer = torch.full((layout.size,), 7, dtype=torch.long)  # stale values everywhere
-    fill_mixed(host_views(layout.fields(buffer)), rows, shape, SCRATCH, BS)
+    fill_mixed(host_views(layout.fields(buffer)), rows, shape, SCRATCH, BS, per_tile)
     fields = layout.fields(buffer.to(DEVICE))
     caches = [c.clone() for c in before]
     logits = sampled_logits(mixed_forward(graph_model, caches, fields, shape, BS), rows)

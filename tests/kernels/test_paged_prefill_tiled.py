@@ -10,19 +10,20 @@ import numpy as np
 import pytest
 import torch
 
-from workers.attention.tiles import TILE_M, max_tiles, tile_map
+from workers.attention.tiles import TILE_ROWS, max_tiles, tile_map, tile_queries
 
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"  # set before triton is imported
 
 
-def test_tile_map_covers_every_query_once() -> None:
+@pytest.mark.parametrize("per_tile", [64, 8, 1])
+def test_tile_map_covers_every_query_once(per_tile: int) -> None:
     lens = np.array([70, 0, 1, 128, 129, 0, 64])
-    num_tiles = max_tiles(int(lens.sum()) + 30, len(lens) + 2)
-    tile_seq, tile_index = tile_map(lens, num_tiles)
+    num_tiles = max_tiles(int(lens.sum()) + 30, len(lens) + 2, per_tile)
+    tile_seq, tile_index = tile_map(lens, num_tiles, per_tile)
     assert tile_seq.shape == tile_index.shape == (num_tiles,)
     real = tile_seq >= 0
     pairs = list(zip(tile_seq[real].tolist(), tile_index[real].tolist(), strict=True))
-    expected = [(i, t) for i, n in enumerate(lens.tolist()) for t in range(-(-n // TILE_M))]
+    expected = [(i, t) for i, n in enumerate(lens.tolist()) for t in range(-(-n // per_tile))]
     assert pairs == expected
     assert (tile_index[~real] == -1).all() and not real[len(pairs) :].any()
 
@@ -32,14 +33,19 @@ def test_max_tiles_bounds_any_split(seed: int) -> None:
     rng = np.random.default_rng(seed)
     num_seqs = int(rng.integers(1, 12))
     lens = rng.integers(0, 300, num_seqs)
-    bound = max_tiles(int(lens.sum()), num_seqs)
-    assert int((-(-lens // TILE_M)).sum()) <= bound
-    tile_map(lens, bound)  # fits
+    per_tile = int(rng.choice([1, 4, 8, 16, 64]))
+    bound = max_tiles(int(lens.sum()), num_seqs, per_tile)
+    assert int((-(-lens // per_tile)).sum()) <= bound
+    tile_map(lens, bound, per_tile)  # fits
+
+
+def test_tile_queries_packs_a_kv_heads_group() -> None:
+    assert [tile_queries(g) for g in (1, 2, 8, 6, 64, 128)] == [TILE_ROWS, 32, 8, 10, 1, 1]
 
 
 def test_tile_map_refuses_too_small_grid() -> None:
     with pytest.raises(ValueError):
-        tile_map(np.array([65, 1]), 2)
+        tile_map(np.array([65, 1]), 2, 64)
 
 
 if torch.cuda.is_available() or INTERPRET:
@@ -67,11 +73,15 @@ CASES = {
 }
 
 
-def tiled_meta(meta: AttentionMetadata, pad_rows: int, pad_seqs: int) -> AttentionMetadata:
-    """meta with a tile map sized for its tokens plus pad_rows and pad_seqs more."""
+def tiled_meta(
+    meta: AttentionMetadata, pad_rows: int, pad_seqs: int, group: int
+) -> AttentionMetadata:
+    """meta with a tile map sized for its tokens plus pad_rows and pad_seqs more, in tiles
+    for `group` query heads per KV head."""
     starts = np.array(meta.query_start_loc)
     tokens, seqs = int(starts[-1]) + pad_rows, meta.num_seqs + pad_seqs
-    tile_seq, tile_index = tile_map(np.diff(starts), max_tiles(tokens, seqs))
+    per_tile = tile_queries(group)
+    tile_seq, tile_index = tile_map(np.diff(starts), max_tiles(tokens, seqs, per_tile), per_tile)
     return AttentionMetadata(
         slot_mapping=meta.slot_mapping,
         block_tables=meta.block_tables,
@@ -88,7 +98,12 @@ def tiled_meta(meta: AttentionMetadata, pad_rows: int, pad_seqs: int) -> Attenti
 @needs_kernels
 @pytest.mark.gpu
 @pytest.mark.parametrize("case", sorted(CASES))
-@pytest.mark.parametrize(("heads", "kv_heads", "window"), [(4, 2, None), (8, 2, 37)])
+# Groups of 2, 4, 1 (one head per KV head: whole-query tiles), 8 and 6 (tiles of 10
+# queries, 60 of the 64 rows).
+@pytest.mark.parametrize(
+    ("heads", "kv_heads", "window"),
+    [(4, 2, None), (8, 2, 37), (4, 4, None), (16, 2, None), (6, 1, 37)],
+)
 def test_tiled_prefill_matches_reference_and_kernel(
     case: str, heads: int, kv_heads: int, window: int | None
 ) -> None:
@@ -96,7 +111,7 @@ def test_tiled_prefill_matches_reference_and_kernel(
     block_size, head_dim, num_blocks = 16, 32, 120
     meta = mixed_step(query_lens, context_lens, block_size, num_blocks)
     pad_rows = 23  # rows past the last sequence's queries: owned by none, left unwritten
-    tiled = tiled_meta(meta, pad_rows, pad_seqs=3)
+    tiled = tiled_meta(meta, pad_rows, pad_seqs=3, group=heads // kv_heads)
     assert tiled.tile_seq is not None and tiled.tile_index is not None
     assert tiled.query_start_tensor is not None and tiled.seq_lens_tensor is not None
     assert meta.query_start_tensor is not None and meta.seq_lens_tensor is not None
@@ -143,7 +158,7 @@ def test_reference_attention_dispatches_to_tiled_kernel() -> None:
     one) and never the per-sequence grid (which reads host ints)."""
     query_lens, context_lens = CASES["mixed"]
     meta = mixed_step(query_lens, context_lens, 16, 120)
-    tiled = tiled_meta(meta, 0, 0)
+    tiled = tiled_meta(meta, 0, 0, group=2)
     g = torch.Generator().manual_seed(2)
     tokens = sum(query_lens)
     q = torch.randn(tokens, 4, 32, generator=g).to(DEVICE)

@@ -36,7 +36,7 @@ class AttentionMetadata:
     decode_only: bool = False  # one query per sequence: the decode kernel does it all
     query_start_tensor: torch.Tensor | None = None  # query_start_loc on the device
     tile_seq: torch.Tensor | None = None  # each grid entry's sequence (-1: padding)
-    tile_index: torch.Tensor | None = None  # and which BLOCK_M tile of its queries
+    tile_index: torch.Tensor | None = None  # and which tile of its queries
 
     @property
     def num_seqs(self) -> int:

@@ -5,12 +5,15 @@ causally to its context through the block table, all sequences in one launch.
 Meaning in plain torch: `ReferenceAttention` without a prefill_fn (gather each sequence's
 context, mask causally and by the sliding window, softmax, weight the values).
 
-A program takes one query head and a tile of up to BLOCK_M queries of one sequence, and
-walks its keys tile by tile with an online softmax (flash attention), stopping at the
-tile's last query (causal) and starting at the window of its first.
+A program takes one KV head with all the query heads of its group and a tile of Q_TILE
+queries of one sequence (its BLOCK_M rows are query x head pairs, workers.attention.tiles),
+and walks its keys tile by tile with an online softmax (flash attention), stopping at the
+tile's last query (causal) and starting at the window of its first. Packing the group's
+heads into the rows loads each key once per KV head, and gives a decode (one query) GROUP
+useful rows of its tile rather than one: mixed steps are mostly decodes.
 
 `paged_prefill_attention_tiled` runs the same tiles on a grid fixed by the step's shape
-(heads, max_tiles) and a device tile map, reading no host ints: what a CUDA graph of mixed
+(KV heads, max_tiles) and a device tile map, reading no host ints: what a CUDA graph of mixed
 steps (prefill chunks with decodes) replays.
 """
 
@@ -20,10 +23,9 @@ import torch
 import triton
 import triton.language as tl
 
-from workers.attention.tiles import TILE_M
+from workers.attention.tiles import TILE_ROWS, tile_queries
 from workers.attention.triton_decode import dot_precision
 
-BLOCK_M = TILE_M  # queries per program
 BLOCK_N = 64  # keys per inner iteration
 PAST_ANY_QUERY = tl.constexpr(1 << 20)  # a tile index no sequence reaches (padding tiles)
 
@@ -50,11 +52,11 @@ def _prefill_kernel(
     BLOCK_SIZE: tl.constexpr,
     HEAD_DIM: tl.constexpr,
     GROUP: tl.constexpr,
+    Q_TILE: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
-    head = tl.program_id(0)  # fastest: the query heads of a KV head share its loads in L2
     _prefill_tile(
         q_ptr,
         cache_ptr,
@@ -73,12 +75,13 @@ def _prefill_kernel(
         stride_tb,
         stride_ot,
         stride_oh,
-        head,
+        tl.program_id(0),  # the KV head, fastest: a sequence's KV heads run together
         tl.program_id(2),
         tl.program_id(1),
         BLOCK_SIZE,
         HEAD_DIM,
         GROUP,
+        Q_TILE,
         BLOCK_M,
         BLOCK_N,
         PRECISION,
@@ -109,13 +112,15 @@ def _prefill_tiled_kernel(
     BLOCK_SIZE: tl.constexpr,
     HEAD_DIM: tl.constexpr,
     GROUP: tl.constexpr,
+    Q_TILE: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
-    """Grid (heads, max_tiles): program j takes tile tile_index[j] of sequence tile_seq[j];
-    a padding entry (-1) reads sequence 0 past its queries, which loads and stores nothing."""
-    head = tl.program_id(0)
+    """Grid (KV heads, max_tiles): program j takes tile tile_index[j] of sequence
+    tile_seq[j]; a padding entry (-1) reads sequence 0 past its queries, which loads and
+    stores nothing."""
+    kv_head = tl.program_id(0)
     pid = tl.program_id(1)
     seq = tl.load(tile_seq_ptr + pid)
     tile = tl.load(tile_index_ptr + pid)
@@ -139,12 +144,13 @@ def _prefill_tiled_kernel(
         stride_tb,
         stride_ot,
         stride_oh,
-        head,
+        kv_head,
         seq,
         tile,
         BLOCK_SIZE,
         HEAD_DIM,
         GROUP,
+        Q_TILE,
         BLOCK_M,
         BLOCK_N,
         PRECISION,
@@ -170,33 +176,33 @@ def _prefill_tile(
     stride_tb,
     stride_ot,
     stride_oh,
-    head,
+    kv_head,
     seq,
     tile,
     BLOCK_SIZE: tl.constexpr,
     HEAD_DIM: tl.constexpr,
     GROUP: tl.constexpr,
+    Q_TILE: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
-    """Query head `head`, queries tile * BLOCK_M.. of sequence `seq` (none past its own)."""
-    kv_head = head // GROUP
+    """KV head `kv_head` with its GROUP query heads, queries tile * Q_TILE.. of sequence
+    `seq` (none past its own): row r is query r // GROUP, head kv_head * GROUP + r % GROUP."""
     q_start = tl.load(starts_ptr + seq)
     num_queries = tl.load(starts_ptr + seq + 1) - q_start
     ctx = tl.load(lens_ptr + seq)
-    rows = tile * BLOCK_M + tl.arange(0, BLOCK_M)
-    row_ok = rows < num_queries
-    q_pos = ctx - num_queries + rows
+    rows = tl.arange(0, BLOCK_M)
+    query = tile * Q_TILE + rows // GROUP
+    head = kv_head * GROUP + rows % GROUP
+    row_ok = (rows < Q_TILE * GROUP) & (query < num_queries)
+    q_pos = ctx - num_queries + query
     dims = tl.arange(0, HEAD_DIM)
-    q = tl.load(
-        q_ptr + (q_start + rows)[:, None] * stride_qt + head * stride_qh + dims[None, :],
-        mask=row_ok[:, None],
-        other=0.0,
-    )
-    first_q = ctx - num_queries + tile * BLOCK_M
-    hi = tl.minimum(first_q + BLOCK_M, ctx)  # keys past the tile's last query are masked
-    hi = tl.where(tile * BLOCK_M < num_queries, hi, 0)  # tiles past the queries do nothing
+    at = (q_start + query)[:, None] * stride_qt + head[:, None] * stride_qh + dims[None, :]
+    q = tl.load(q_ptr + at, mask=row_ok[:, None], other=0.0)
+    first_q = ctx - num_queries + tile * Q_TILE
+    hi = tl.minimum(first_q + Q_TILE, ctx)  # keys past the tile's last query are masked
+    hi = tl.where(tile * Q_TILE < num_queries, hi, 0)  # tiles past the queries do nothing
     lo = (tl.maximum(first_q - window + 1, 0) // BLOCK_N) * BLOCK_N
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
@@ -231,11 +237,8 @@ def _prefill_tile(
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
         m_i = m_new
     out = acc / tl.maximum(l_i, 1e-20)[:, None]
-    tl.store(
-        out_ptr + (q_start + rows)[:, None] * stride_ot + head * stride_oh + dims[None, :],
-        out.to(out_ptr.dtype.element_ty),
-        mask=row_ok[:, None],
-    )
+    out_at = (q_start + query)[:, None] * stride_ot + head[:, None] * stride_oh + dims[None, :]
+    tl.store(out_ptr + out_at, out.to(out_ptr.dtype.element_ty), mask=row_ok[:, None])
 
 
 def paged_prefill_attention(
@@ -255,7 +258,8 @@ def paged_prefill_attention(
     q, out = _query_and_output(q)
     if q.shape[0] == 0:
         return out
-    grid = (q.shape[1], triton.cdiv(max_query_len, BLOCK_M), seq_lens.shape[0])
+    constants = _constants(q, kv_cache)
+    grid = (kv_cache.shape[3], triton.cdiv(max_query_len, constants["Q_TILE"]), seq_lens.shape[0])
     _prefill_kernel[grid](
         q,
         kv_cache,
@@ -263,7 +267,7 @@ def paged_prefill_attention(
         query_starts,
         seq_lens,
         *_layout_args(q, kv_cache, block_tables, out, scale, sliding_window),
-        **_constants(q, kv_cache),
+        **constants,
     )
     return out
 
@@ -280,13 +284,13 @@ def paged_prefill_attention_tiled(
     sliding_window: int | None = None,
 ) -> torch.Tensor:
     """paged_prefill_attention with a grid fixed by the shapes alone (CUDA-graph safe): one
-    program per (query head, entry of the tile map), tile_seq and tile_index [max_tiles]
-    (workers.attention.tiles.tile_map). Rows of q that no sequence owns (padding past
-    query_starts[-1]) are left unwritten."""
+    program per (KV head, entry of the tile map), tile_seq and tile_index [max_tiles]
+    (workers.attention.tiles.tile_map, with tiles of tile_queries(group) queries). Rows of
+    q that no sequence owns (padding past query_starts[-1]) are left unwritten."""
     q, out = _query_and_output(q)
     if q.shape[0] == 0 or tile_seq.shape[0] == 0:
         return out
-    grid = (q.shape[1], tile_seq.shape[0])
+    grid = (kv_cache.shape[3], tile_seq.shape[0])
     _prefill_tiled_kernel[grid](
         q,
         kv_cache,
@@ -338,11 +342,13 @@ def _layout_args(
 def _constants(q: torch.Tensor, kv_cache: torch.Tensor) -> dict[str, object]:
     """The kernels' compile-time constants."""
     num_heads, head_dim = q.shape[1], q.shape[2]
+    group = num_heads // kv_cache.shape[3]
     return {
         "BLOCK_SIZE": kv_cache.shape[2],
         "HEAD_DIM": head_dim,
-        "GROUP": num_heads // kv_cache.shape[3],
-        "BLOCK_M": BLOCK_M,
+        "GROUP": group,
+        "Q_TILE": tile_queries(group),
+        "BLOCK_M": max(TILE_ROWS, triton.next_power_of_2(group)),
         "BLOCK_N": BLOCK_N,
         "PRECISION": dot_precision(q.dtype),
     }
