@@ -11,6 +11,7 @@ mixed steps' graph shapes (N tokens, S sequences) with the real tokens they carr
 the CUDA kernels of a few steady spread steps, replayed and eager.
 
     python -m benchmarks.profile_spread [--clients 256] [--requests 1024] [--per-step 4]
+        [--host]   (the host's Python under cProfile instead of the kernels)
 
 Prints tables (a diagnostic; figures of record come from benchmarks.serve_overhead).
 """
@@ -18,6 +19,8 @@ Prints tables (a diagnostic; figures of record come from benchmarks.serve_overhe
 from __future__ import annotations
 
 import argparse
+import cProfile
+import pstats
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -108,18 +111,22 @@ def closed_loop(
     per_step: int | None,
     tag: str,
     on_step: Callable[[int], None] | None = None,
-) -> tuple[float, int, list[float]]:
-    """(seconds, output tokens, wall ms of each step()) of `requests` requests over
+) -> tuple[float, int, list[float], float]:
+    """(seconds, output tokens, wall ms of each step(), TTFT p50 ms) of `requests` requests over
     `clients` closed-loop clients; per_step None: all clients start at step 0, else that
     many join per step. on_step(i) runs before step i."""
     params = SamplingParams(max_tokens=new_tokens, temperature=0, ignore_eos=True)
     g = torch.Generator().manual_seed(len(tag))
     sent = 0
+    sent_at: dict[str, float] = {}
+    ttfts: list[float] = []
 
     def send() -> None:
         nonlocal sent
         ids = torch.randint(3, VOCAB, (prompt,), generator=g).tolist()
-        engine.add_request(GenerateRequest(f"{tag}-{sent}", tuple(ids), params))
+        rid = f"{tag}-{sent}"
+        sent_at[rid] = time.perf_counter()
+        engine.add_request(GenerateRequest(rid, tuple(ids), params))
         sent += 1
 
     joined = 0
@@ -136,6 +143,8 @@ def closed_loop(
             on_step(step)
         for delta in engine.step():
             tokens += len(delta.token_ids)
+            if delta.token_ids and delta.request_id in sent_at:
+                ttfts.append(1000 * (time.perf_counter() - sent_at.pop(delta.request_id)))
             if delta.finish_reason is not None and sent < requests:
                 send()
         now = time.perf_counter()
@@ -143,7 +152,7 @@ def closed_loop(
         last = now
         step += 1
     torch.cuda.synchronize()
-    return time.perf_counter() - start, tokens, walls
+    return time.perf_counter() - start, tokens, walls, median(ttfts)
 
 
 def step_rows(log: StepLog, walls: list[float], skip: int) -> list[dict[str, Any]]:
@@ -195,19 +204,22 @@ def run_pattern(
 ) -> dict[str, Any]:
     log = StepLog()
     undo = instrument(engine, log)
-    seconds, tokens, walls = closed_loop(
+    seconds, tokens, walls, ttft = closed_loop(
         engine, args.clients, args.requests, args.prompt, args.new_tokens, per_step, tag
     )
     undo()
     skip = len(log.kinds) // 4  # past the ramp
     steps = len(walls)
-    print(f"\n== {tag}: {tokens / seconds:.0f} tok/s, {steps} steps, {seconds:.2f} s ==")
+    print(
+        f"\n== {tag}: {tokens / seconds:.0f} tok/s, TTFT p50 {ttft:.1f} ms, {steps} steps, "
+        f"{seconds:.2f} s =="
+    )
     print_table(step_rows(log, walls, skip))
     print_table([{"phase": k, "ms_per_step": 1000 * v / steps} for k, v in log.host.items()])
     shapes = shape_rows(engine, log)
     if shapes:
         print_table(shapes)
-    return {"tok_s": tokens / seconds}
+    return {"tok_s": tokens / seconds, "ttft_p50_ms": ttft}
 
 
 def kernels(engine: LLMEngine, args: argparse.Namespace, label: str) -> None:
@@ -243,6 +255,32 @@ def kernels(engine: LLMEngine, args: argparse.Namespace, label: str) -> None:
     )
 
 
+def host_profile(engine: LLMEngine, args: argparse.Namespace) -> None:
+    """Python functions by own and by cumulative time over 30 steady spread steps."""
+    steady = args.new_tokens + args.clients // args.per_step + 8
+    prof = cProfile.Profile()
+
+    def on_step(i: int) -> None:
+        if i == steady:
+            prof.enable()
+        elif i == steady + 30:
+            prof.disable()
+
+    closed_loop(
+        engine,
+        args.clients,
+        args.clients * 3,
+        args.prompt,
+        args.new_tokens,
+        args.per_step,
+        "host",
+        on_step,
+    )
+    for key in ("tottime", "cumulative"):
+        print(f"\n== host functions of 30 steady spread steps, by {key} ==")
+        pstats.Stats(prof).sort_stats(key).print_stats(args.top)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--clients", type=int, default=256)
@@ -251,17 +289,18 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--per-step", type=int, default=4)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--host", action="store_true", help="only the tables and cProfile")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = save_model(Path(tmp) / "model")
         engine = engine_for(model_dir, graphs=True)
         closed_loop(engine, 32, 64, args.prompt, 8, None, "warm")
-        summary = {
-            "lockstep": run_pattern(engine, args, None, "lockstep"),
-            "spread": run_pattern(engine, args, args.per_step, "spread"),
-        }
-        ratio = summary["spread"]["tok_s"] / summary["lockstep"]["tok_s"]
-        print(f"\nspread / lockstep: {ratio:.2f}x")
+        lockstep = run_pattern(engine, args, None, "lockstep")
+        spread = run_pattern(engine, args, args.per_step, "spread")
+        print(f"\nspread / lockstep: {spread['tok_s'] / lockstep['tok_s']:.2f}x")
+        if args.host:
+            host_profile(engine, args)
+            return
         kernels(engine, args, "replayed")
         del engine
         torch.cuda.empty_cache()
