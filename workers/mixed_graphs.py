@@ -102,7 +102,13 @@ class MixedGraphs:
     ) -> CaptureJob:
         def step() -> torch.Tensor:
             return mixed_forward(
-                model, kv_caches, self.fields, shape, self.block_size, self.lora_slots
+                model,
+                kv_caches,
+                self.fields,
+                shape,
+                self.block_size,
+                self.layout.queries_per_tile,
+                self.lora_slots,
             )
 
         def store(graph: torch.cuda.CUDAGraph, logits: torch.Tensor) -> None:

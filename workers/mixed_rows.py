@@ -175,14 +175,16 @@ def mixed_forward(
     fields: MixedFields[torch.Tensor],
     shape: tuple[int, int],
     block_size: int,
+    queries_per_tile: int,
     lora_slots: LoRASlots | None = None,
 ) -> torch.Tensor:
-    """The forward a mixed graph records: float32 logits of the S sample rows, [S, vocab]."""
+    """The forward a mixed graph records: float32 logits of the S sample rows, [S, vocab];
+    the tile map in tiles of queries_per_tile queries, as fill_mixed laid it."""
     tokens, seqs = shape
     lora = None
     if lora_slots is not None:
         lora = LoRABatch(lora_slots, fields.adapter_slots[:tokens], None)
-    meta = mixed_meta(fields, shape, block_size, model_tile_queries(model))
+    meta = mixed_meta(fields, shape, block_size, queries_per_tile)
     hidden = model(fields.input_ids[:tokens], fields.positions[:tokens], kv_caches, meta, lora)
     return model.compute_logits(hidden[fields.sample_rows[:seqs]])
 

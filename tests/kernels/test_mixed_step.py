@@ -129,7 +129,8 @@ def test_mixed_rows_forward_equals_eager_step(model_dir: Path, padded: bool, col
     fill_mixed(host_views(layout.fields(buffer)), rows, shape, SCRATCH, BS, per_tile)
     fields = layout.fields(buffer.to(DEVICE))
     caches = [c.clone() for c in before]
-    logits = sampled_logits(mixed_forward(graph_model, caches, fields, shape, BS), rows)
+    forward = mixed_forward(graph_model, caches, fields, shape, BS, per_tile)
+    logits = sampled_logits(forward, rows)
     assert logits.shape == eager.shape == (5, cfg.vocab_size)
     torch.testing.assert_close(logits, eager, atol=1e-4, rtol=1e-4)
     for ours, theirs in zip(caches, runner.kv_caches, strict=True):  # same KV, bar scratch
