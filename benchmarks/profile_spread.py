@@ -222,49 +222,23 @@ def run_pattern(
     return {"tok_s": tokens / seconds, "ttft_p50_ms": ttft}
 
 
-def kernels(engine: LLMEngine, args: argparse.Namespace, label: str) -> None:
-    """CUDA kernels by total time over 6 spread steps once the loop is steady."""
-    steady = args.new_tokens + args.clients // args.per_step + 8
-    state: dict[str, Any] = {}
+def steady_spread(
+    engine: LLMEngine,
+    args: argparse.Namespace,
+    label: str,
+    steps: int,
+    begin: Callable[[], None],
+    end: Callable[[], None],
+) -> None:
+    """A spread closed loop of 3 requests per client: begin() before its first steady step
+    (past the ramp and one turnover), end() after `steps` of them."""
+    first = args.new_tokens + args.clients // args.per_step + 8
 
     def on_step(i: int) -> None:
-        if i == steady:
-            torch.cuda.synchronize()
-            state["prof"] = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
-            state["prof"].__enter__()
-        elif i == steady + 6:
-            torch.cuda.synchronize()
-            state["prof"].__exit__(None, None, None)
-
-    requests = args.clients * 3
-    closed_loop(
-        engine,
-        args.clients,
-        requests,
-        args.prompt,
-        args.new_tokens,
-        args.per_step,
-        label,
-        on_step,
-    )
-    print(f"\n== {label}: kernels of 6 steady spread steps ==")
-    print(
-        state["prof"]
-        .key_averages()
-        .table(sort_by="cuda_time_total", row_limit=args.top, max_name_column_width=70)
-    )
-
-
-def host_profile(engine: LLMEngine, args: argparse.Namespace) -> None:
-    """Python functions by own and by cumulative time over 30 steady spread steps."""
-    steady = args.new_tokens + args.clients // args.per_step + 8
-    prof = cProfile.Profile()
-
-    def on_step(i: int) -> None:
-        if i == steady:
-            prof.enable()
-        elif i == steady + 30:
-            prof.disable()
+        if i == first:
+            begin()
+        elif i == first + steps:
+            end()
 
     closed_loop(
         engine,
@@ -273,9 +247,35 @@ def host_profile(engine: LLMEngine, args: argparse.Namespace) -> None:
         args.prompt,
         args.new_tokens,
         args.per_step,
-        "host",
+        label,
         on_step,
     )
+
+
+def kernels(engine: LLMEngine, args: argparse.Namespace, label: str) -> None:
+    """CUDA kernels by total time over 6 steady spread steps."""
+    prof = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
+
+    def begin() -> None:
+        torch.cuda.synchronize()
+        prof.__enter__()
+
+    def end() -> None:
+        torch.cuda.synchronize()
+        prof.__exit__(None, None, None)
+
+    steady_spread(engine, args, label, 6, begin, end)
+    print(f"\n== {label}: kernels of 6 steady spread steps ==")
+    table = prof.key_averages().table(
+        sort_by="cuda_time_total", row_limit=args.top, max_name_column_width=70
+    )
+    print(table)
+
+
+def host_profile(engine: LLMEngine, args: argparse.Namespace) -> None:
+    """Python functions by own and by cumulative time over 30 steady spread steps."""
+    prof = cProfile.Profile()
+    steady_spread(engine, args, "host", 30, prof.enable, prof.disable)
     for key in ("tottime", "cumulative"):
         print(f"\n== host functions of 30 steady spread steps, by {key} ==")
         pstats.Stats(prof).sort_stats(key).print_stats(args.top)
