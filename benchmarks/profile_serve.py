@@ -30,7 +30,7 @@ import yaml
 from transformers import AutoTokenizer
 
 from benchmarks.common import decode_text
-from benchmarks.serve_overhead import one_http
+from benchmarks.http_load import one_http
 from benchmarks.serve_process import (
     BUNDLED_MODEL,
     GPU_MODEL_NAME,

@@ -15,6 +15,8 @@ starting i x S ms late ("staggered" columns). `--routers N` runs N Router replic
 on cuda: num_gpus 1/N and 1/N of the KV memory each) and reports how HTTP throughput
 grows from 1 to N replicas; the in-process baseline stays one engine, which is what one
 replica is. `--repeats N` runs each level N times on each side (medians; tok/s ranges).
+HTTP load comes from `--client-procs` processes (benchmarks/http_load.py), so that
+the load generator is not what is measured; "client_cpu" is the busiest one's CPU share.
 `--env KEY=VALUE` (repeatable) goes to the `serve run` subprocess
 (e.g. RAY_SERVE_THROUGHPUT_OPTIMIZED=1). The app's config is built in
 benchmarks/serve_process.py. Prints tables, writes JSON.
@@ -31,6 +33,7 @@ import asyncio
 import gc
 import json
 import math
+import os
 import signal
 import sys
 import tempfile
@@ -40,17 +43,16 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import torch
 import yaml
 from transformers import AutoTokenizer
 
 from benchmarks.common import decode_text, hardware, median, print_table, write_json
+from benchmarks.http_load import HttpLoad
 from benchmarks.serve_process import (
     BUNDLED_MODEL,
     GPU_MODEL_NAME,
     ROOT,
-    URL,
     engine_settings,
     serve_config,
     served_model_name,
@@ -64,42 +66,6 @@ from workers.protocol import GenerateRequest
 from workers.sampling_params import SamplingParams
 
 Call = Callable[[], Awaitable[tuple[float, int]]]  # -> (TTFT or latency in s, tokens)
-
-
-async def one_http(
-    client: aiohttp.ClientSession, model: str, text: str, new_tokens: int, stream: bool
-) -> tuple[float, int]:
-    """(TTFT, tokens) streamed; (latency, tokens) whole. Tokens as the usage reports."""
-    body: dict[str, Any] = {
-        "model": model,
-        "prompt": text,
-        "max_tokens": new_tokens,
-        "temperature": 0,
-        "ignore_eos": True,
-        "stream": stream,
-    }
-    start = time.perf_counter()
-    if not stream:
-        async with client.post(f"{URL}/v1/completions", json=body) as response:
-            response.raise_for_status()
-            usage = (await response.json())["usage"]
-        return time.perf_counter() - start, usage["completion_tokens"]
-    body["stream_options"] = {"include_usage": True}
-    first = math.nan
-    tokens = 0
-    async with client.post(f"{URL}/v1/completions", json=body) as response:
-        response.raise_for_status()
-        async for raw in response.content:  # one SSE line at a time
-            if not raw.startswith(b"data: ") or raw.startswith(b"data: [DONE]"):
-                continue
-            chunk = json.loads(raw[6:])
-            if "error" in chunk:
-                raise RuntimeError(f"the stream failed: {chunk['error']}")
-            if math.isnan(first) and chunk["choices"] and chunk["choices"][0]["text"]:
-                first = time.perf_counter() - start
-            if chunk.get("usage"):
-                tokens = chunk["usage"]["completion_tokens"]
-    return first, tokens
 
 
 async def one_engine(
@@ -138,14 +104,10 @@ async def measure(calls: list[Call], concurrency: int, stagger_s: float = 0.0) -
     }
 
 
-async def repeated(
-    calls: Callable[[int], list[Call]], concurrency: int, repeats: int, stagger_s: float = 0.0
-) -> dict[str, Any]:
-    """`measure` of `calls(run)` for each of `repeats` runs: medians over the runs, with the
-    tok/s range as "min-max"."""
-    runs = [await measure(calls(r), concurrency, stagger_s) for r in range(repeats)]
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over the runs of one level, with the tok/s range as "min-max"."""
     rates = [r["tokens_per_s"] for r in runs]
-    return {
+    summary = {
         "ttft_p50_ms": median([r["ttft_p50_ms"] for r in runs]),
         "tokens_per_s": median(rates),
         "tokens_per_s_range": f"{min(rates):.0f}-{max(rates):.0f}",
@@ -153,6 +115,16 @@ async def repeated(
         "requests": runs[0]["requests"],
         "runs": len(runs),
     }
+    if "client_cpu" in runs[0]:
+        summary["client_cpu"] = median([r["client_cpu"] for r in runs])
+    return summary
+
+
+async def repeated(
+    calls: Callable[[int], list[Call]], concurrency: int, repeats: int, stagger_s: float = 0.0
+) -> dict[str, Any]:
+    """`measure` of `calls(run)` for each of `repeats` runs, summarized."""
+    return summarize([await measure(calls(r), concurrency, stagger_s) for r in range(repeats)])
 
 
 def run_in_process(
@@ -212,38 +184,37 @@ def run_over_http(
     env: dict[str, str],
     ready_s: float,
     repeats: int = 1,
+    client_processes: int = 1,
 ) -> dict[int, dict[str, Any]]:
     """`serve run` of `config`, measured through the OpenAI API (streamed, and whole if
-    `whole`), then stopped; each level `repeats` times (medians, see `repeated`)."""
+    `whole`) by `client_processes` client processes (benchmarks/http_load.py), then stopped;
+    each level `repeats` times (medians, see `summarize`)."""
     model = served_model_name(config)
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=ROOT, delete=False) as f:
         yaml.safe_dump(config, f)
     path = Path(f.name)
     log = path.with_suffix(".log")
 
-    async def at(concurrency: int, count: int) -> dict[str, Any]:
-        # aiohttp, not httpx: at 256 streams httpx's client costs more CPU per SSE event than
-        # the server does (about 9x aiohttp's, measured), and would be what is measured
-        connector = aiohttp.TCPConnector(limit=0)  # one connection per client, no cap
-        timeout = aiohttp.ClientTimeout(total=ready_s)
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as client:
-            await one_http(client, model, texts[0], 4, stream=True)  # warm-up
-
-            def calls(stream: bool) -> Callable[[int], list[Call]]:
-                return lambda _run: [
-                    partial(one_http, client, model, t, new_tokens, stream) for t in texts
+    def at(concurrency: int, count: int) -> dict[str, Any]:
+        def runs(stream: bool) -> dict[str, Any]:
+            return summarize(
+                [
+                    load.run(model, texts[:count], new_tokens, stream, concurrency)
+                    for _ in range(repeats)
                 ]
+            )
 
-            result = await repeated(calls(True), concurrency, repeats)
-            if whole:
-                runs = await repeated(calls(False), concurrency, repeats)
-                result["tokens_per_s_whole"] = runs["tokens_per_s"]
-            return result
+        result = runs(True)
+        if whole:
+            result["tokens_per_s_whole"] = runs(False)["tokens_per_s"]
+        return result
 
+    load = HttpLoad(client_processes)
     try:
         with serving(path, env, ready_s, log):
-            result = {c: asyncio.run(at(c, n)) for c, n in levels.items()}
+            result = {c: at(c, n) for c, n in levels.items()}
     finally:
+        load.close()
         path.unlink()
     log.unlink(missing_ok=True)  # kept when the run failed
     return result
@@ -267,6 +238,7 @@ def overhead_rows(
                 "ratio_stream": served["tokens_per_s"] / engine["tokens_per_s"],
                 "tok_s_http_whole": served["tokens_per_s_whole"],
                 "ratio_whole": served["tokens_per_s_whole"] / engine["tokens_per_s"],
+                "client_cpu": served["client_cpu"],
             }
         )
         if engine.get("runs", 1) > 1:  # more than one run: the spread of each side
@@ -347,6 +319,12 @@ def main() -> None:
         help="also run in-process with client i starting i x this late (arrivals off step)",
     )
     parser.add_argument(
+        "--client-procs",
+        type=int,
+        default=max(1, min(8, (os.cpu_count() or 1) // 4)),
+        help="HTTP client processes (default: a quarter of the cores, 1 to 8)",
+    )
+    parser.add_argument(
         "--name", default=None, help="default serve_overhead_cpu.json / serve_overhead_gpu.json"
     )
     args = parser.parse_args()
@@ -392,6 +370,7 @@ def main() -> None:
             env=env,
             ready_s=ready_s,
             repeats=args.repeats,
+            client_processes=args.client_procs,
         )
         many = None
         if args.llm_replicas > 1:
@@ -404,6 +383,7 @@ def main() -> None:
                 env=env,
                 ready_s=ready_s,
                 repeats=args.repeats,
+                client_processes=args.client_procs,
             )
     rows = overhead_rows(list(levels), local, http)
     payload: dict[str, Any] = {
@@ -411,6 +391,7 @@ def main() -> None:
         "new_tokens": args.new_tokens,
         "routers": args.routers,
         "repeats": args.repeats,
+        "client_processes": args.client_procs,
         "engine_process": args.engine_process,
         "env": env,
         "engine": engine,
@@ -421,7 +402,7 @@ def main() -> None:
     print(
         f"\n{hardware()}; requests of {args.new_tokens} tokens, greedy, "
         f"speculation off; HTTP = Ray Serve + OpenAI API on this machine, {args.routers} "
-        f"Router replica(s), env {env or 'none'}"
+        f"Router replica(s), env {env or 'none'}, {args.client_procs} client process(es)"
     )
     print_table(rows)
     if many is not None:
