@@ -1,5 +1,5 @@
 """Where the Serve path spends its CPU: py-spy samples every Serve process (the HTTP proxy,
-each Router and LLMServer replica) and the load client while `--concurrency` streams run,
+each Router and LLMServer replica, each engine-core process) and the load client while `--concurrency` streams run,
 then prints each process's busiest threads and functions.
 
 The app and the load are benchmarks.serve_overhead's (same config, prompts and client).
@@ -46,6 +46,7 @@ ROLES = {
     "ray::ProxyActor": "proxy",
     "ray::ServeReplica:tandem:Router": "router",
     "ray::ServeReplica:tandem:LLMServer": "llm",
+    "-m workers.engine_core": "core",  # an LLMServer's engine-core process
 }
 
 
@@ -56,7 +57,7 @@ def serve_processes() -> dict[str, int]:
     for line in lines.splitlines():
         pid, _, args = line.strip().partition(" ")
         for title, role in ROLES.items():
-            if args.startswith(title):
+            if title in args:
                 index = sum(1 for name in found if name.startswith(role))
                 found[f"{role}{index}"] = int(pid)
     return found
