@@ -1,6 +1,6 @@
 """Where the Serve path spends its CPU: py-spy samples every Serve process (the HTTP proxy,
-each Router and LLMServer replica, each engine-core process) and the load client while `--concurrency` streams run,
-then prints each process's busiest threads and functions.
+each Router and LLMServer replica, each engine-core process) and the load client while
+`--concurrency` streams run, then prints each process's busiest threads and functions.
 
 The app and the load are benchmarks.serve_overhead's (same config, prompts and client).
 Writes the raw stacks (py-spy's collapsed format, one file per process) and a JSON summary
