@@ -319,6 +319,12 @@ def main() -> None:
         help="also run in-process with client i starting i x this late (arrivals off step)",
     )
     parser.add_argument(
+        "--max-running",
+        type=int,
+        default=None,
+        help="the Routers' admission limit, cluster-wide (default: the app's)",
+    )
+    parser.add_argument(
         "--client-procs",
         type=int,
         default=max(1, min(8, (os.cpu_count() or 1) // 4)),
@@ -359,6 +365,7 @@ def main() -> None:
                 max_concurrency=max(levels),
                 engine_process={"auto": None, "on": True, "off": False}[args.engine_process],
                 engine_options=options,
+                max_running=args.max_running,
             )
 
         http = run_over_http(
@@ -392,6 +399,7 @@ def main() -> None:
         "routers": args.routers,
         "repeats": args.repeats,
         "client_processes": args.client_procs,
+        "max_running": args.max_running,
         "engine_process": args.engine_process,
         "env": env,
         "engine": engine,

@@ -68,10 +68,12 @@ def serve_config(
     max_concurrency: int = 1,
     engine_process: bool | None = None,
     engine_options: dict[str, Any] | None = None,
+    max_running: int | None = None,
 ) -> dict[str, Any]:
     """The Serve config (`serve run` YAML) of one measured app. `engine_process`: the
     replicas' engine in a process of their own (None: the app's default, on with CUDA);
-    `engine_options`: engine fields over the defaults (engine_settings)."""
+    `engine_options`: engine fields over the defaults (engine_settings); `max_running`:
+    the Routers' admission limit, cluster-wide (None: the app's default)."""
     if device == "cpu":  # Ray reserves CPUs; the Routers' use does not need a reservation
         cores = os.cpu_count() or 1
         llm_options: dict[str, Any] = {"num_cpus": min(1.0, cores / llm_replicas)}
@@ -93,6 +95,7 @@ def serve_config(
         "router": {
             "num_replicas": routers,
             "ray_actor_options": router_options,
+            "max_running": max_running,
             "max_waiting": 2 * max_concurrency + 64,  # never a 429 in the benchmark
             "speculation": {"mode": "off"},
         },

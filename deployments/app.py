@@ -63,8 +63,13 @@ class LLMServerArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     num_replicas: int = Field(1, description="Target replicas (one engine each).")
-    max_ongoing_requests: int = Field(
-        256, description="Requests one replica holds at once (its engine queues the excess)."
+    max_ongoing_requests: int | None = Field(
+        None,
+        ge=1,
+        description="Requests one replica holds at once (its engine queues the excess). "
+        "Default: every request the Routers admit cluster-wide, plus headroom for control "
+        "calls, so that Serve never queues what admission let through (its queue waits "
+        "with back-off for a replica to report room).",
     )
     ray_actor_options: dict[str, Any] = Field(
         default_factory=lambda: {"num_cpus": 1},
@@ -143,9 +148,11 @@ def build_app(args: AppArgs) -> Application:
     engine = args.llm.engine
     draft = _draft(args.draft)
     roots = [resolve_path(r) for r in args.adapters.roots] if engine.lora else []
+    batch_slots = args.llm.num_replicas * engine.max_num_seqs
+    max_running = args.router.max_running or batch_slots  # cluster-wide
     llm = _LLMServer.options(
         num_replicas=args.llm.num_replicas,
-        max_ongoing_requests=args.llm.max_ongoing_requests,
+        max_ongoing_requests=args.llm.max_ongoing_requests or max_running + CONTROL_HEADROOM,
         health_check_period_s=args.llm.health_check_period_s,
         ray_actor_options=with_env(args.llm.ray_actor_options, ONE_LOOP),
         logging_config=QUIET,
@@ -169,12 +176,11 @@ def build_app(args: AppArgs) -> Application:
         graceful_shutdown_wait_loop_s=DRAIN_CHECK_S,
     ).bind(llm, name, roots, args.adapters.preload)
     routers = args.router.num_replicas
-    batch_slots = args.llm.num_replicas * engine.max_num_seqs
     settings = RouterSettings(
         **args.router.model_dump(exclude={"max_running", "max_waiting"}),
         adapter_roots=roots,
         preload_adapters=args.adapters.preload,
-        max_running=share(args.router.max_running or batch_slots, routers),
+        max_running=share(max_running, routers),
         max_waiting=share(args.router.max_waiting, routers),
         model_name=name,
         tokenizer_dir=model_dir,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import BaseModel
@@ -65,6 +66,31 @@ def test_every_config_field_has_a_description() -> None:
 def test_the_builder_names_a_missing_model_directory(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no model at"):
         build_app(AppArgs(model=str(tmp_path / "nothing")))
+
+
+def _llm_server(args: AppArgs) -> tuple[Any, dict[str, Any]]:
+    """The built app's LLMServer deployment and the Router's settings."""
+    router = build_app(args)._bound_deployment
+    (llm,) = [
+        a._bound_deployment
+        for a in router.init_args
+        if hasattr(a, "_bound_deployment") and a._bound_deployment.name == "LLMServer"
+    ]
+    return llm, router.init_args[-1]
+
+
+def test_a_replica_takes_every_request_the_routers_admit() -> None:
+    """Serve queues (with back-off) what a replica's max_ongoing_requests refuses: one
+    replica must be able to take all that the Routers admit, the excess queued in its
+    engine, whichever replica the request router picks."""
+    model = str(Path(__file__).resolve().parents[2] / "models" / "tandem-code-8m")
+    args = AppArgs(model=model, router={"num_replicas": 4}, llm={"num_replicas": 8})
+    llm, settings = _llm_server(args)
+    admitted = 4 * settings["max_running"]
+    assert admitted >= 8 * args.llm.engine.max_num_seqs
+    assert llm.max_ongoing_requests > admitted
+    explicit, _ = _llm_server(AppArgs(model=model, llm={"max_ongoing_requests": 7}))
+    assert explicit.max_ongoing_requests == 7
 
 
 def test_the_repo_configs_parse() -> None:
