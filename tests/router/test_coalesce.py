@@ -12,7 +12,7 @@ from itertools import pairwise
 
 import pytest
 
-from router.coalesce import coalesce, coalesce_pending
+from router.coalesce import _hold, coalesce, coalesce_pending
 from workers.delta_feed import DeltaFeed
 from workers.delta_streams import DeltaStream, deliver
 from workers.protocol import FinishReason, TokenDelta
@@ -141,7 +141,7 @@ def test_the_first_items_of_a_stream_are_not_held_for_the_interval(kind: str) ->
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_the_spacing_ramps_up_from_none(kind: str) -> None:
-    """Two batches at once, then gaps that grow with how long the stream has sent (1, 2, 4
+    """Two batches at once, then gaps that grow with how long the stream has sent (2, 6, 18
     ... items' time), up to the interval."""
     timed_batches = asyncio.run(timed(Source(kind, 150, delay=0.002), 0.06))
     gaps = [b - a for (a, _), (b, _) in pairwise(timed_batches[:-1])]
@@ -151,12 +151,30 @@ def test_the_spacing_ramps_up_from_none(kind: str) -> None:
     assert max(gaps) < 0.06 + 0.03  # ... to the interval, not past it (loop lag allowed)
 
 
+def test_a_short_stream_spends_few_batches_on_the_ramp() -> None:
+    """The batch times the spacing rule gives a 64-token stream, a token every 5.5 ms, under
+    a busy replica's 100 ms interval (each batch a Serve message the replica pays for)."""
+    made = [k * 0.0055 for k in range(64)]
+    sent, first, last, at = 0, None, 0.0, []
+    while sent < len(made):
+        t = made[sent]
+        if first is not None:  # the last batch goes when the stream ends, not later
+            t = max(t, min(_hold(first, last, 0.1), made[-1]))
+        sent = sum(1 for m in made if m <= t)
+        at.append(t)
+        last, first = t, t if first is None else first
+    assert len(at) == 7
+    assert at[1] - at[0] < 0.01 and at[2] - at[0] < 0.02  # the first three within 20 ms
+    gaps = [b - a for a, b in pairwise(at[:-1])]
+    assert gaps == sorted(gaps) and max(gaps) <= 0.1 + 1e-9
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_the_last_batch_never_waits_for_the_interval(kind: str) -> None:
     async def main() -> float:
-        # batches ramp out at about 0, 2, 5, 12, 25, 50, 100 ms: the 70th item, made at
-        # 140 ms, would wait for 200 ms
-        source = Source(kind, 70, delay=0.002)
+        # batches ramp out at about 0, 2, 6, 18, 54, 162 ms, the next due at 362 ms: the
+        # 100th item, made at 200 ms, would wait for it
+        source = Source(kind, 100, delay=0.002)
         batches = await timed(source, 0.2, start=0.0)  # times on the loop's clock
         return batches[-1][0] - source.made_at[-1]
 
