@@ -84,12 +84,16 @@ def test_a_replica_takes_every_request_the_routers_admit() -> None:
     replica must be able to take all that the Routers admit, the excess queued in its
     engine, whichever replica the request router picks."""
     model = str(Path(__file__).resolve().parents[2] / "models" / "tandem-code-8m")
-    args = AppArgs(model=model, router={"num_replicas": 4}, llm={"num_replicas": 8})
+    args = AppArgs.model_validate(
+        {"model": model, "router": {"num_replicas": 4}, "llm": {"num_replicas": 8}}
+    )
     llm, settings = _llm_server(args)
     admitted = 4 * settings["max_running"]
     assert admitted >= 8 * args.llm.engine.max_num_seqs
     assert llm.max_ongoing_requests > admitted
-    explicit, _ = _llm_server(AppArgs(model=model, llm={"max_ongoing_requests": 7}))
+    explicit, _ = _llm_server(
+        AppArgs.model_validate({"model": model, "llm": {"max_ongoing_requests": 7}})
+    )
     assert explicit.max_ongoing_requests == 7
 
 

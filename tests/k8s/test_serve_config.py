@@ -71,6 +71,7 @@ def test_llm_server_autoscales_from_the_configured_replica_count() -> None:
     assert scaling.min_replicas <= scaling.initial_replicas <= scaling.max_replicas
     assert scaling.max_replicas == settings.llm_autoscaling.max_replicas
     assert scaling.target_ongoing_requests is not None
+    assert args.llm.max_ongoing_requests is not None  # the k8s config sets it
     assert scaling.target_ongoing_requests <= args.llm.max_ongoing_requests
     # the Router admits enough requests to keep every replica busy at max_replicas
     assert args.router.max_running == scaling.max_replicas * args.llm.engine.max_num_seqs
