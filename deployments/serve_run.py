@@ -9,6 +9,9 @@ even that. Here SIGTERM and SIGINT (press Ctrl-C twice to stop at once) start a 
    get the Router's `shutdown_timeout_s` to finish;
 2. a stream still running then is cut, and the proxy, still up, ends it with an error event;
 3. then Serve shuts down.
+A SIGTERM sent to the whole process group (a service manager stopping `make serve`) reaches
+the local Ray cluster's own processes too: with its GCS gone there is nothing left to drain,
+and the drain would wait out Ray's GCS reconnect timeout (60 s), so this exits at once.
 It also hands Serve's proxy the edge limits (deployments/proxy_edge.py): the proxy inherits
 this process's environment, where the local Ray cluster starts.
 """
@@ -19,6 +22,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from types import FrameType
 
@@ -43,6 +47,22 @@ def _request_stop(signum: int, _: FrameType | None) -> None:
 def app_names(config_path: str) -> list[str]:
     config = yaml.safe_load(Path(config_path).read_text()) or {}
     return [app.get("name", "default") for app in config.get("applications", [])]
+
+
+def cluster_went_down(wait_s: float = 1.0) -> bool:
+    """Whether a process of the local Ray cluster this driver started has exited within
+    `wait_s` (False at once for a cluster it joined: it started no processes)."""
+    from ray._private import worker
+
+    node = worker._global_node
+    if node is None or not node.all_processes:
+        return False
+    deadline = time.monotonic() + wait_s
+    while not node.dead_processes():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def drain_and_shutdown(names: list[str]) -> None:
@@ -72,6 +92,10 @@ def main(argv: list[str]) -> int:
         run.main(args=argv, prog_name="serve run", standalone_mode=False)
     except StopRequested as stop:
         logging.basicConfig(level=logging.INFO)
+        if cluster_went_down():
+            logger.warning("%s: the local Ray cluster is stopping too; nothing to drain", stop)
+            sys.stdout.flush()
+            os._exit(0)  # Ray's exit hooks would wait for the GCS that is gone
         logger.warning("%s: stopping gracefully", stop)
         drain_and_shutdown(app_names(argv[0]))
     return 0

@@ -171,3 +171,26 @@ def test_sigterm_drains_streams_and_ends_the_rest_with_an_error_event(server):
     assert long.last.startswith('{"error"'), long.events[-3:]  # cut off, and said so
     assert json.loads(long.last)["error"]["code"] == "stream_cut_off"
     assert exit_code == 0 and elapsed < GRACE_S + 60
+
+
+def test_sigterm_to_the_whole_process_group_exits_at_once(server, tmp_path: Path):
+    """A service manager stopping the process group signals Ray's own processes too: with
+    the local cluster going down there is nothing to drain, and the process must not wait
+    out Ray's 60 s GCS reconnect timeout."""
+    process, url = server
+    stopped = time.monotonic()
+    os.killpg(process.pid, signal.SIGTERM)
+    exit_code = process.wait(30)
+    elapsed = time.monotonic() - stopped
+    log = (tmp_path / "serve.log").read_text()
+    assert exit_code == 0, log[-3000:]
+    assert elapsed < 15
+    assert "nothing to drain" in log
+    deadline = time.monotonic() + 15  # Ray's workers end with their raylet, soon after
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{url}/v1/models", headers=AUTH, timeout=1)
+        except httpx.HTTPError:
+            return
+        time.sleep(0.2)
+    raise AssertionError("the server still answers after its process group was stopped")
