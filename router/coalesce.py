@@ -12,9 +12,9 @@ tokens, text held back by a stop string) is not kept waiting a whole interval at
 and a busy replica's short streams do not spend most of their messages on the ramp (each
 costs the replica the same whatever it carries): a 64-token stream at 5.5 ms a token under
 a 100 ms interval goes in 7 batches, where gaps only as long as the stream had been sending
-(RAMP 1) took 9. The interval
-may be a function, read before each batch (a replica's budget that grows with its streams);
-the last batch never waits: a source that ends flushes what it made at once.
+(RAMP 1) took 9. The interval may be a function, read before each batch (a replica's
+budget that grows with its streams); the last batch never waits: a source that ends flushes
+what it made at once.
 
 `coalesce` reads any async iterator, through a reader task and a queue per item;
 `coalesce_pending` does the same for a source that can hand out everything pending at once
